@@ -1,0 +1,341 @@
+/*
+ * hoare.h - Go's concurrency model for C: goroutines, channels, select, sync, time, I/O.
+ *
+ * The one public header of libhoare. C11, usable from C++.
+ *
+ * Conventions
+ *  - Calls that can fail return 0 or a positive errno value (I/O calls return a byte count or a
+ *    negative errno value, as the kernel does).
+ *  - Zero-initialised objects are ready to use; the *_INIT macros are {0}.
+ *  - Times and durations are int64_t nanoseconds (HOARE_MS etc.), on the monotonic clock.
+ *  - Every call works from a goroutine and from a plain thread (main() included). The runtime starts
+ *    itself on first use. The program ends when main returns, as in Go.
+ *  - What Go makes a panic (send on a closed channel, double close) returns EPIPE here. Misuse that
+ *    cannot be reported (a negative WaitGroup counter, unlocking an unlocked mutex) is a fatal error
+ *    with a message naming the problem.
+ *
+ * Threads and goroutines: goroutines migrate between OS threads. Thread-local storage (_Thread_local,
+ * pthread keys) is per thread, not per goroutine: do not keep a pointer to a thread-local variable
+ * across a call that may park (any blocking call of this header). errno is saved per goroutine.
+ */
+#ifndef HOARE_H
+#define HOARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__cplusplus)
+#define HOARE_NORETURN [[noreturn]]
+#else
+#define HOARE_NORETURN _Noreturn
+#endif
+
+/* ======================================================================================
+ * Goroutines and the scheduler
+ * ====================================================================================== */
+
+/* Attributes of a new goroutine. A zero-initialised hoare_attr means the defaults. */
+typedef struct hoare_attr {
+    size_t stack_size; /* usable stack bytes; 0 = default (HOARE_STACK_SIZE env, else 128 KiB) */
+    const char *name;  /* shown in dumps and deadlock reports; copied (first 31 bytes) */
+} hoare_attr;
+
+/* Start fn(arg) as a goroutine. 0, or EAGAIN/ENOMEM when none can be created (the runtime stays
+ * usable), EINVAL when fn is NULL. */
+int hoare_go(void (*fn)(void *), void *arg);
+/* Same, with attributes (a may be NULL). */
+int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg);
+/* Gosched: let other goroutines run. On a plain thread: sched_yield(). */
+void hoare_yield(void);
+/* Goexit: end the calling goroutine. On a plain thread: pthread_exit(NULL). */
+HOARE_NORETURN void hoare_exit(void);
+/* The calling goroutine's id (> 0, unique for the life of the process); 0 on a plain thread. */
+uint64_t hoare_id(void);
+/* GOMAXPROCS. n > 0 sets it (at any time) and returns the previous value; n <= 0 only reads.
+ * Default: the CPUs this process may use (affinity mask and cgroup CPU quota); env HOARE_PROCS
+ * overrides. At most HOARE_MAX_PROCS. */
+#define HOARE_MAX_PROCS 256
+int hoare_procs(int n);
+/* Goroutines alive now (started and not yet returned). */
+size_t hoare_count(void);
+
+/* ======================================================================================
+ * Diagnostics
+ * ====================================================================================== */
+
+/* Write every goroutine, Go style ("goroutine 7 [chan receive, 3 ms]:" plus its name, start
+ * function and creator) to the file descriptor fd. Safe to call at any time. */
+void hoare_dump(int fd);
+/* Deadlock detection: when every goroutine is asleep on a runtime object (no timer, no I/O wait, no
+ * goroutine runnable) and every other thread of the process is too, the runtime prints
+ * "fatal error: all goroutines are asleep - deadlock!" and the goroutine list to stderr and exits
+ * with status 2, as Go does. Env HOARE_DEADLOCK=0 turns it off. */
+
+/* ======================================================================================
+ * Channels and select
+ * ====================================================================================== */
+
+typedef struct hoare_chan hoare_chan;
+
+/* A channel of elements of elem_size bytes (0 allowed: signal channels) and capacity cap
+ * (0: unbuffered). NULL with errno EINVAL (cap or elem_size too large) or ENOMEM. The caller owns
+ * one reference. */
+hoare_chan *hoare_chan_make(size_t elem_size, size_t cap);
+/* Reference counting: make returns one reference; the channel is freed when the last is released.
+ * retain returns c (NULL stays NULL). Releasing a channel does not close it. */
+hoare_chan *hoare_chan_retain(hoare_chan *c);
+void hoare_chan_release(hoare_chan *c);
+
+/* Send *elem (elem_size bytes copied). 0 delivered; EPIPE: closed before or while waiting, not
+ * delivered. c == NULL blocks forever. */
+int hoare_send(hoare_chan *c, const void *elem);
+/* Receive into *elem (may be NULL to discard). 0 received; EPIPE: closed and drained, *elem
+ * zero-filled. c == NULL blocks forever. */
+int hoare_recv(hoare_chan *c, void *elem);
+/* Non-blocking forms: EAGAIN instead of blocking (also for c == NULL). */
+int hoare_trysend(hoare_chan *c, const void *elem);
+int hoare_tryrecv(hoare_chan *c, void *elem);
+/* Close: 0; EPIPE if already closed; EINVAL for NULL. Wakes every waiter: receivers drain what is
+ * buffered then get EPIPE, blocked senders get EPIPE. */
+int hoare_close(hoare_chan *c);
+/* Buffered elements now, and capacity; 0 for NULL. */
+size_t hoare_len(const hoare_chan *c);
+size_t hoare_cap(const hoare_chan *c);
+
+/* One case of a select. Build with HOARE_RECV / HOARE_SEND (usable in array initialisers). */
+enum { HOARE_CASE_RECV = 1, HOARE_CASE_SEND = 2 };
+typedef struct hoare_case {
+    hoare_chan *chan; /* NULL: the case never proceeds */
+    void *elem;       /* receive: where to store (may be NULL); send: what to send */
+    int dir;          /* HOARE_CASE_RECV or HOARE_CASE_SEND */
+    int err;          /* out: 0, or EPIPE (receive: closed and drained; send: closed, not sent) */
+} hoare_case;
+#define HOARE_RECV(c, p) { (c), (void *)(p), HOARE_CASE_RECV, 0 }
+#define HOARE_SEND(c, p) { (c), (void *)(p), HOARE_CASE_SEND, 0 }
+
+/* Block until one case proceeds; return its index. Among ready cases the choice is uniformly
+ * random. n == 0 blocks forever. -1 with errno EINVAL for a malformed case (cs NULL with n > 0,
+ * dir not RECV/SEND). */
+int hoare_select(hoare_case *cs, size_t n);
+/* -1 when no case can proceed now (Go's default case). */
+int hoare_select_try(hoare_case *cs, size_t n);
+/* -1 when ns nanoseconds pass before a case proceeds (ns <= 0: as hoare_select_try). */
+int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns);
+
+/* Typed conveniences (GNU C / C23 typeof). HOARE_SEND_V(c, 42) sends a value; the value's size
+ * must equal the channel's element size, else EINVAL. HOARE_RECV_V(c, &x) likewise. */
+int hoare_send_sized(hoare_chan *c, const void *elem, size_t elem_size);
+int hoare_recv_sized(hoare_chan *c, void *elem, size_t elem_size);
+#if !defined(__cplusplus)
+#define HOARE_SEND_V(c, v) hoare_send_sized((c), &(__typeof__(v)){(v)}, sizeof(v))
+#define HOARE_RECV_V(c, p) hoare_recv_sized((c), (p), sizeof *(p))
+/* A typed channel: HOARE_CHAN(int) ch = HOARE_CHAN_MAKE(int, 16); HOARE_CHAN_SEND(ch, 7);
+ * int x; HOARE_CHAN_RECV(ch, &x); the compiler checks the element type. */
+#define HOARE_CHAN(T) struct { hoare_chan *raw; T *elem_type; }
+#define HOARE_CHAN_MAKE(T, cap) { hoare_chan_make(sizeof(T), (cap)), (T *)0 }
+#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, &(__typeof__(*(ch).elem_type)){(v)})
+#define HOARE_CHAN_RECV(ch, p) hoare_recv((ch).raw, (1 ? (p) : (ch).elem_type))
+#endif
+
+/* ======================================================================================
+ * Time
+ * ====================================================================================== */
+
+#define HOARE_US INT64_C(1000)
+#define HOARE_MS INT64_C(1000000)
+#define HOARE_SEC INT64_C(1000000000)
+
+/* Monotonic nanoseconds. */
+int64_t hoare_now(void);
+/* Park the goroutine for ns nanoseconds (on a plain thread: sleep the thread). ns <= 0 returns. */
+void hoare_sleep(int64_t ns);
+/* A capacity-1 channel of int64_t that receives hoare_now() once, ns from now. The caller owns the
+ * channel and releases it, also before it fires (the pending timer is then stopped and freed). */
+hoare_chan *hoare_after(int64_t ns);
+
+/* Go's time.Ticker: a channel (capacity 1, int64_t) that receives hoare_now() every period; ticks a
+ * slow reader misses are dropped. NULL with errno EINVAL (period <= 0) or ENOMEM. stop frees the
+ * ticker and drops its reference to the channel (retain the channel first to keep using it). */
+typedef struct hoare_ticker hoare_ticker;
+hoare_ticker *hoare_ticker_start(int64_t period);
+hoare_chan *hoare_ticker_chan(hoare_ticker *t);
+void hoare_ticker_reset(hoare_ticker *t, int64_t period);
+void hoare_ticker_stop(hoare_ticker *t);
+
+/* Go's time.Timer: a channel (capacity 1, int64_t) that receives hoare_now() once, ns from now.
+ * stop returns 1 if it stopped the timer before it fired, 0 if it had fired or was stopped.
+ * reset re-arms it for ns from now (returns as stop would have) and discards a fired value not yet
+ * received, as Go 1.23 does. free stops it and drops its reference to the channel. */
+typedef struct hoare_timer hoare_timer;
+hoare_timer *hoare_timer_start(int64_t ns);
+hoare_chan *hoare_timer_chan(hoare_timer *t);
+int hoare_timer_stop(hoare_timer *t);
+int hoare_timer_reset(hoare_timer *t, int64_t ns);
+void hoare_timer_free(hoare_timer *t);
+
+/* ======================================================================================
+ * Sync: mutex, rwmutex, wait group, once, cond, weighted semaphore
+ * All park goroutines (not threads) and also work from plain threads. Zero value ready to use.
+ * ====================================================================================== */
+
+typedef struct hoare_mutex {
+    int32_t state;
+    uint32_t sema;
+} hoare_mutex;
+#define HOARE_MUTEX_INIT {0}
+void hoare_mutex_lock(hoare_mutex *mu);
+/* 0, or EBUSY when the mutex is held. */
+int hoare_mutex_trylock(hoare_mutex *mu);
+/* Fatal error if the mutex is not locked. May be unlocked by another goroutine or thread. */
+void hoare_mutex_unlock(hoare_mutex *mu);
+
+/* Readers-writer lock; a waiting writer holds back new readers. */
+typedef struct hoare_rwmutex {
+    hoare_mutex w;
+    uint32_t writer_sem;
+    uint32_t reader_sem;
+    int32_t reader_count;
+    int32_t reader_wait;
+} hoare_rwmutex;
+#define HOARE_RWMUTEX_INIT {0}
+void hoare_rwmutex_rlock(hoare_rwmutex *rw);
+void hoare_rwmutex_runlock(hoare_rwmutex *rw);
+void hoare_rwmutex_lock(hoare_rwmutex *rw);
+void hoare_rwmutex_unlock(hoare_rwmutex *rw);
+
+/* WaitGroup. A negative counter is a fatal error. */
+typedef struct hoare_wg {
+    uint64_t state; /* high 32 bits: counter, low 32 bits: waiters */
+    uint32_t sema;
+} hoare_wg;
+#define HOARE_WG_INIT {0}
+void hoare_wg_add(hoare_wg *wg, int delta);
+void hoare_wg_done(hoare_wg *wg);
+void hoare_wg_wait(hoare_wg *wg);
+
+/* fn(arg) runs exactly once; every caller returns after it finished. */
+typedef struct hoare_once {
+    uint32_t done;
+    hoare_mutex mu;
+} hoare_once;
+#define HOARE_ONCE_INIT {0}
+void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
+
+/* Condition variable used with a hoare_mutex. wait unlocks mu, parks, and relocks mu. */
+typedef struct hoare_cond {
+    uint32_t wait_ticket;
+    uint32_t notify_ticket;
+    void *head;
+    void *tail;
+    uintptr_t lock;
+} hoare_cond;
+#define HOARE_COND_INIT {0}
+void hoare_cond_wait(hoare_cond *cv, hoare_mutex *mu);
+void hoare_cond_signal(hoare_cond *cv);
+void hoare_cond_broadcast(hoare_cond *cv);
+
+/* Weighted semaphore (Go's x/sync/semaphore): FIFO, a large waiter holds back later small ones.
+ * Zero value has size 0: call hoare_sem_init first. */
+typedef struct hoare_sem {
+    int64_t size;
+    int64_t cur;
+    hoare_mutex mu;
+    void *head;
+    void *tail;
+} hoare_sem;
+void hoare_sem_init(hoare_sem *s, int64_t size);
+/* Acquire n: 0; EINVAL if n < 0 or n > size (would never succeed). */
+int hoare_sem_acquire(hoare_sem *s, int64_t n);
+/* 0, or EAGAIN when n is not available now. */
+int hoare_sem_tryacquire(hoare_sem *s, int64_t n);
+/* Releasing more than held is a fatal error. */
+void hoare_sem_release(hoare_sem *s, int64_t n);
+
+/* ======================================================================================
+ * Cancellation (Go's context) and goroutine groups (Go's errgroup)
+ * ====================================================================================== */
+
+typedef struct hoare_ctx hoare_ctx;
+/* The root context: never cancelled, no deadline. Not to be released (releasing it does nothing). */
+hoare_ctx *hoare_ctx_background(void);
+/* Child contexts; parent NULL means background. Each returns a new reference (NULL with errno ENOMEM).
+ * A child is cancelled when its parent is, when hoare_ctx_cancel is called, or at its deadline. */
+hoare_ctx *hoare_ctx_with_cancel(hoare_ctx *parent);
+hoare_ctx *hoare_ctx_with_deadline(hoare_ctx *parent, int64_t deadline /* hoare_now() clock */);
+hoare_ctx *hoare_ctx_with_timeout(hoare_ctx *parent, int64_t ns);
+/* Cancel with ECANCELED (no effect if already cancelled). */
+void hoare_ctx_cancel(hoare_ctx *ctx);
+/* A channel (elem size 0) closed when ctx is cancelled; owned by ctx (valid until its release).
+ * NULL for the background context (never closes, as in Go). */
+hoare_chan *hoare_ctx_done(hoare_ctx *ctx);
+/* 0 while not cancelled; then ECANCELED or ETIMEDOUT (deadline passed). */
+int hoare_ctx_err(const hoare_ctx *ctx);
+/* The deadline, or INT64_MAX if none. */
+int64_t hoare_ctx_deadline(const hoare_ctx *ctx);
+hoare_ctx *hoare_ctx_retain(hoare_ctx *ctx);
+/* Drop a reference. Releasing the creator's reference also cancels the context (like calling Go's
+ * cancel func), so that its resources and its children are let go. */
+void hoare_ctx_release(hoare_ctx *ctx);
+
+/* A group of goroutines working on one task: the first to return an error cancels the group's
+ * context; wait waits for all and returns that first error (0 if none). */
+typedef struct hoare_group hoare_group;
+/* parent NULL means background. NULL with errno ENOMEM. */
+hoare_group *hoare_group_new(hoare_ctx *parent);
+/* The group's context (owned by the group): pass it to the goroutines. */
+hoare_ctx *hoare_group_ctx(hoare_group *g);
+/* Start fn(ctx, arg) in a new goroutine: 0, or the error of hoare_go. */
+int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *arg);
+/* Limit active goroutines (Go's SetLimit); hoare_group_go then waits for a slot. n <= 0: no limit. */
+void hoare_group_set_limit(hoare_group *g, int n);
+int hoare_group_wait(hoare_group *g);
+/* Wait (if not yet waited), then free the group and its context. */
+void hoare_group_free(hoare_group *g);
+
+/* ======================================================================================
+ * I/O that parks the goroutine, not the thread
+ * Descriptors used with these calls are switched to non-blocking mode and registered with the
+ * poller on first use. Close them with hoare_fd_close (wakes waiters with EBADF). From a plain
+ * thread they block the thread. Writes never raise SIGPIPE (EPIPE is returned).
+ * Return: bytes (>= 0) or a negative errno value (-ETIMEDOUT at the deadline).
+ * ====================================================================================== */
+
+ssize_t hoare_fd_read(int fd, void *buf, size_t len);
+/* Writes all of buf unless an error or the deadline stops it; returns what was written if > 0. */
+ssize_t hoare_fd_write(int fd, const void *buf, size_t len);
+/* A connected socket (non-blocking, close-on-exec), or a negative errno value. */
+int hoare_fd_accept(int fd, void *addr /* struct sockaddr * or NULL */, void *addrlen /* socklen_t * */);
+/* 0 or a negative errno value. */
+int hoare_fd_connect(int fd, const void *addr /* struct sockaddr * */, unsigned addrlen);
+/* Wait until fd is readable (events 1), writable (2) or either (3): 0 or a negative errno value. */
+int hoare_fd_wait(int fd, int events);
+/* Go's SetDeadline / SetReadDeadline / SetWriteDeadline: absolute hoare_now() time, 0 = none.
+ * 0 or an errno value. */
+int hoare_fd_set_deadline(int fd, int64_t deadline);
+int hoare_fd_set_read_deadline(int fd, int64_t deadline);
+int hoare_fd_set_write_deadline(int fd, int64_t deadline);
+/* Deregister, wake waiters (they get -EBADF), close. 0 or an errno value. */
+int hoare_fd_close(int fd);
+
+/* Networks: "tcp", "tcp4", "tcp6", "unix". Addresses: "host:port", "[::1]:port", ":port",
+ * or a path for "unix". Return a descriptor (>= 0) or a negative errno value. Host names are
+ * resolved inside a blocking region. */
+int hoare_net_listen(const char *network, const char *address);
+int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns /* 0: none */);
+
+/* Around a call that may block the thread (file I/O, DNS, a library without non-blocking mode):
+ * the thread's processor is handed to another thread while it blocks, so other goroutines run.
+ * Do not call other hoare functions between begin and end. No-ops on a plain thread. */
+void hoare_blocking_begin(void);
+void hoare_blocking_end(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HOARE_H */

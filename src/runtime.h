@@ -1,0 +1,189 @@
+/*
+ * runtime.h - the runtime's internal interface (never installed).
+ *
+ * Everything that parks or wakes a goroutine goes through hoare__park / hoare__ready below, so that
+ * channels, select, sync, timers and the poller share one mechanism, and a plain thread (main()
+ * included) that blocks on a runtime object is just another waiter: it gets a G record without a
+ * stack ("thread waiter") and sleeps on a futex inside it instead of switching.
+ *
+ * Naming: internal symbols are hoare__name (two underscores) and have hidden visibility.
+ */
+#ifndef HOARE_RUNTIME_H
+#define HOARE_RUNTIME_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hoare.h"
+
+#define HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+/* No inlining and no inter-procedural assumptions: needed for code that reads thread-local state
+ * after a goroutine switch (the thread may have changed). gcc has noipa; clang does not need it. */
+#if defined(__clang__)
+#define NOIPA __attribute__((noinline))
+#else
+#define NOIPA __attribute__((noinline, noipa))
+#endif
+
+typedef struct hoare_g G;
+typedef struct hoare_m M;
+typedef struct hoare_p P;
+
+/* ---------------------------------------------------------------- locks (lock.c) */
+
+/* A small futex mutex for the runtime's own short critical sections (channel, scheduler, timer heap).
+ * It blocks the thread, never the goroutine: hold it only for a bounded, non-parking section.
+ * Zero value is unlocked. */
+typedef struct hoare_lock {
+    _Atomic uint32_t state; /* 0 unlocked, 1 locked, 2 locked with sleepers */
+} hoare_lock;
+HIDDEN void hoare__lock(hoare_lock *l);
+HIDDEN void hoare__unlock(hoare_lock *l);
+
+/* One-shot wake-up flag for a thread (Go's note). sleep returns once wakeup was called (or the
+ * timeout, ns < 0 = none, passed: then returns false). clear re-arms it; only the sleeper clears. */
+typedef struct hoare_note {
+    _Atomic uint32_t key;
+} hoare_note;
+HIDDEN void hoare__note_clear(hoare_note *n);
+HIDDEN bool hoare__note_sleep(hoare_note *n, int64_t ns);
+HIDDEN void hoare__note_wakeup(hoare_note *n);
+
+HIDDEN void hoare__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t ns);
+HIDDEN void hoare__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* ---------------------------------------------------------------- timers (timer.c) */
+
+/* A runtime timer. fn(arg, now) runs on a scheduler thread when `when` passes (then again every
+ * `period` ns if period > 0). fn must be short and must not park: it may ready goroutines, try-send
+ * on channels, and take runtime locks. The struct is owned by its user; it must not be freed while
+ * started (stop it first: after hoare__timer_stop returns, fn is not running and will not run). */
+typedef struct hoare_rtimer {
+    int64_t when;
+    int64_t period;
+    void (*fn)(void *arg, int64_t now);
+    void *arg;
+    /* internal */
+    _Atomic(struct timer_heap *) heap; /* the heap holding it, NULL when not pending */
+    _Atomic uint32_t state;            /* TIMER_IDLE, TIMER_PENDING, TIMER_FIRING */
+    int32_t index;                     /* position in heap, guarded by heap->lock */
+} hoare_rtimer;
+/* Arm t (fn, arg, period set by the caller) to fire at absolute time when. t must be idle. */
+HIDDEN void hoare__timer_start(hoare_rtimer *t, int64_t when);
+/* Disarm: true if it was pending (and now will not fire); false if it already fired or was not
+ * started. Waits for a concurrently running fn to finish. */
+HIDDEN bool hoare__timer_stop(hoare_rtimer *t);
+/* Run expired timers of p (all Ps if p is NULL); return the earliest pending `when` (INT64_MAX if
+ * none). Called by the scheduler. */
+HIDDEN int64_t hoare__timers_run(P *p, int64_t now);
+HIDDEN int64_t hoare__timers_next(void);
+/* When a plain thread or a goroutine sets a timer, a sleeping scheduler thread may need to wake up
+ * earlier than it planned: the scheduler provides this. */
+HIDDEN void hoare__timer_wake_scheduler(int64_t when);
+
+/* ---------------------------------------------------------------- goroutines (sched.c) */
+
+enum g_status {
+    G_FREE = 0,  /* slot not in use (in a pool) */
+    G_RUNNABLE,  /* on a run queue */
+    G_RUNNING,   /* on an M */
+    G_WAITING,   /* parked: wait_reason says why */
+    G_BLOCKING,  /* inside hoare_blocking_begin/end */
+    G_DEAD,      /* returned, slot about to be freed */
+};
+
+enum g_flags {
+    G_THREAD = 1, /* a plain thread's waiter record: no stack, parks on wake_key */
+    G_G0 = 2,     /* an M's scheduler context (runs on the thread's own stack) */
+};
+
+struct hoare_g {
+    void *sp;                 /* saved stack pointer while switched out */
+    _Atomic uint32_t status;  /* enum g_status */
+    uint32_t flags;           /* enum g_flags */
+    uint64_t id;              /* > 0, unique; thread waiters have ids too (not shown by hoare_id) */
+    G *schedlink;             /* run queue, free list, wait list link: owned by whoever holds g */
+    M *m;                     /* the M running it, NULL when not running */
+    void (*fn)(void *);
+    void *arg;
+
+    /* parking: written by the goroutine before it parks, read by dumps */
+    const char *wait_reason;  /* Go's words: "chan receive", "sleep", ... */
+    int64_t wait_since;       /* hoare_now() at park */
+
+    /* wake-up handshake, for channels/select/sync: meaning defined by the waker's module */
+    void *param;                    /* e.g. the waiter record that fired */
+    _Atomic uint32_t select_done;   /* select: 0 while undecided; the winner CASes it to 1 */
+    _Atomic uint32_t wake_key;      /* thread waiters: futex word, 1 = woken */
+
+    hoare_rtimer sleep_timer; /* for hoare_sleep and select timeouts of this goroutine */
+
+    char *stack_lo;           /* lowest usable byte of the stack (above the guard) */
+    size_t stack_size;        /* usable bytes (the G itself sits just above them) */
+    int saved_errno;
+    uint32_t preempt;         /* set by the monitor: yield at the next safe point */
+    int64_t run_since;        /* when the current time slice began (monitor's preemption) */
+
+    void *asan_fake_stack;
+    void *tsan_fiber;
+    uintptr_t start_pc;       /* fn, for dumps */
+    uintptr_t creator_pc;     /* where hoare_go was called, for dumps */
+    uint64_t creator_id;
+    char name[32];
+};
+
+/* The calling goroutine, or (on a plain thread) the thread's waiter record: never NULL. */
+HIDDEN G *hoare__g(void);
+/* The calling goroutine, or NULL on a plain thread (or an M's scheduler context). */
+HIDDEN G *hoare__curg(void);
+
+/* Park the caller with a reason in Go's words. commit(g, arg) runs once the goroutine is switched
+ * out (so it may publish g to wakers and drop the locks that protect that); if it returns false, g
+ * resumes at once. On a plain thread: commit runs, then the thread sleeps until hoare__ready(g).
+ * The caller sets whatever its waker will read (g->param etc.) before parking. */
+HIDDEN void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg);
+/* Make a parked g runnable. Exactly one ready per park. Callable from anywhere: goroutines (puts g in
+ * the current processor's runnext, so it runs next), plain threads, timer callbacks, the poller. */
+HIDDEN void hoare__ready(G *g);
+/* Ready a list (linked by schedlink) of goroutines at once, e.g. from the poller. */
+HIDDEN void hoare__ready_list(G *list);
+
+/* A goroutine-or-thread-wide unique random number (for select's shuffle, stealing order). */
+HIDDEN uint32_t hoare__rand(void);
+HIDDEN uint32_t hoare__rand_n(uint32_t n); /* uniform in [0, n) */
+
+/* Start the runtime if it has not started (idempotent, thread-safe). Public calls that need the
+ * scheduler call it; cheap after the first time. */
+HIDDEN void hoare__init(void);
+
+/* Fatal error: print "fatal error: <msg>" and the goroutine list, exit status 2. */
+HIDDEN __attribute__((noreturn, format(printf, 1, 2))) void hoare__fatal(const char *fmt, ...);
+
+/* Monotonic time in ns (same clock as hoare_now). */
+HIDDEN int64_t hoare__nanotime(void);
+
+/* ---------------------------------------------------------------- poller (poll_epoll.c) */
+
+/* Wait for I/O readiness up to delay ns (0: just check, < 0: forever); return the goroutines it made
+ * ready, linked by schedlink. Only one thread polls at a time (the scheduler ensures it). */
+HIDDEN G *hoare__netpoll(int64_t delay);
+/* Interrupt a blocking hoare__netpoll (new timer, new work). */
+HIDDEN void hoare__netpoll_break(void);
+/* Number of goroutines waiting on descriptors (the deadlock check counts them as alive). */
+HIDDEN int32_t hoare__netpoll_waiters(void);
+HIDDEN void hoare__netpoll_init(void);
+
+/* ---------------------------------------------------------------- diagnostics (diag.c) */
+
+/* Call fn for every goroutine that exists (not free slots, not thread waiters). */
+HIDDEN void hoare__each_g(void (*fn)(G *g, void *arg), void *arg);
+HIDDEN void hoare__dump_all(int fd);
+
+#endif /* HOARE_RUNTIME_H */

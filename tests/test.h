@@ -1,0 +1,136 @@
+/*
+ * test.h - the tiny harness shared by the tests.
+ *
+ * CHECK(cond) records a failure (with file:line) and goes on; TEST_MAIN_END prints the
+ * "N passed, N failed" line and returns the exit status. Each test arms a watchdog (alarm) so that a
+ * hang fails instead of blocking the suite. Sizes shrink under sanitizers with TEST_SCALE(n).
+ * test_run_self(arg) re-executes this test binary with argv[1] = arg (a "child scenario"), captures
+ * its stderr and returns its exit status: for fatal errors, deadlocks, overflows.
+ */
+#ifndef HOARE_TEST_H
+#define HOARE_TEST_H
+
+#include <hoare.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int test_checks_passed, test_checks_failed;
+static const char *test_argv0;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            __atomic_fetch_add(&test_checks_passed, 1, __ATOMIC_RELAXED);                          \
+        } else {                                                                                   \
+            __atomic_fetch_add(&test_checks_failed, 1, __ATOMIC_RELAXED);                          \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
+        if (va_ == vb_) {                                                                          \
+            __atomic_fetch_add(&test_checks_passed, 1, __ATOMIC_RELAXED);                          \
+        } else {                                                                                   \
+            __atomic_fetch_add(&test_checks_failed, 1, __ATOMIC_RELAXED);                          \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n", __FILE__,          \
+                    __LINE__, #a, va_, #b, vb_);                                                   \
+        }                                                                                          \
+    } while (0)
+
+/* Abort the run at once (the state is too broken to go on). */
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#ifdef HOARE_TEST_SANITIZER
+#define TEST_SANITIZED 1
+#else
+#define TEST_SANITIZED 0
+#endif
+#ifdef HOARE_TEST_TSAN
+#define TEST_TSAN 1
+#else
+#define TEST_TSAN 0
+#endif
+/* Full size in the optimised build, a tenth under ASan, a hundredth under TSan. */
+#define TEST_SCALE(n) (TEST_TSAN ? ((n) / 100 > 0 ? (n) / 100 : 1) : TEST_SANITIZED ? ((n) / 10 > 0 ? (n) / 10 : 1) : (n))
+
+static void test_watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "test watchdog: timed out\n";
+    if (write(2, msg, sizeof msg - 1) < 0) { /* nothing more to do */ }
+    hoare_dump(2);
+    _exit(3);
+}
+
+/* Start of main: remember argv[0] and arm the watchdog (seconds). */
+static inline void test_begin(char **argv, unsigned seconds) {
+    test_argv0 = argv[0];
+    signal(SIGALRM, test_watchdog);
+    alarm(TEST_SANITIZED ? seconds * 4 : seconds);
+}
+
+#define TEST_MAIN_END()                                                                            \
+    do {                                                                                           \
+        printf("%d passed, %d failed\n", test_checks_passed, test_checks_failed);                  \
+        fflush(stdout);                                                                            \
+        return test_checks_failed ? 1 : 0;                                                         \
+    } while (0)
+
+/* Run this binary again with argv[1] = arg and extra environment entries (NULL-terminated list or
+ * NULL). Its stderr goes to out (NUL-terminated, truncated to cap). Returns the wait status. */
+static inline int test_run_self(const char *arg, char *const *extra_env, char *out, size_t cap) {
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+    size_t nenv = 0, nextra = 0;
+    while (environ[nenv]) nenv++;
+    while (extra_env && extra_env[nextra]) nextra++;
+    char **env = calloc(nenv + nextra + 1, sizeof *env);
+    REQUIRE(env != NULL);
+    for (size_t i = 0; i < nextra; i++) env[i] = extra_env[i];
+    for (size_t i = 0; i < nenv; i++) env[nextra + i] = environ[i];
+    char *argv[] = {(char *)test_argv0, (char *)arg, NULL};
+    pid_t pid;
+    REQUIRE(posix_spawn(&pid, test_argv0, &fa, NULL, argv, env) == 0);
+    free(env);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    size_t len = 0;
+    for (;;) {
+        char buf[4096];
+        ssize_t n = read(pipefd[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        size_t take = (size_t)n;
+        if (len + take > cap - 1) take = cap - 1 - len;
+        memcpy(out + len, buf, take);
+        len += take;
+    }
+    out[len] = 0;
+    close(pipefd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return status;
+}
+
+#endif /* HOARE_TEST_H */
