@@ -139,13 +139,14 @@ int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns);
 int hoare_send_sized(hoare_chan *c, const void *elem, size_t elem_size);
 int hoare_recv_sized(hoare_chan *c, void *elem, size_t elem_size);
 #if !defined(__cplusplus)
-#define HOARE_SEND_V(c, v) hoare_send_sized((c), &(__typeof__(v)){(v)}, sizeof(v))
+/* (T[1]){v} rather than &(T){v}: a one-element array accepts a struct value as its initialiser. */
+#define HOARE_SEND_V(c, v) hoare_send_sized((c), (__typeof__(v)[1]){(v)}, sizeof(v))
 #define HOARE_RECV_V(c, p) hoare_recv_sized((c), (p), sizeof *(p))
 /* A typed channel: HOARE_CHAN(int) ch = HOARE_CHAN_MAKE(int, 16); HOARE_CHAN_SEND(ch, 7);
  * int x; HOARE_CHAN_RECV(ch, &x); the compiler checks the element type. */
 #define HOARE_CHAN(T) struct { hoare_chan *raw; T *elem_type; }
 #define HOARE_CHAN_MAKE(T, cap) { hoare_chan_make(sizeof(T), (cap)), (T *)0 }
-#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, &(__typeof__(*(ch).elem_type)){(v)})
+#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, (__typeof__(*(ch).elem_type)[1]){(v)})
 #define HOARE_CHAN_RECV(ch, p) hoare_recv((ch).raw, (1 ? (p) : (ch).elem_type))
 #endif
 
