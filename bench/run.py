@@ -49,7 +49,9 @@ WORKLOADS = [
     ("yield", "yield", [], 10000000, 100000, ("ratio", 0.25)),
     ("http", "http", [], None, None, ("http", 1.5)),
 ]
-GO_PROGRAM = {"parked-2k": "parked"}  # the Go twin of a row, when not named like it
+# Rows whose Go column is another row's (same processor setting) instead of runs of their own:
+# Go has no per-goroutine stack size, so the C small-stack run is compared with the ordinary Go run.
+GO_SHARED_WITH = {"parked-2k": "parked"}
 
 # Cleared from the environment of every run so that results are reproducible.
 TUNING_ENV = ["HOARE_PROCS", "HOARE_STACK_SIZE", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"]
@@ -210,6 +212,7 @@ class Row:
         self.key, self.procs_setting, self.target = key, procs_setting, target
         self.c, self.go = [], []
         self.note = None  # why the row has no numbers ("not available", a skip reason)
+        self.go_shared = False  # self.go belongs to another row (GO_SHARED_WITH)
 
     def values(self, side, field=None):
         runs = self.c if side == "c" else self.go
@@ -218,8 +221,8 @@ class Row:
         return [o.value for o in runs if o.ok]
 
     def errors(self):
-        return [f"{side}: {o.error}" for side, runs in (("C", self.c), ("Go", self.go))
-                for o in runs if o.error]
+        own = [("C", self.c)] + ([] if self.go_shared else [("Go", self.go)])
+        return [f"{side}: {o.error}" for side, runs in own for o in runs if o.error]
 
     def unit(self):
         for o in self.c + self.go:
@@ -287,6 +290,9 @@ def run_all(args, build_dir):
         for procs in ("default", 1):
             row = Row(key, procs, target)
             rows.append(row)
+            shared = [r for r in rows if r.key == GO_SHARED_WITH.get(key) and r.procs_setting == procs]
+            if shared:
+                row.go, row.go_shared = shared[0].go, True
             if key == "http":
                 if not os.path.exists(http_c):
                     row.note = "not available (examples/http_hello not built)"
@@ -297,9 +303,8 @@ def run_all(args, build_dir):
             for i in range(runs):
                 size = [] if key == "http" else [str(quick if args.quick else full)]
                 sides = [("c", [os.path.join(c_bin, f"bench_{c_name}")] + size + c_extra)]
-                go_name = GO_PROGRAM.get(key, key)
-                if not args.no_go:
-                    sides.append(("go", [os.path.join(go_bin, go_name)] + size))
+                if not args.no_go and key not in GO_SHARED_WITH:
+                    sides.append(("go", [os.path.join(go_bin, key)] + size))
                 for side, argv in sides:
                     if key == "http":
                         if side == "c":
@@ -525,7 +530,7 @@ Each workload is a C program using hoare (`bench/c/<name>.c`) and a Go program d
 (`HOARE_PROCS=1` / `GOMAXPROCS=1`), C and Go alternating. min/median/max are over those runs;
 **C/Go is the median of the per-pair ratios** (run i of C over run i of Go). Lower is better for
 every unit except req/s. Targets apply to the default-processor rows. `parked-2k` is the C parked
-run with `hoare_attr.stack_size = 2048` (its Go column is the ordinary Go run, for reference).
+run with `hoare_attr.stack_size = 2048` (its Go column repeats the parked row's Go runs).
 http: `wrk -t2 -c100 -d10s --latency` on loopback against `examples/http_hello` and
 `bench/go/http`, one server at a time; its C/Go is the ratio of requests/s (higher is better) and,
 on the p99 line, of p99 latencies.
