@@ -58,9 +58,10 @@ static void bench(void *arg)
         struct filter *f = malloc(sizeof *f);
         if (f == NULL)
             bench_fail("sieve: out of memory");
-        *f = (struct filter){ch, bench_chan(sizeof(long), 0), prime};
-        BENCH_OK(hoare_go(filter, f));
-        ch = f->out;
+        hoare_chan *next = bench_chan(sizeof(long), 0);
+        *f = (struct filter){ch, next, prime};
+        BENCH_OK(hoare_go(filter, f)); /* f belongs to the filter now (it frees it) */
+        ch = next;
     }
     int64_t elapsed = hoare_now() - t0;
     if (prime != nth_prime(n))
