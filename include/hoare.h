@@ -68,6 +68,14 @@ int hoare_procs(int n);
 /* Goroutines alive now (started and not yet returned). */
 size_t hoare_count(void);
 
+/* Preemption: a goroutine that runs over 10 ms without yielding is switched out at the next
+ * safe point (in the program's own code, never inside the C library or the runtime) so that others
+ * run, and resumes later on the same thread. Code that must not be switched out while it runs -
+ * e.g. it holds a pthread mutex that other goroutines take - brackets itself with these (they nest).
+ * HOARE_PREEMPT=0 turns preemption off. */
+void hoare_preempt_disable(void);
+void hoare_preempt_enable(void);
+
 /* ======================================================================================
  * Diagnostics
  * ====================================================================================== */
