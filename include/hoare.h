@@ -83,21 +83,24 @@ void hoare_dump(int fd);
 typedef struct hoare_chan hoare_chan;
 
 /* A channel of elements of elem_size bytes (0 allowed: signal channels) and capacity cap
- * (0: unbuffered). NULL with errno EINVAL (cap or elem_size too large) or ENOMEM. The caller owns
- * one reference. */
+ * (0: unbuffered). NULL with errno EINVAL (elem_size above 64 KiB, or cap * elem_size too large) or
+ * ENOMEM. The caller owns one reference. */
 hoare_chan *hoare_chan_make(size_t elem_size, size_t cap);
 /* Reference counting: make returns one reference; the channel is freed when the last is released.
- * retain returns c (NULL stays NULL). Releasing a channel does not close it. */
+ * retain returns c (NULL stays NULL). Releasing a channel does not close it. A goroutine or thread
+ * blocked on the channel keeps it alive until it returns (as Go's garbage collector would).
+ * Releasing more references than were held is a fatal error (when it can be detected). */
 hoare_chan *hoare_chan_retain(hoare_chan *c);
 void hoare_chan_release(hoare_chan *c);
 
 /* Send *elem (elem_size bytes copied). 0 delivered; EPIPE: closed before or while waiting, not
- * delivered. c == NULL blocks forever. */
+ * delivered; EINVAL: elem NULL with elem_size > 0. c == NULL blocks forever. */
 int hoare_send(hoare_chan *c, const void *elem);
 /* Receive into *elem (may be NULL to discard). 0 received; EPIPE: closed and drained, *elem
  * zero-filled. c == NULL blocks forever. */
 int hoare_recv(hoare_chan *c, void *elem);
-/* Non-blocking forms: EAGAIN instead of blocking (also for c == NULL). */
+/* Non-blocking forms: EAGAIN instead of blocking (also for c == NULL). Never park: callable from
+ * anywhere, runtime timer callbacks included. */
 int hoare_trysend(hoare_chan *c, const void *elem);
 int hoare_tryrecv(hoare_chan *c, void *elem);
 /* Close: 0; EPIPE if already closed; EINVAL for NULL. Wakes every waiter: receivers drain what is
@@ -107,7 +110,8 @@ int hoare_close(hoare_chan *c);
 size_t hoare_len(const hoare_chan *c);
 size_t hoare_cap(const hoare_chan *c);
 
-/* One case of a select. Build with HOARE_RECV / HOARE_SEND (usable in array initialisers). */
+/* One case of a select. Build with HOARE_RECV / HOARE_SEND (usable in array initialisers). The
+ * same channel may appear in several cases. */
 enum { HOARE_CASE_RECV = 1, HOARE_CASE_SEND = 2 };
 typedef struct hoare_case {
     hoare_chan *chan; /* NULL: the case never proceeds */
@@ -118,13 +122,16 @@ typedef struct hoare_case {
 #define HOARE_RECV(c, p) { (c), (void *)(p), HOARE_CASE_RECV, 0 }
 #define HOARE_SEND(c, p) { (c), (void *)(p), HOARE_CASE_SEND, 0 }
 
-/* Block until one case proceeds; return its index. Among ready cases the choice is uniformly
- * random. n == 0 blocks forever. -1 with errno EINVAL for a malformed case (cs NULL with n > 0,
- * dir not RECV/SEND). */
+/* Block until one case proceeds; return its index i (cs[i].err says how; other cases are left as
+ * they were). Among ready cases the choice is uniformly random. n == 0 blocks forever.
+ * -1 with errno EINVAL for a malformed select (cs NULL with n > 0, more than 65536 cases, dir not
+ * RECV/SEND, a send case with elem NULL on a channel with elem_size > 0), ENOMEM (more than 16
+ * cases need scratch memory). */
 int hoare_select(hoare_case *cs, size_t n);
-/* -1 when no case can proceed now (Go's default case). */
+/* -1 with errno EAGAIN when no case can proceed now (Go's default case). */
 int hoare_select_try(hoare_case *cs, size_t n);
-/* -1 when ns nanoseconds pass before a case proceeds (ns <= 0: as hoare_select_try). */
+/* -1 with errno ETIMEDOUT when ns nanoseconds pass before a case proceeds (ns <= 0: as
+ * hoare_select_try). */
 int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns);
 
 /* Typed conveniences (GNU C / C23 typeof). HOARE_SEND_V(c, 42) sends a value; the value's size
@@ -132,13 +139,14 @@ int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns);
 int hoare_send_sized(hoare_chan *c, const void *elem, size_t elem_size);
 int hoare_recv_sized(hoare_chan *c, void *elem, size_t elem_size);
 #if !defined(__cplusplus)
-#define HOARE_SEND_V(c, v) hoare_send_sized((c), &(__typeof__(v)){(v)}, sizeof(v))
+/* (T[1]){v} rather than &(T){v}: a one-element array accepts a struct value as its initialiser. */
+#define HOARE_SEND_V(c, v) hoare_send_sized((c), (__typeof__(v)[1]){(v)}, sizeof(v))
 #define HOARE_RECV_V(c, p) hoare_recv_sized((c), (p), sizeof *(p))
 /* A typed channel: HOARE_CHAN(int) ch = HOARE_CHAN_MAKE(int, 16); HOARE_CHAN_SEND(ch, 7);
  * int x; HOARE_CHAN_RECV(ch, &x); the compiler checks the element type. */
 #define HOARE_CHAN(T) struct { hoare_chan *raw; T *elem_type; }
 #define HOARE_CHAN_MAKE(T, cap) { hoare_chan_make(sizeof(T), (cap)), (T *)0 }
-#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, &(__typeof__(*(ch).elem_type)){(v)})
+#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, (__typeof__(*(ch).elem_type)[1]){(v)})
 #define HOARE_CHAN_RECV(ch, p) hoare_recv((ch).raw, (1 ? (p) : (ch).elem_type))
 #endif
 
