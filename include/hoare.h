@@ -348,7 +348,8 @@ int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *a
 void hoare_group_set_limit(hoare_group *g, int n);
 /* Wait for every goroutine started so far, cancel the group's context, return the first error. */
 int hoare_group_wait(hoare_group *g);
-/* Wait (if not yet waited), then free the group and its context (g NULL: nothing). */
+/* Wait for the group's goroutines (as wait does), then free the group and its context (g NULL:
+ * nothing). */
 void hoare_group_free(hoare_group *g);
 
 /* ======================================================================================
