@@ -16,7 +16,11 @@
  *
  * Threads and goroutines: goroutines migrate between OS threads. Thread-local storage (_Thread_local,
  * pthread keys) is per thread, not per goroutine: do not keep a pointer to a thread-local variable
- * across a call that may park (any blocking call of this header). errno is saved per goroutine.
+ * across a call that may park (any blocking call of this header).
+ * errno is saved and restored per goroutine at every switch. But C compilers may keep errno's
+ * *address* across a call (glibc declares __errno_location const), and after a migration that
+ * address is the previous thread's errno: read errno right after the call that set it, before the
+ * next call into hoare, or through a function the compiler cannot see into.
  */
 #ifndef HOARE_H
 #define HOARE_H
