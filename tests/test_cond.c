@@ -155,8 +155,6 @@ static void test_no_waiters(void) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    /* Runtime issue (reported): false deadlock reports with plain threads. Off until fixed. */
-    setenv("HOARE_DEADLOCK", "0", 1);
     test_begin(argv, 120);
     test_no_waiters();
     test_ping_pong();

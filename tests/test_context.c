@@ -253,8 +253,6 @@ static void test_stress(void) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    /* Runtime issue (reported): false deadlock reports with plain threads. Off until fixed. */
-    setenv("HOARE_DEADLOCK", "0", 1);
     test_begin(argv, 120);
     test_background();
     test_propagation();

@@ -254,9 +254,6 @@ static void expect_fatal(const char *scenario, const char *message) {
 
 int main(int argc, char **argv) {
     if (argc > 1) child_scenario(argv[1]);
-    /* Runtime issue (reported to the lead): the deadlock check may count a plain thread that was
-     * just woken as still blocked and report a false deadlock. Off until that is fixed. */
-    setenv("HOARE_DEADLOCK", "0", 1);
     test_begin(argv, 120);
     test_trylock();
     test_exact_mixed();

@@ -67,8 +67,6 @@ static void test_independent(void) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    /* Runtime issue (reported): false deadlock reports with plain threads. Off until fixed. */
-    setenv("HOARE_DEADLOCK", "0", 1);
     test_begin(argv, 60);
     test_concurrent_callers();
     test_independent();

@@ -199,8 +199,6 @@ static void expect_fatal(const char *scenario, const char *message) {
 
 int main(int argc, char **argv) {
     if (argc > 1) child_scenario(argv[1]);
-    /* Runtime issue (reported): false deadlock reports with plain threads. Off until fixed. */
-    setenv("HOARE_DEADLOCK", "0", 1);
     test_begin(argv, 120);
     test_try();
     test_readers_overlap();
