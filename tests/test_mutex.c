@@ -169,7 +169,7 @@ static void test_starvation_bound(void) {
 }
 
 /* ---------------------------------------------------------------- hand-off stress
- * Many waiters on a mutex whose holder sleeps a little: waiters exceed the 1 ms threshold, the
+ * Many waiters on a mutex whose holder keeps it a while: waiters exceed the 1 ms threshold, the
  * mutex goes into starvation mode and back; the count must still be exact. */
 
 static hoare_mutex handoff_mu;
@@ -181,7 +181,10 @@ static void handoff_worker(void *arg) {
     for (int i = 0; i < n; i++) {
         hoare_mutex_lock(&handoff_mu);
         handoff_count++;
-        if (i % 8 == 0) hoare_sleep(200 * HOARE_US);
+        if (i % 8 == 0) { /* hold it long enough for waiters to pass the 1 ms threshold */
+            int64_t until = hoare_now() + 200 * HOARE_US;
+            while (hoare_now() < until) {}
+        }
         hoare_mutex_unlock(&handoff_mu);
     }
     hoare_wg_done(&handoff_wg);

@@ -21,7 +21,8 @@ static void overlap_reader(void *arg) {
     int now = __atomic_add_fetch(&overlap_holders, 1, __ATOMIC_SEQ_CST);
     hoare_wg_done(&overlap_rendezvous);
     hoare_wg_wait(&overlap_rendezvous); /* the other reader holds it too */
-    if (now > overlap_max) __atomic_store_n(&overlap_max, now, __ATOMIC_SEQ_CST);
+    if (now > __atomic_load_n(&overlap_max, __ATOMIC_SEQ_CST))
+        __atomic_store_n(&overlap_max, now, __ATOMIC_SEQ_CST);
     __atomic_sub_fetch(&overlap_holders, 1, __ATOMIC_SEQ_CST);
     hoare_rwmutex_runlock(&overlap_rw);
     hoare_wg_done(&overlap_done);
