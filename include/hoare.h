@@ -205,6 +205,7 @@ typedef struct hoare_mutex {
     uint32_t sema;
 } hoare_mutex;
 #define HOARE_MUTEX_INIT {0}
+/* Lock, parking the caller while another holds it. */
 void hoare_mutex_lock(hoare_mutex *mu);
 /* 0 (now locked by the caller), or EBUSY when the mutex is held (or being handed off). */
 int hoare_mutex_trylock(hoare_mutex *mu);
@@ -223,11 +224,13 @@ typedef struct hoare_rwmutex {
     int32_t reader_wait;
 } hoare_rwmutex;
 #define HOARE_RWMUTEX_INIT {0}
+/* Lock for reading: waits while a writer holds the lock or waits for it. */
 void hoare_rwmutex_rlock(hoare_rwmutex *rw);
 /* 0, or EBUSY when a writer holds it or waits for it. */
 int hoare_rwmutex_tryrlock(hoare_rwmutex *rw);
 /* Fatal error "sync: RUnlock of unlocked RWMutex" without a read lock held. */
 void hoare_rwmutex_runlock(hoare_rwmutex *rw);
+/* Lock for writing: waits for the readers inside to leave and for other writers. */
 void hoare_rwmutex_lock(hoare_rwmutex *rw);
 /* 0, or EBUSY when it is held (by readers or a writer). */
 int hoare_rwmutex_trylock(hoare_rwmutex *rw);
@@ -243,6 +246,7 @@ typedef struct hoare_wg {
     uint32_t sema;
 } hoare_wg;
 #define HOARE_WG_INIT {0}
+/* Add delta (may be negative) to the counter; at 0, every waiter is released. */
 void hoare_wg_add(hoare_wg *wg, int delta);
 /* add(-1) */
 void hoare_wg_done(hoare_wg *wg);
@@ -256,6 +260,7 @@ typedef struct hoare_once {
     hoare_mutex mu;
 } hoare_once;
 #define HOARE_ONCE_INIT {0}
+/* Run fn(arg) if no call on this once has run it yet; wait for it if another caller runs it. */
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
 
 /* Condition variable used with a hoare_mutex (Go's sync.Cond). Wakeups are in wait order; a waiter
