@@ -116,7 +116,7 @@ struct hoare_g {
 
     /* parking: written by the goroutine before it parks, read by dumps */
     const char *wait_reason;  /* Go's words: "chan receive", "sleep", ... */
-    int64_t wait_since;       /* hoare_now() at park */
+    int64_t wait_since;       /* about hoare_now() at park (the monitor's coarse clock) */
 
     /* wake-up handshake, for channels/select/sync: meaning defined by the waker's module */
     void *param;                    /* e.g. the waiter record that fired */
@@ -130,7 +130,6 @@ struct hoare_g {
     size_t stack_size;        /* usable bytes (the G itself sits just above them) */
     int saved_errno;
     uint32_t preempt;         /* set by the monitor: yield at the next safe point */
-    int64_t run_since;        /* when the current time slice began (monitor's preemption) */
 
     void *asan_fake_stack;
     void *tsan_fiber;
