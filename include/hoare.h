@@ -189,8 +189,10 @@ void hoare_ticker_stop(hoare_ticker *t);
 
 /* Go's time.Timer: a channel (capacity 1, int64_t) that receives hoare_now() once, ns from now.
  * stop returns 1 if it stopped the timer before it fired, 0 if it had fired or was stopped.
- * reset re-arms it for ns from now (returns as stop would have) and discards a fired value not yet
- * received, as Go 1.23 does. free stops it and drops its reference to the channel. */
+ * reset re-arms it for ns from now (returns as stop would have). As in Go 1.23, after stop or
+ * reset returns no stale value is received: a fired value not yet taken is discarded. free stops
+ * it and drops its reference to the channel (retain the channel first to keep using it). NULL
+ * with errno ENOMEM. */
 typedef struct hoare_timer hoare_timer;
 hoare_timer *hoare_timer_start(int64_t ns);
 hoare_chan *hoare_timer_chan(hoare_timer *t);
