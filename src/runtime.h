@@ -122,6 +122,7 @@ struct hoare_g {
     void *param;                    /* e.g. the waiter record that fired */
     _Atomic uint32_t select_done;   /* select: 0 while undecided; the winner CASes it to 1 */
     _Atomic uint32_t wake_key;      /* thread waiters: futex word, 1 = woken */
+    bool deadlock_counted;             /* thread waiters: counted as blocked (sched.lock guards) */
 
     hoare_rtimer sleep_timer; /* for hoare_sleep and select timeouts of this goroutine */
 

@@ -570,25 +570,20 @@ static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), v
         atomic_store(&g->status, G_RUNNING);
         return;
     }
-    /* A thread waiting with no timer of its own counts for the deadlock check. */
-    bool counted = atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) == 0;
-    if (counted) {
+    /* A thread waiting with no timer of its own counts for the deadlock check until its waker
+     * uncounts it (the waker, not the woken thread: the check must not see a woken thread as
+     * blocked while it is on its way out). */
+    if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) == 0) {
         hoare__lock(&sched.lock);
         if (atomic_load(&g->wake_key) == 0) {
+            g->deadlock_counted = true;
             sched.nthreads_blocked++;
             checkdead_locked();
-        } else {
-            counted = false;
         }
         hoare__unlock(&sched.lock);
     }
     while (atomic_load_explicit(&g->wake_key, memory_order_acquire) == 0)
         hoare__futex_wait(&g->wake_key, 0, -1);
-    if (counted) {
-        hoare__lock(&sched.lock);
-        sched.nthreads_blocked--;
-        hoare__unlock(&sched.lock);
-    }
     atomic_store(&g->status, G_RUNNING);
 }
 
@@ -596,7 +591,13 @@ static void ready_thread(G *g) {
     uint32_t expect = G_WAITING;
     if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
         hoare__fatal("ready of a thread that is not waiting (status %u)", expect);
+    hoare__lock(&sched.lock);
+    if (g->deadlock_counted) {
+        g->deadlock_counted = false;
+        sched.nthreads_blocked--;
+    }
     atomic_store_explicit(&g->wake_key, 1, memory_order_release);
+    hoare__unlock(&sched.lock);
     hoare__futex_wake(&g->wake_key, 1);
 }
 
