@@ -163,6 +163,9 @@ static int select_wait(select_state *st, bool no_cases) {
         chan_ref_waiter(cas->chan);
     }
     if (st->timed) {
+        /* The timer may still be finishing a callback that readied us from an earlier wait
+         * (hoare_sleep's): wait that out before touching its fields. */
+        hoare__timer_stop(&g->sleep_timer);
         g->sleep_timer.fn = select_timeout_fire;
         g->sleep_timer.arg = g;
         g->sleep_timer.period = 0;
