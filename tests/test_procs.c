@@ -49,9 +49,7 @@ static void test_change_while_running(void) {
     CHECK_EQ(observe_parallelism(2), 2);
 
     atomic_store(&stop, 1);
-    int64_t deadline = hoare_now() + 10 * HOARE_SEC;
-    while (hoare_count() > 0 && hoare_now() < deadline) hoare_sleep(HOARE_MS);
-    CHECK_EQ(hoare_count(), 0);
+    CHECK_EQ(test_wait_count(0), 0);
     hoare_procs(old);
 }
 
