@@ -99,8 +99,10 @@ typedef struct hoare_chan hoare_chan;
  * ENOMEM. The caller owns one reference. */
 hoare_chan *hoare_chan_make(size_t elem_size, size_t cap);
 /* Reference counting: make returns one reference; the channel is freed when the last is released.
- * retain returns c (NULL stays NULL). Releasing a channel does not close it. A goroutine or thread
- * blocked on the channel keeps it alive until it returns (as Go's garbage collector would).
+ * retain returns c (NULL stays NULL). Releasing a channel does not close it. A select blocked on
+ * the channel keeps it alive until the select returns. A send or receive blocked on a channel
+ * whose last reference is released stays blocked for ever (nobody can reach the channel any more,
+ * like a goroutine blocked on an unreachable channel in Go).
  * Releasing more references than were held is a fatal error (when it can be detected). */
 hoare_chan *hoare_chan_retain(hoare_chan *c);
 void hoare_chan_release(hoare_chan *c);
