@@ -136,6 +136,7 @@ struct hoare_g {
     uintptr_t start_pc;       /* fn, for dumps */
     uintptr_t creator_pc;     /* where hoare_go was called, for dumps */
     uint64_t creator_id;
+    G *alllink;               /* thread waiters: list of all of them, for dumps */
     char name[32];
 };
 
@@ -147,7 +148,10 @@ HIDDEN G *hoare__curg(void);
 /* Park the caller with a reason in Go's words. commit(g, arg) runs once the goroutine is switched
  * out (so it may publish g to wakers and drop the locks that protect that); if it returns false, g
  * resumes at once. On a plain thread: commit runs, then the thread sleeps until hoare__ready(g).
- * The caller sets whatever its waker will read (g->param etc.) before parking. */
+ * The caller sets whatever its waker will read (g->param etc.) before parking.
+ * Rule: nothing that can ready g may be published before commit runs - in particular a timer whose
+ * callback readies g (g->sleep_timer) is started inside commit, never before hoare__park. An early
+ * hoare__ready finds g not yet WAITING and is a fatal error. */
 HIDDEN void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg);
 /* Make a parked g runnable. Exactly one ready per park. Callable from anywhere: goroutines (puts g in
  * the current processor's runnext, so it runs next), plain threads, timer callbacks, the poller. */

@@ -1,0 +1,93 @@
+/*
+ * lock.c - the runtime's own thread-level synchronisation: a futex mutex for short critical
+ * sections and a one-shot note for putting a thread to sleep (scheduler threads, plain threads that
+ * wait on runtime objects). Neither knows about goroutines.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+void hoare__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t ns) {
+    struct timespec ts, *tsp = NULL;
+    if (ns >= 0) {
+        ts.tv_sec = ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        tsp = &ts;
+    }
+    int saved = errno;
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0);
+    errno = saved;
+}
+
+void hoare__futex_wake(_Atomic uint32_t *addr, int n) {
+    int saved = errno;
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* Classic three-state futex mutex: 0 free, 1 held, 2 held and somebody may sleep. A short spin
+ * first: the sections it guards are a few hundred instructions at most. */
+void hoare__lock(hoare_lock *l) {
+    uint32_t c = 0;
+    if (likely(atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
+                                                       memory_order_relaxed)))
+        return;
+    for (int spin = 0; spin < 100; spin++) {
+        cpu_relax();
+        c = 0;
+        if (atomic_load_explicit(&l->state, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->state, &c, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+    }
+    if (c != 2) c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
+    while (c != 0) {
+        hoare__futex_wait(&l->state, 2, -1);
+        c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
+    }
+}
+
+void hoare__unlock(hoare_lock *l) {
+    if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
+        hoare__futex_wake(&l->state, 1);
+}
+
+/* Note: key 0 = not signalled, 1 = signalled. One sleeper, any number of wakers. */
+void hoare__note_clear(hoare_note *n) { atomic_store_explicit(&n->key, 0, memory_order_relaxed); }
+
+void hoare__note_wakeup(hoare_note *n) {
+    if (atomic_exchange_explicit(&n->key, 1, memory_order_release) == 0)
+        hoare__futex_wake(&n->key, 1);
+}
+
+bool hoare__note_sleep(hoare_note *n, int64_t ns) {
+    int64_t deadline = ns >= 0 ? hoare__nanotime() + ns : 0;
+    while (atomic_load_explicit(&n->key, memory_order_acquire) == 0) {
+        int64_t left = -1;
+        if (ns >= 0) {
+            left = deadline - hoare__nanotime();
+            if (left <= 0) return false;
+        }
+        hoare__futex_wait(&n->key, 0, left);
+    }
+    return true;
+}
+
+int64_t hoare__nanotime(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

@@ -1,0 +1,96 @@
+/*
+ * monitor.c - the monitor thread (Go's sysmon): a thread without a processor that watches the
+ * others. It hands the processor of a thread stuck in a blocking region to another thread, and
+ * asks goroutines that have run for too long without yielding to stop (preemption, see
+ * preempt.c).
+ *
+ * It polls every 20 us while it finds things to do, backing off to 10 ms when it does not, and
+ * sleeps for good while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting
+ * to run goroutines, a goroutine entering a blocking region).
+ */
+#include "proc.h"
+
+#include <signal.h>
+
+enum {
+    RETAKE_AFTER_NS = 20 * 1000,          /* a blocking region older than this loses its P ... */
+    RETAKE_IDLE_AFTER_NS = 10 * 1000000,  /* ... or this, if there is no other work */
+    POLL_MIN_NS = 20 * 1000,
+    POLL_MAX_NS = 10 * 1000000,
+};
+
+static hoare_note monitor_note;
+static _Atomic uint32_t monitor_sleeping;  /* 1 while in the indefinite sleep */
+
+void hoare__monitor_kick(void) {
+    if (atomic_load_explicit(&monitor_sleeping, memory_order_relaxed) &&
+        atomic_exchange(&monitor_sleeping, 0))
+        hoare__note_wakeup(&monitor_note);
+}
+
+HIDDEN bool hoare__preempt_check(P *p, int64_t now);
+
+static bool nothing_runs(void) {
+    return atomic_load(&hoare__sched.npidle) == atomic_load(&hoare__sched.nprocs) &&
+           atomic_load(&hoare__sched.nblocking) == 0;
+}
+
+static bool watch(int64_t now) {
+    bool acted = false;
+    int32_t n = atomic_load(&hoare__sched.nprocs);
+    for (int32_t i = 0; i < n; i++) {
+        P *p = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);
+        if (!p || atomic_load_explicit(&p->status, memory_order_relaxed) != P_RUNNING) continue;
+        uint64_t word = atomic_load_explicit(&p->blocking, memory_order_acquire);
+        if (word & 1) {
+            int64_t age = now - atomic_load_explicit(&p->blocking_since, memory_order_relaxed);
+            if (age > RETAKE_IDLE_AFTER_NS || (age > RETAKE_AFTER_NS && hoare__p_has_work(p)) ||
+                (age > RETAKE_AFTER_NS && atomic_load(&hoare__sched.npidle) == 0))
+                acted |= hoare__retake_blocked(p, word);
+            continue;
+        }
+        acted |= hoare__preempt_check(p, now);
+    }
+    return acted;
+}
+
+static void *monitor_main(void *arg) {
+    (void)arg;
+    int64_t delay = POLL_MIN_NS;
+    int quiet_rounds = 0;
+    for (;;) {
+        if (nothing_runs()) {
+            hoare__note_clear(&monitor_note);
+            atomic_store(&monitor_sleeping, 1);
+            if (nothing_runs()) hoare__note_sleep(&monitor_note, -1);
+            atomic_store(&monitor_sleeping, 0);
+            delay = POLL_MIN_NS;
+            quiet_rounds = 0;
+        } else {
+            hoare__note_clear(&monitor_note);
+            hoare__note_sleep(&monitor_note, delay);
+        }
+        if (watch(hoare__nanotime())) {
+            quiet_rounds = 0;
+            delay = POLL_MIN_NS;
+        } else if (++quiet_rounds > 50 && delay < POLL_MAX_NS) {
+            delay *= 2;
+        }
+    }
+    return NULL;
+}
+
+void hoare__monitor_start(void) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    if (pthread_create(&t, &attr, monitor_main, NULL) != 0)
+        hoare__fatal("cannot start the monitor thread");
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}

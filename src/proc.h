@@ -1,0 +1,117 @@
+/*
+ * proc.h - processors (P), machines (M) and the scheduler's shared state (sched.c). Internal.
+ *
+ * G/M/P as in Go: an M is an OS thread; it needs a P to run goroutines; there are hoare_procs() Ps.
+ * Each P has a bounded lock-free run queue (owner pushes at tail; owner and thieves take at head
+ * with CAS) and a runnext slot, a cache of free goroutine slots, and a timer heap.
+ */
+#ifndef HOARE_PROC_H
+#define HOARE_PROC_H
+
+#include <pthread.h>
+
+#include "runtime.h"
+#include "stack.h"
+
+#define RUNQ_SIZE 256
+
+/* A processor's timers: a 4-ary min-heap on `when`, guarded by lock. `first` mirrors the root's
+ * `when` (INT64_MAX if empty) so that schedulers can peek without locking. */
+struct timer_heap {
+    hoare_lock lock;
+    hoare_rtimer **v;
+    int32_t n, cap;
+    _Atomic int64_t first;
+};
+
+enum p_status {
+    P_IDLE = 0,   /* on the idle list, no M */
+    P_RUNNING,    /* owned by an M (which may be inside a blocking region: see P.blocking) */
+    P_RETIRED,    /* id >= hoare_procs(): not used until procs grows again */
+};
+
+struct hoare_p {
+    int32_t id;
+    _Atomic uint32_t status;         /* enum p_status */
+    M *m;                            /* owner while RUNNING/BLOCKING */
+    P *link;                         /* idle list, guarded by sched.lock */
+    uint32_t schedtick;              /* goroutines started by this P: every 61st checks the global queue */
+    _Atomic uint32_t runq_head;      /* next to take: owner and thieves, by CAS */
+    _Atomic uint32_t runq_tail;      /* next free slot: written by the owner only */
+    G *_Atomic runq[RUNQ_SIZE];
+    _Atomic(G *) runnext;            /* runs next; set by the owner, taken by the owner or a thief */
+    g_cache gcache;                  /* owner only */
+    uint64_t goid_next, goid_end;    /* owner only: a batch of goroutine ids */
+    struct timer_heap timers;
+    /* Blocking regions: while its M is inside one, blocking = (tick << 1) | 1, with a tick that
+     * grows at every region. Whoever clears it by CAS owns the P: the M at blocking_end (it keeps
+     * the P) or the monitor (it hands the P to another M). The tick rules out ABA. */
+    _Atomic uint64_t blocking;
+    uint64_t blocking_tick;          /* owner only */
+    _Atomic int64_t blocking_since;
+    /* preemption: the monitor's view of the time slice (see monitor.c) */
+    uint32_t monitor_schedtick;
+    int64_t monitor_since;
+};
+
+enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
+
+struct hoare_m {
+    int32_t id;
+    P *p;                  /* attached processor (NULL while idle or in a blocking region) */
+    G *curg;               /* goroutine running on this M, NULL on the scheduler context */
+    G g0;                  /* the scheduler context: runs on the thread's own stack */
+    hoare_note park;       /* sleeps here when idle */
+    M *link;               /* idle list, guarded by sched.lock */
+    M *alllink;            /* all Ms, prepend-only */
+    bool spinning;         /* looking for work; counted in sched.nmspinning */
+    P *nextp;              /* P handed over by the waker */
+    pthread_t thread;
+    uint64_t rand_state;
+    /* What the context we switch to must do first for the one we left (see run_pending). */
+    enum pend_kind pend_kind;
+    G *pend_g;
+    bool (*pend_commit)(G *g, void *arg);
+    void *pend_arg;
+    _Atomic(G *) running;  /* monitor's view of curg, for preemption */
+};
+
+/* Scheduler-wide state. Lock order: sched.lock before a timer heap lock; channel and sync locks are
+ * never held while taking sched.lock except through hoare__ready (which takes it only briefly for the
+ * global queue). */
+struct sched {
+    hoare_lock lock;
+    _Atomic int32_t nprocs;       /* hoare_procs() */
+    P *idle_p;                    /* guarded by lock */
+    _Atomic int32_t npidle;
+    M *idle_m;                    /* guarded by lock */
+    int32_t nmidle;               /* guarded by lock */
+    int32_t nm;                   /* Ms created, guarded by lock */
+    _Atomic int32_t nmspinning;
+    G *runq_head, *runq_tail;     /* global run queue, guarded by lock */
+    _Atomic int32_t runq_size;
+    _Atomic(M *) allm;
+    _Atomic uint32_t netpoll_blocked; /* an M is blocked in hoare__netpoll */
+    _Atomic int64_t netpoll_until;    /* ...until this time (INT64_MAX: forever) */
+    _Atomic int64_t ngoroutines;      /* alive goroutines */
+    int32_t nthreads_blocked;         /* plain threads parked without timeout, guarded by lock */
+    _Atomic int32_t nblocking;        /* goroutines inside blocking regions */
+};
+
+extern HIDDEN struct sched hoare__sched;
+extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
+
+/* The calling thread's M (NULL on a plain thread), read afresh (the goroutine may have migrated). */
+HIDDEN M *hoare__getm(void);
+/* The P of the calling goroutine/scheduler context, NULL on a plain thread. */
+HIDDEN P *hoare__curp(void);
+HIDDEN void hoare__wakep(void);
+HIDDEN void hoare__monitor_start(void);
+/* Wake the monitor if it sleeps for want of running goroutines. */
+HIDDEN void hoare__monitor_kick(void);
+/* Monitor: take p from an M that has been inside a blocking region since before `since`. */
+HIDDEN bool hoare__retake_blocked(P *p, uint64_t word);
+HIDDEN bool hoare__p_has_work(P *p);
+HIDDEN void hoare__timers_move(P *from, P *to);
+
+#endif

@@ -1,0 +1,1164 @@
+/*
+ * sched.c - the M:N work-stealing scheduler: goroutine creation and exit, the context switch with
+ * its sanitizer annotations, park/ready, run queues, stealing, idle threads, GOMAXPROCS.
+ *
+ * Switching. A goroutine that stops running (park, yield, exit) switches directly to the next
+ * goroutine of its P when there is one (one context switch: what makes channel ping-pong cheap),
+ * and to the M's scheduler context (g0, on the thread's own stack) otherwise, which may block the
+ * thread. What the departing goroutine needs done once its stack is no longer in use - publish it
+ * to wakers and drop their locks (park), requeue it (yield), free its slot (exit) - is left in the
+ * M's "pending" fields and done first thing by whichever context runs next on that M
+ * (run_pending). So no other thread can resume a goroutine before it has fully switched out.
+ *
+ * Who owns what:
+ *  - G.status moves RUNNABLE -> RUNNING (the M that takes it), RUNNING -> WAITING (run_pending of
+ *    the parking M, before commit publishes it), WAITING -> RUNNABLE (the one waker, by CAS).
+ *  - A P's run queue tail and its runnext are written by the M owning the P; head by CAS from the
+ *    owner or a thief. The global queue, the idle P and idle M lists are guarded by sched.lock.
+ *  - Spinning: an M looking for work without finding it yet is "spinning" (sched.nmspinning).
+ *    Readying work wakes an idle M only when there is an idle P and no spinner; a spinner that
+ *    gives up decrements nmspinning and then re-checks every queue (the decrement is a full fence),
+ *    so work queued concurrently is never stranded.
+ */
+#include "proc.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arch.h"
+
+#ifdef HOARE_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef HOARE_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+HIDDEN struct sched hoare__sched;
+HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
+#define sched hoare__sched
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static _Atomic bool initialised;
+static _Atomic uint64_t goid_gen;   /* ids handed out in batches to Ps and plain threads */
+static _Atomic int32_t mid_gen;
+
+static __thread M *tls_m;              /* the M this thread is, NULL on plain threads */
+static __thread G *tls_thread_waiter;  /* a plain thread's waiter record */
+
+/* Read thread-local state through opaque calls: after a switch the goroutine may be on another
+ * thread, and the compiler must not reuse a thread-local address computed before it. */
+NOIPA M *hoare__getm(void) { return tls_m; }
+static NOIPA int get_errno(void) { return errno; }
+static NOIPA void set_errno(int e) { errno = e; }
+
+P *hoare__curp(void) {
+    M *m = hoare__getm();
+    return m ? m->p : NULL;
+}
+
+G *hoare__curg(void) {
+    M *m = hoare__getm();
+    return m ? m->curg : NULL;
+}
+
+static void ensure_init(void);
+static void ready_thread(G *g);
+
+/* ------------------------------------------------------------------------------------------
+ * Random numbers: wyrand per M (or per plain thread), seeded from the clock and the address. */
+
+static __thread uint64_t tls_rand_state;
+
+uint32_t hoare__rand(void) {
+    M *m = hoare__getm();
+    uint64_t *s = m ? &m->rand_state : &tls_rand_state;
+    if (*s == 0) *s = (uint64_t)hoare__nanotime() ^ (uint64_t)(uintptr_t)s;
+    *s += 0xa0761d6478bd642full;
+    __uint128_t t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
+    return (uint32_t)((uint64_t)(t >> 64) ^ (uint64_t)t);
+}
+
+uint32_t hoare__rand_n(uint32_t n) {
+    /* Lemire's multiply-shift; the bias for n << 2^32 is negligible */
+    return (uint32_t)(((uint64_t)hoare__rand() * n) >> 32);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Run queues */
+
+/* Put g on the global queue. Caller holds sched.lock. */
+static void globrunq_put_locked(G *g) {
+    g->schedlink = NULL;
+    if (sched.runq_tail) sched.runq_tail->schedlink = g;
+    else sched.runq_head = g;
+    sched.runq_tail = g;
+    atomic_fetch_add_explicit(&sched.runq_size, 1, memory_order_relaxed);
+}
+
+/* Append a list of n goroutines linked by schedlink. Caller holds sched.lock. */
+static void globrunq_put_batch_locked(G *head, G *tail, int32_t n) {
+    tail->schedlink = NULL;
+    if (sched.runq_tail) sched.runq_tail->schedlink = head;
+    else sched.runq_head = head;
+    sched.runq_tail = tail;
+    atomic_fetch_add_explicit(&sched.runq_size, n, memory_order_relaxed);
+}
+
+static void globrunq_put(G *g) {
+    hoare__lock(&sched.lock);
+    globrunq_put_locked(g);
+    hoare__unlock(&sched.lock);
+}
+
+/* Take up to max goroutines from the global queue: return one, move the rest to p's local queue.
+ * Caller holds sched.lock. */
+static void runq_put(P *p, G *g, bool next);
+static G *globrunq_get_locked(P *p, int32_t max) {
+    int32_t size = atomic_load_explicit(&sched.runq_size, memory_order_relaxed);
+    if (size == 0) return NULL;
+    int32_t n = size / atomic_load_explicit(&sched.nprocs, memory_order_relaxed) + 1;
+    if (n > size) n = size;
+    if (max > 0 && n > max) n = max;
+    uint32_t room = RUNQ_SIZE - (atomic_load(&p->runq_tail) - atomic_load(&p->runq_head));
+    if (n > (int32_t)room / 2) n = (int32_t)room / 2;
+    if (n < 1) n = 1; /* the one returned does not go through the local queue */
+    atomic_fetch_sub_explicit(&sched.runq_size, n, memory_order_relaxed);
+    G *g = sched.runq_head;
+    sched.runq_head = g->schedlink;
+    for (int32_t i = 1; i < n; i++) {
+        G *x = sched.runq_head;
+        sched.runq_head = x->schedlink;
+        runq_put(p, x, false);
+    }
+    if (!sched.runq_head) sched.runq_tail = NULL;
+    g->schedlink = NULL;
+    return g;
+}
+
+/* The local queue is full: move half of it and g to the global queue. false if a thief got there
+ * first (then the caller retries the fast path). */
+static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
+    enum { HALF = RUNQ_SIZE / 2 };
+    G *batch[HALF + 1];
+    uint32_t n = (tail - head) / 2;
+    if (n != HALF) hoare__fatal("runq_put_slow: queue is not full");
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = atomic_load_explicit(&p->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&p->runq_head, &head, head + n,
+                                                 memory_order_release, memory_order_relaxed))
+        return false;
+    batch[n] = g;
+    for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
+    hoare__lock(&sched.lock);
+    globrunq_put_batch_locked(batch[0], batch[n], (int32_t)n + 1);
+    hoare__unlock(&sched.lock);
+    return true;
+}
+
+/* Owner only. next: put g in runnext (it runs next), kicking the previous runnext to the tail. */
+static void runq_put(P *p, G *g, bool next) {
+    if (next) {
+        G *old = atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
+        if (!old) return;
+        g = old;
+    }
+    for (;;) {
+        uint32_t head = atomic_load_explicit(&p->runq_head, memory_order_acquire);
+        uint32_t tail = atomic_load_explicit(&p->runq_tail, memory_order_relaxed);
+        if (tail - head < RUNQ_SIZE) {
+            atomic_store_explicit(&p->runq[tail % RUNQ_SIZE], g, memory_order_relaxed);
+            atomic_store_explicit(&p->runq_tail, tail + 1, memory_order_release);
+            return;
+        }
+        if (runq_put_slow(p, g, head, tail)) return;
+    }
+}
+
+/* Owner only: runnext first, then the queue head. */
+static G *runq_get(P *p) {
+    G *next = atomic_load_explicit(&p->runnext, memory_order_relaxed);
+    if (next && atomic_compare_exchange_strong_explicit(&p->runnext, &next, NULL,
+                                                        memory_order_acq_rel, memory_order_relaxed))
+        return next;
+    for (;;) {
+        uint32_t head = atomic_load_explicit(&p->runq_head, memory_order_acquire);
+        uint32_t tail = atomic_load_explicit(&p->runq_tail, memory_order_relaxed);
+        if (tail == head) return NULL;
+        G *g = atomic_load_explicit(&p->runq[head % RUNQ_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&p->runq_head, &head, head + 1,
+                                                  memory_order_release, memory_order_relaxed))
+            return g;
+    }
+}
+
+static bool runq_empty(P *p) {
+    uint32_t head = atomic_load_explicit(&p->runq_head, memory_order_acquire);
+    uint32_t tail = atomic_load_explicit(&p->runq_tail, memory_order_acquire);
+    return head == tail && atomic_load_explicit(&p->runnext, memory_order_acquire) == NULL;
+}
+
+/* Steal half of victim's queue into thief's (thief owned by the caller). Returns one goroutine to
+ * run now, or NULL. Takes the victim's runnext only when its queue is empty and steal_next is set,
+ * after a short pause: a running victim is probably about to run it itself (channel hand-off). */
+static G *runq_steal(P *thief, P *victim, bool steal_next) {
+    uint32_t ttail = atomic_load_explicit(&thief->runq_tail, memory_order_relaxed);
+    uint32_t room = RUNQ_SIZE - (ttail - atomic_load_explicit(&thief->runq_head, memory_order_acquire));
+    for (;;) {
+        uint32_t head = atomic_load_explicit(&victim->runq_head, memory_order_acquire);
+        uint32_t tail = atomic_load_explicit(&victim->runq_tail, memory_order_acquire);
+        uint32_t n = tail - head;
+        n = n - n / 2;
+        if (n == 0) {
+            if (!steal_next) return NULL;
+            G *next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
+            if (!next) return NULL;
+            if (atomic_load_explicit(&victim->status, memory_order_relaxed) == P_RUNNING) {
+                usleep(3);
+                next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
+                if (!next) return NULL;
+            }
+            if (atomic_compare_exchange_strong_explicit(&victim->runnext, &next, NULL,
+                                                        memory_order_acq_rel, memory_order_relaxed))
+                return next;
+            continue;
+        }
+        if (n > RUNQ_SIZE / 2) continue; /* read an inconsistent head/tail pair */
+        if (n > room) n = room;
+        if (n == 0) return NULL;
+        for (uint32_t i = 0; i < n; i++) {
+            G *g = atomic_load_explicit(&victim->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
+            atomic_store_explicit(&thief->runq[(ttail + i) % RUNQ_SIZE], g, memory_order_relaxed);
+        }
+        if (atomic_compare_exchange_strong_explicit(&victim->runq_head, &head, head + n,
+                                                    memory_order_release, memory_order_relaxed)) {
+            n--;
+            G *g = atomic_load_explicit(&thief->runq[(ttail + n) % RUNQ_SIZE], memory_order_relaxed);
+            if (n) atomic_store_explicit(&thief->runq_tail, ttail + n, memory_order_release);
+            return g;
+        }
+    }
+}
+
+/* The next goroutine for p from its own queues, with the global queue checked every 61st time
+ * so that a pair of goroutines handing off to each other cannot starve it. */
+static G *next_local(P *p) {
+    if (++p->schedtick % 61 == 0 && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
+        hoare__lock(&sched.lock);
+        G *g = globrunq_get_locked(p, 1);
+        hoare__unlock(&sched.lock);
+        if (g) return g;
+    }
+    return runq_get(p);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Idle Ps and Ms */
+
+static void pidle_put_locked(P *p) {
+    atomic_store_explicit(&p->status, P_IDLE, memory_order_relaxed);
+    p->m = NULL;
+    p->link = sched.idle_p;
+    sched.idle_p = p;
+    atomic_fetch_add(&sched.npidle, 1);
+}
+
+static P *pidle_get_locked(void) {
+    P *p = sched.idle_p;
+    if (p) {
+        sched.idle_p = p->link;
+        atomic_fetch_sub(&sched.npidle, 1);
+    }
+    return p;
+}
+
+static void acquirep(M *m, P *p) {
+    m->p = p;
+    p->m = m;
+    atomic_store_explicit(&p->status, P_RUNNING, memory_order_relaxed);
+}
+
+static void *mstart(void *arg);
+
+/* Start (or wake) an M to run p (an idle P is taken if p is NULL). spinning: the M is counted in
+ * nmspinning already. */
+static void startm(P *p, bool spinning) {
+    hoare__lock(&sched.lock);
+    if (!p) {
+        p = pidle_get_locked();
+        if (!p) {
+            hoare__unlock(&sched.lock);
+            if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
+            return;
+        }
+    }
+    hoare__monitor_kick();
+    M *m = sched.idle_m;
+    if (m) {
+        sched.idle_m = m->link;
+        sched.nmidle--;
+        hoare__unlock(&sched.lock);
+        m->spinning = spinning;
+        m->nextp = p;
+        hoare__note_wakeup(&m->park);
+        return;
+    }
+    sched.nm++;
+    hoare__unlock(&sched.lock);
+
+    m = calloc(1, sizeof *m);
+    if (m) {
+        m->id = atomic_fetch_add(&mid_gen, 1) + 1;
+        m->spinning = spinning;
+        m->nextp = p;
+        m->g0.flags = G_G0;
+        /* Scheduler threads take no asynchronous signals: they stay with the user's threads. */
+        sigset_t all, old;
+        sigfillset(&all);
+        sigdelset(&all, SIGSEGV);
+        sigdelset(&all, SIGBUS);
+        sigdelset(&all, SIGFPE);
+        sigdelset(&all, SIGILL);
+        sigdelset(&all, SIGURG); /* preemption */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1 << 20);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&m->thread, &attr, mstart, m);
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc == 0) return;
+        free(m);
+    }
+    /* No thread could be created: give the P back; the running Ms carry on. */
+    hoare__lock(&sched.lock);
+    sched.nm--;
+    pidle_put_locked(p);
+    hoare__unlock(&sched.lock);
+    if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
+}
+
+/* New work exists: make sure some M will look for it (Go's wakep). */
+void hoare__wakep(void) {
+    if (atomic_load_explicit(&sched.npidle, memory_order_seq_cst) == 0) return;
+    int32_t zero = 0;
+    if (atomic_load_explicit(&sched.nmspinning, memory_order_relaxed) != 0 ||
+        !atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1))
+        return;
+    startm(NULL, true);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The context switch and what runs right after it */
+
+static void stack_bounds(G *g, const void **bottom, size_t *size) {
+    *bottom = g->stack_lo;
+    *size = g->stack_size;
+}
+
+/* Switch from `from` to `to` on this M. from_dies: from's stack will never run again. */
+static inline void switch_context(G *from, G *to, bool from_dies) {
+#ifdef HOARE_ASAN
+    const void *bottom;
+    size_t size;
+    stack_bounds(to, &bottom, &size);
+    __sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake_stack, bottom, size);
+#else
+    (void)from_dies;
+    (void)stack_bounds;
+#endif
+#ifdef HOARE_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    hoare__ctx_switch(&from->sp, to->sp);
+}
+
+static void run_pending(M *m);
+
+/* Back on `self` after a switch (possibly on another thread). */
+static inline void resumed(G *self) {
+#ifdef HOARE_ASAN
+    __sanitizer_finish_switch_fiber(self->asan_fake_stack, NULL, NULL);
+#endif
+    M *m = hoare__getm();
+    run_pending(m);
+    if (!(self->flags & G_G0)) set_errno(self->saved_errno);
+}
+
+static void execute(M *m, G *g, bool inherit_slice) {
+    atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+    g->m = m;
+    m->curg = g;
+    atomic_store_explicit(&m->running, g, memory_order_relaxed);
+    if (!inherit_slice) g->run_since = hoare__nanotime();
+}
+
+/* The current goroutine g stops running; m->pend_* say what to do with it. Runs the next local
+ * goroutine directly, or the scheduler context. Returns when g runs again (unless it died). */
+static void switch_out(M *m, G *g) {
+    bool dies = m->pend_kind == PEND_EXIT;
+    g->saved_errno = dies ? 0 : get_errno();
+    P *p = m->p;
+    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(p) : NULL;
+    g->m = NULL;
+    if (next) {
+        execute(m, next, true);
+        switch_context(g, next, dies);
+    } else {
+        m->curg = NULL;
+        atomic_store_explicit(&m->running, NULL, memory_order_relaxed);
+        switch_context(g, &m->g0, dies);
+    }
+    resumed(g);
+}
+
+static void exit_finish(M *m, G *g);
+
+static void run_pending(M *m) {
+    enum pend_kind kind = m->pend_kind;
+    if (kind == PEND_NONE) return;
+    G *g = m->pend_g;
+    m->pend_kind = PEND_NONE;
+    m->pend_g = NULL;
+    switch (kind) {
+    case PEND_PARK:
+        atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
+        if (m->pend_commit && !m->pend_commit(g, m->pend_arg)) {
+            atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+            runq_put(m->p, g, true);
+        }
+        break;
+    case PEND_YIELD:
+        atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+        runq_put(m->p, g, false);
+        break;
+    case PEND_PREEMPT:
+    case PEND_BLOCKED:
+        /* to the global queue: a preempted goroutine goes behind everybody else; a goroutine
+         * leaving a blocking region without a P waits for any P */
+        atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+        globrunq_put(g);
+        hoare__wakep();
+        break;
+    case PEND_EXIT:
+        exit_finish(m, g);
+        break;
+    case PEND_NONE:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Parking and readying */
+
+static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg);
+static void checkdead_locked(void);
+
+void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g) {
+        if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
+        park_thread(hoare__g(), reason, commit, arg);
+        return;
+    }
+    if (!m->p) hoare__fatal("goroutine %llu parks (%s) inside a blocking region",
+                            (unsigned long long)g->id, reason);
+    g->wait_reason = reason;
+    g->wait_since = hoare__nanotime();
+    m->pend_kind = PEND_PARK;
+    m->pend_g = g;
+    m->pend_commit = commit;
+    m->pend_arg = arg;
+    switch_out(m, g);
+}
+
+void hoare__ready(G *g) {
+    if (g->flags & G_THREAD) {
+        ready_thread(g);
+        return;
+    }
+    uint32_t expect = G_WAITING;
+    if (!atomic_compare_exchange_strong_explicit(&g->status, &expect, G_RUNNABLE,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, expect);
+    P *p = hoare__curp();
+    if (p) runq_put(p, g, true);
+    else globrunq_put(g);
+    hoare__wakep();
+}
+
+void hoare__ready_list(G *list) {
+    int32_t n = 0;
+    G *tail = NULL;
+    for (G *g = list; g; g = g->schedlink) {
+        uint32_t expect = G_WAITING;
+        if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
+            hoare__fatal("ready of goroutine %llu which is not waiting", (unsigned long long)g->id);
+        tail = g;
+        n++;
+    }
+    if (!n) return;
+    hoare__lock(&sched.lock);
+    globrunq_put_batch_locked(list, tail, n);
+    hoare__unlock(&sched.lock);
+    for (int32_t i = 0; i < n && atomic_load(&sched.npidle) > 0; i++) hoare__wakep();
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Plain threads: a waiter record per thread, recycled (never freed) when the thread exits so that
+ * a late waker never touches freed memory. */
+
+static hoare_lock waiter_pool_lock;
+static G *waiter_pool;               /* free records, guarded by waiter_pool_lock */
+static _Atomic(G *) all_waiters;     /* every record ever made, prepend-only, for dumps */
+static pthread_key_t waiter_key;
+
+void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg);
+void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg) {
+    for (G *g = atomic_load(&all_waiters); g; g = g->alllink)
+        if (atomic_load(&g->status) == G_WAITING) fn(g, arg);
+}
+
+static void waiter_release(void *p) {
+    G *g = p;
+    hoare__lock(&waiter_pool_lock);
+    g->schedlink = waiter_pool;
+    waiter_pool = g;
+    hoare__unlock(&waiter_pool_lock);
+}
+
+G *hoare__g(void) {
+    M *m = hoare__getm();
+    if (m && m->curg) return m->curg;
+    G *g = tls_thread_waiter;
+    if (g) return g;
+    ensure_init();
+    hoare__lock(&waiter_pool_lock);
+    g = waiter_pool;
+    if (g) waiter_pool = g->schedlink;
+    hoare__unlock(&waiter_pool_lock);
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g) hoare__fatal("out of memory for a thread waiter record");
+        g->flags = G_THREAD;
+        g->id = atomic_fetch_add(&goid_gen, 1) + 1;
+        G *head = atomic_load(&all_waiters);
+        do g->alllink = head;
+        while (!atomic_compare_exchange_weak(&all_waiters, &head, g));
+    }
+    g->schedlink = NULL;
+    atomic_store(&g->status, G_RUNNING);
+    tls_thread_waiter = g;
+    pthread_setspecific(waiter_key, g);
+    return g;
+}
+
+static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg) {
+    g->wait_reason = reason;
+    g->wait_since = hoare__nanotime();
+    atomic_store_explicit(&g->wake_key, 0, memory_order_relaxed);
+    atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
+    if (commit && !commit(g, arg)) {
+        atomic_store(&g->status, G_RUNNING);
+        return;
+    }
+    /* A thread waiting with no timer of its own counts for the deadlock check. */
+    bool counted = atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) == 0;
+    if (counted) {
+        hoare__lock(&sched.lock);
+        if (atomic_load(&g->wake_key) == 0) {
+            sched.nthreads_blocked++;
+            checkdead_locked();
+        } else {
+            counted = false;
+        }
+        hoare__unlock(&sched.lock);
+    }
+    while (atomic_load_explicit(&g->wake_key, memory_order_acquire) == 0)
+        hoare__futex_wait(&g->wake_key, 0, -1);
+    if (counted) {
+        hoare__lock(&sched.lock);
+        sched.nthreads_blocked--;
+        hoare__unlock(&sched.lock);
+    }
+    atomic_store(&g->status, G_RUNNING);
+}
+
+static void ready_thread(G *g) {
+    uint32_t expect = G_WAITING;
+    if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
+        hoare__fatal("ready of a thread that is not waiting (status %u)", expect);
+    atomic_store_explicit(&g->wake_key, 1, memory_order_release);
+    hoare__futex_wake(&g->wake_key, 1);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Finding work: the scheduler context's loop */
+
+/* Try every other P, in random order, a few times. */
+static G *steal_work(M *m) {
+    P *p = m->p;
+    int32_t n = atomic_load(&sched.nprocs);
+    for (int pass = 0; pass < 4; pass++) {
+        uint32_t start = hoare__rand_n((uint32_t)n);
+        for (int32_t i = 0; i < n; i++) {
+            P *v = atomic_load_explicit(&hoare__allp[(start + (uint32_t)i) % (uint32_t)n], memory_order_acquire);
+            if (!v || v == p) continue;
+            /* run the victim's expired timers too: its M may be busy with a long goroutine */
+            if (pass == 3 && atomic_load_explicit(&v->timers.first, memory_order_relaxed) <= hoare__nanotime())
+                hoare__timers_run(v, hoare__nanotime());
+            G *g = runq_steal(p, v, pass == 3);
+            if (g) return g;
+        }
+        G *g = runq_get(p); /* timers run above may have readied goroutines onto our P */
+        if (g) return g;
+    }
+    return NULL;
+}
+
+static void stop_spinning(M *m) {
+    if (!m->spinning) return;
+    m->spinning = false;
+    /* The last spinner to find work wakes another, in case there is more (Go's resetspinning). */
+    if (atomic_fetch_sub(&sched.nmspinning, 1) == 1) hoare__wakep();
+}
+
+static bool any_local_work(void) {
+    int32_t n = atomic_load(&sched.nprocs);
+    for (int32_t i = 0; i < n; i++) {
+        P *v = atomic_load(&hoare__allp[i]);
+        if (v && !runq_empty(v)) return true;
+    }
+    return false;
+}
+
+static bool retire_p(M *m);
+
+/* Block until a goroutine can run on this M; return it with m->p set. */
+static G *find_runnable(M *m) {
+    for (;;) {
+        P *p = m->p;
+        if (p && p->id >= atomic_load(&sched.nprocs) && retire_p(m)) p = NULL;
+        if (p) {
+            int64_t now = hoare__nanotime();
+            if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now)
+                hoare__timers_run(p, now);
+            G *g = next_local(p);
+            if (g) {
+                stop_spinning(m);
+                return g;
+            }
+            if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
+                hoare__lock(&sched.lock);
+                g = globrunq_get_locked(p, 0);
+                hoare__unlock(&sched.lock);
+                if (g) {
+                    stop_spinning(m);
+                    return g;
+                }
+            }
+            if (hoare__netpoll_waiters() > 0 && !atomic_load(&sched.netpoll_blocked)) {
+                G *list = hoare__netpoll(0);
+                if (list) {
+                    g = list;
+                    G *rest = g->schedlink;
+                    uint32_t expect = G_WAITING;
+                    if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
+                        hoare__fatal("poller returned goroutine %llu not waiting", (unsigned long long)g->id);
+                    hoare__ready_list(rest);
+                    stop_spinning(m);
+                    return g;
+                }
+            }
+            int32_t busy = atomic_load(&sched.nprocs) - atomic_load(&sched.npidle);
+            if (m->spinning || 2 * atomic_load(&sched.nmspinning) < busy) {
+                if (!m->spinning) {
+                    m->spinning = true;
+                    atomic_fetch_add(&sched.nmspinning, 1);
+                }
+                g = steal_work(m);
+                if (g) {
+                    stop_spinning(m);
+                    return g;
+                }
+            }
+            /* Nothing: give up the P. */
+            hoare__lock(&sched.lock);
+            g = globrunq_get_locked(p, 0);
+            if (g) {
+                hoare__unlock(&sched.lock);
+                stop_spinning(m);
+                return g;
+            }
+            pidle_put_locked(p);
+            m->p = NULL;
+            hoare__unlock(&sched.lock);
+            if (m->spinning) {
+                m->spinning = false;
+                atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst: a full fence before the re-check */
+                if (any_local_work() || atomic_load(&sched.runq_size) > 0) {
+                    hoare__lock(&sched.lock);
+                    P *q = pidle_get_locked();
+                    hoare__unlock(&sched.lock);
+                    if (q) {
+                        acquirep(m, q);
+                        m->spinning = true;
+                        atomic_fetch_add(&sched.nmspinning, 1);
+                        continue;
+                    }
+                }
+            }
+        }
+        /* No P. Wait in the poller if timers or descriptors need somebody to, else sleep. */
+        int64_t next_timer = hoare__timers_next();
+        uint32_t zero = 0;
+        if ((next_timer != INT64_MAX || hoare__netpoll_waiters() > 0) &&
+            atomic_compare_exchange_strong(&sched.netpoll_blocked, &zero, 1)) {
+            int64_t now = hoare__nanotime();
+            int64_t delay = next_timer == INT64_MAX ? -1 : (next_timer > now ? next_timer - now : 0);
+            atomic_store(&sched.netpoll_until, next_timer);
+            G *list = delay == 0 ? NULL : hoare__netpoll(delay);
+            atomic_store(&sched.netpoll_until, INT64_MAX);
+            atomic_store(&sched.netpoll_blocked, 0);
+            hoare__timers_run(NULL, hoare__nanotime()); /* readies onto the global queue (no P) */
+            hoare__lock(&sched.lock);
+            P *q = pidle_get_locked();
+            hoare__unlock(&sched.lock);
+            if (q) {
+                acquirep(m, q);
+                if (list) {
+                    G *g = list;
+                    uint32_t expect = G_WAITING;
+                    if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
+                        hoare__fatal("poller returned goroutine %llu not waiting", (unsigned long long)g->id);
+                    hoare__ready_list(g->schedlink);
+                    return g;
+                }
+                continue;
+            }
+            hoare__ready_list(list);
+            continue;
+        }
+        hoare__lock(&sched.lock);
+        /* Re-check under the lock: work may have been queued while we had no P. */
+        if (atomic_load(&sched.runq_size) > 0 && sched.idle_p) {
+            acquirep(m, pidle_get_locked());
+            hoare__unlock(&sched.lock);
+            continue;
+        }
+        m->link = sched.idle_m;
+        sched.idle_m = m;
+        sched.nmidle++;
+        checkdead_locked();
+        hoare__note_clear(&m->park);
+        hoare__unlock(&sched.lock);
+        hoare__note_sleep(&m->park, -1);
+        /* woken by startm with a P */
+        acquirep(m, m->nextp);
+        m->nextp = NULL;
+    }
+}
+
+static void schedule(M *m) {
+    for (;;) {
+        run_pending(m);
+        G *g = find_runnable(m);
+        execute(m, g, false);
+        switch_context(&m->g0, g, false);
+        resumed(&m->g0);
+    }
+}
+
+HIDDEN void hoare__signals_thread_init(void);
+
+static void *mstart(void *arg) {
+    M *m = arg;
+    tls_m = m;
+    hoare__signals_thread_init();
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        size_t size;
+        pthread_attr_getstack(&attr, &lo, &size);
+        m->g0.stack_lo = lo;
+        m->g0.stack_size = size;
+        pthread_attr_destroy(&attr);
+    }
+#ifdef HOARE_TSAN
+    m->g0.tsan_fiber = __tsan_get_current_fiber();
+#endif
+    m->g0.id = 0;
+    M *head = atomic_load(&sched.allm);
+    do m->alllink = head;
+    while (!atomic_compare_exchange_weak(&sched.allm, &head, m));
+    acquirep(m, m->nextp);
+    m->nextp = NULL;
+    schedule(m);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Goroutine creation and exit */
+
+/* First code of a new goroutine (called by hoare__ctx_trampoline on its own stack). */
+void hoare__g_start(void);
+void hoare__g_start(void) {
+#ifdef HOARE_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    M *m = hoare__getm();
+    run_pending(m);
+    G *g = m->curg;
+    set_errno(0);
+    g->fn(g->arg);
+    hoare_exit();
+}
+
+static void exit_finish(M *m, G *g) {
+#ifdef HOARE_TSAN
+    __tsan_destroy_fiber(g->tsan_fiber);
+    g->tsan_fiber = NULL;
+#endif
+    hoare__g_free(g, m->p ? &m->p->gcache : NULL);
+}
+
+void hoare_exit(void) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g) pthread_exit(NULL);
+    atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
+    atomic_fetch_sub(&sched.ngoroutines, 1);
+    m->pend_kind = PEND_EXIT;
+    m->pend_g = g;
+    switch_out(m, g);
+    __builtin_unreachable();
+}
+
+static uint64_t new_goid(P *p) {
+    enum { BATCH = 16 };
+    if (!p) return atomic_fetch_add(&goid_gen, 1) + 1;
+    if (p->goid_next == p->goid_end) {
+        p->goid_next = atomic_fetch_add(&goid_gen, BATCH) + 1;
+        p->goid_end = p->goid_next + BATCH;
+    }
+    return p->goid_next++;
+}
+
+int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
+    if (!fn) return EINVAL;
+    ensure_init();
+    M *m = hoare__getm();
+    P *p = m ? m->p : NULL;
+    G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : NULL);
+    if (!g) return errno == ENOMEM ? ENOMEM : EAGAIN;
+    g->fn = fn;
+    g->arg = arg;
+    g->id = new_goid(p);
+    g->schedlink = NULL;
+    g->m = NULL;
+    g->wait_reason = NULL;
+    g->param = NULL;
+    g->preempt = 0;
+    g->start_pc = (uintptr_t)fn;
+    g->creator_pc = (uintptr_t)__builtin_return_address(0);
+    G *cur = m ? m->curg : NULL;
+    g->creator_id = cur ? cur->id : 0;
+    g->name[0] = 0;
+    if (a && a->name) {
+        strncpy(g->name, a->name, sizeof g->name - 1);
+        g->name[sizeof g->name - 1] = 0;
+    }
+    g->sp = hoare__ctx_make(g->stack_lo + g->stack_size);
+#ifdef HOARE_TSAN
+    g->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
+    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+    if (p) runq_put(p, g, true);
+    else globrunq_put(g);
+    hoare__wakep();
+    return 0;
+}
+
+int hoare_go(void (*fn)(void *), void *arg) { return hoare_go_with(NULL, fn, arg); }
+
+/* ------------------------------------------------------------------------------------------
+ * Blocking regions (Go's entersyscall/exitsyscall): the M keeps its P, marked so that the monitor
+ * can hand it to another M if the call lasts; at the end the M takes its P back if it can, else
+ * another idle P, else it queues its goroutine and goes idle. */
+
+void hoare_blocking_begin(void) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g) return;
+    P *p = m->p;
+    if (!p) hoare__fatal("hoare_blocking_begin inside a blocking region (goroutine %llu)",
+                         (unsigned long long)g->id);
+    atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
+    atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
+    atomic_store_explicit(&p->blocking, (++p->blocking_tick << 1) | 1, memory_order_release);
+    hoare__monitor_kick();
+}
+
+void hoare_blocking_end(void) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g) return;
+    P *p = m->p;
+    if (!p || atomic_load_explicit(&g->status, memory_order_relaxed) != G_BLOCKING)
+        hoare__fatal("hoare_blocking_end without hoare_blocking_begin (goroutine %llu)",
+                     (unsigned long long)g->id);
+    uint64_t mine = (p->blocking_tick << 1) | 1;
+    atomic_fetch_sub_explicit(&sched.nblocking, 1, memory_order_relaxed);
+    if (likely(atomic_compare_exchange_strong(&p->blocking, &mine, 0))) {
+        atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+        return;
+    }
+    /* The monitor gave our P away. Any idle P will do; if none, wait in the global queue. */
+    m->p = NULL;
+    hoare__lock(&sched.lock);
+    P *q = pidle_get_locked();
+    hoare__unlock(&sched.lock);
+    if (q) {
+        acquirep(m, q);
+        atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+        return;
+    }
+    m->pend_kind = PEND_BLOCKED;
+    m->pend_g = g;
+    switch_out(m, g);
+}
+
+bool hoare__p_has_work(P *p) {
+    return !runq_empty(p) || atomic_load(&sched.runq_size) > 0 ||
+           atomic_load_explicit(&p->timers.first, memory_order_relaxed) != INT64_MAX;
+}
+
+bool hoare__retake_blocked(P *p, uint64_t word) {
+    if (!atomic_compare_exchange_strong(&p->blocking, &word, 0)) return false;
+    /* The P is ours; its old M will find out at hoare_blocking_end. */
+    p->m = NULL;
+    if (hoare__p_has_work(p)) {
+        startm(p, false);
+    } else {
+        hoare__lock(&sched.lock);
+        pidle_put_locked(p);
+        hoare__unlock(&sched.lock);
+    }
+    return true;
+}
+
+void hoare_yield(void) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g) {
+        sched_yield();
+        return;
+    }
+    P *p = m->p;
+    if (!p) return; /* inside a blocking region: nothing to yield to */
+    /* Nothing else to run here or globally: stealers will find us if they are idle. */
+    if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0) return;
+    m->pend_kind = PEND_YIELD;
+    m->pend_g = g;
+    switch_out(m, g);
+}
+
+uint64_t hoare_id(void) {
+    G *g = hoare__curg();
+    return g ? g->id : 0;
+}
+
+size_t hoare_count(void) {
+    int64_t n = atomic_load(&sched.ngoroutines);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Processors: how many, and changing that while running */
+
+static int default_procs(void) {
+    const char *env = getenv("HOARE_PROCS");
+    if (env && *env) {
+        int n = atoi(env);
+        if (n > 0) return n > HOARE_MAX_PROCS ? HOARE_MAX_PROCS : n;
+    }
+    int n = 1;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    else n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    /* cgroup v2 CPU quota: "max 100000" or "<quota> <period>" */
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        char line[512], path[600];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "0::", 3) != 0) continue;
+            line[strcspn(line, "\n")] = 0;
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", line + 3);
+            FILE *q = fopen(path, "r");
+            if (q) {
+                char quota[32];
+                long period;
+                if (fscanf(q, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 && period > 0) {
+                    long cpus = (atol(quota) + period - 1) / period;
+                    if (cpus > 0 && cpus < n) n = (int)cpus;
+                }
+                fclose(q);
+            }
+        }
+        fclose(f);
+    }
+    if (n < 1) n = 1;
+    return n > HOARE_MAX_PROCS ? HOARE_MAX_PROCS : n;
+}
+
+static P *make_p(int32_t id) {
+    P *p = atomic_load(&hoare__allp[id]);
+    if (p) return p;
+    p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
+    if (!p) hoare__fatal("out of memory for processor %d", id);
+    memset(p, 0, sizeof *p);
+    p->id = id;
+    atomic_store(&p->timers.first, INT64_MAX);
+    atomic_store_explicit(&hoare__allp[id], p, memory_order_release);
+    return p;
+}
+
+/* The P of m is no longer wanted (procs shrank): hand its work to the others. false if procs grew
+ * back in the meantime and m keeps it. */
+static bool retire_p(M *m) {
+    P *p = m->p;
+    hoare__g_cache_flush(&p->gcache);
+    hoare__timers_move(p, atomic_load(&hoare__allp[0]));
+    hoare__lock(&sched.lock);
+    if (p->id < atomic_load(&sched.nprocs)) {
+        hoare__unlock(&sched.lock);
+        return false;
+    }
+    G *g;
+    while ((g = runq_get(p))) globrunq_put_locked(g);
+    atomic_store(&p->status, P_RETIRED);
+    p->m = NULL;
+    m->p = NULL;
+    hoare__unlock(&sched.lock);
+    if (m->spinning) {
+        m->spinning = false;
+        atomic_fetch_sub(&sched.nmspinning, 1);
+    }
+    hoare__wakep();
+    return true;
+}
+
+int hoare_procs(int n) {
+    ensure_init();
+    if (n > HOARE_MAX_PROCS) n = HOARE_MAX_PROCS;
+    hoare__lock(&sched.lock);
+    int old = atomic_load(&sched.nprocs);
+    if (n <= 0 || n == old) {
+        hoare__unlock(&sched.lock);
+        return old;
+    }
+    if (n > old) {
+        for (int32_t i = old; i < n; i++) {
+            P *p = make_p(i);
+            if (atomic_load(&p->status) == P_RETIRED || atomic_load(&p->status) == P_IDLE)
+                pidle_put_locked(p);
+        }
+    } else {
+        /* Idle Ps beyond n leave the idle list now; running ones retire at their next schedule. */
+        P **link = &sched.idle_p;
+        while (*link) {
+            P *p = *link;
+            if (p->id >= n) {
+                *link = p->link;
+                atomic_fetch_sub(&sched.npidle, 1);
+                atomic_store(&p->status, P_RETIRED);
+            } else {
+                link = &p->link;
+            }
+        }
+    }
+    atomic_store(&sched.nprocs, n);
+    hoare__unlock(&sched.lock);
+    /* Idle Ps that retired may still hold timers (a P goes idle with its timers pending). */
+    for (int32_t i = n; i < old; i++) {
+        P *p = atomic_load(&hoare__allp[i]);
+        if (atomic_load(&p->status) == P_RETIRED && !p->m) hoare__timers_move(p, atomic_load(&hoare__allp[0]));
+    }
+    for (int i = 0; i < n; i++) hoare__wakep();
+    return old;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Deadlock detection (Go's checkdead). Called with sched.lock held whenever an M goes idle or a
+ * plain thread blocks without a timeout. */
+
+static int process_threads(void) {
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return -1;
+    char buf[1024];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    char *s = strrchr(buf, ')');
+    if (!s) return -1;
+    /* fields after the command: state(3) ... num_threads is field 20 */
+    int field = 2;
+    for (; *s && field < 20; s++)
+        if (*s == ' ') field++;
+    return atoi(s);
+}
+
+static int deadlock_check = -1;
+
+static void checkdead_locked(void) {
+    if (deadlock_check < 0) {
+        const char *env = getenv("HOARE_DEADLOCK");
+        deadlock_check = !(env && env[0] == '0');
+    }
+    if (!deadlock_check) return;
+    if (sched.nmidle != sched.nm) return;                  /* some M is running or polling */
+    if (atomic_load(&sched.netpoll_blocked)) return;
+    if (atomic_load(&sched.nblocking) > 0) return;
+    if (atomic_load(&sched.runq_size) > 0 || any_local_work()) return;
+    if (hoare__timers_next() != INT64_MAX) return;
+    if (hoare__netpoll_waiters() > 0) return;
+    if (atomic_load(&sched.ngoroutines) == 0 && sched.nthreads_blocked == 0) return;
+    /* Every other thread of the process must be blocked in the runtime too. */
+    int threads = process_threads();
+    int runtime_threads = sched.nm + 1; /* Ms and the monitor */
+    if (threads < 0 || threads - runtime_threads != sched.nthreads_blocked) return;
+    hoare__fatal("all goroutines are asleep - deadlock!");
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Start-up */
+
+HIDDEN void hoare__signals_init(void);
+
+static void do_init(void) {
+    int n = default_procs();
+    pthread_key_create(&waiter_key, waiter_release);
+    hoare__netpoll_init();
+    hoare__signals_init();
+    for (int32_t i = n - 1; i >= 0; i--) pidle_put_locked(make_p(i));
+    atomic_store(&sched.nprocs, n);
+    hoare__monitor_start();
+    atomic_store_explicit(&initialised, true, memory_order_release);
+}
+
+static void ensure_init(void) {
+    if (likely(atomic_load_explicit(&initialised, memory_order_acquire))) return;
+    pthread_once(&init_once, do_init);
+}
+
+void hoare__init(void) { ensure_init(); }

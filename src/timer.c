@@ -1,0 +1,263 @@
+/*
+ * timer.c - runtime timers: one 4-ary min-heap per processor, run by the scheduler.
+ *
+ * A timer goes into the heap of the processor that starts it (a random one for plain threads).
+ * Schedulers run their own processor's expired timers at every scheduling round; an idle thread
+ * waits in the poller exactly until the earliest timer of all processors (never a fixed tick) and
+ * then runs every processor's expired timers; thieves run a busy victim's expired timers.
+ *
+ * Timer states: IDLE -> PENDING (start: in a heap, t->heap set) -> FIRING (popped by a runner,
+ * t->heap NULL, fn running without any lock) -> IDLE, or back to PENDING for a periodic timer.
+ * stop removes a PENDING timer, or waits until a FIRING one is done, so after stop returns the
+ * callback is not running and will not run; start waits out a FIRING callback too, so a goroutine
+ * woken by its own timer can re-arm it at once.
+ *
+ * Locks: each heap has its own lock; no two heap locks are ever held together. Callbacks run with
+ * no heap lock held (they may take channel and scheduler locks).
+ */
+#include "proc.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { TIMER_IDLE = 0, TIMER_PENDING, TIMER_FIRING };
+
+/* ------------------------------------------------------------------------------------------
+ * The heap (caller holds h->lock) */
+
+static void heap_set(struct timer_heap *h, int32_t i, hoare_rtimer *t) {
+    h->v[i] = t;
+    t->index = i;
+}
+
+static void sift_up(struct timer_heap *h, int32_t i) {
+    hoare_rtimer *t = h->v[i];
+    while (i > 0) {
+        int32_t parent = (i - 1) / 4;
+        if (h->v[parent]->when <= t->when) break;
+        heap_set(h, i, h->v[parent]);
+        i = parent;
+    }
+    heap_set(h, i, t);
+}
+
+static void sift_down(struct timer_heap *h, int32_t i) {
+    hoare_rtimer *t = h->v[i];
+    for (;;) {
+        int32_t first = 4 * i + 1, best = -1;
+        for (int32_t c = first; c < first + 4 && c < h->n; c++)
+            if (best < 0 || h->v[c]->when < h->v[best]->when) best = c;
+        if (best < 0 || h->v[best]->when >= t->when) break;
+        heap_set(h, i, h->v[best]);
+        i = best;
+    }
+    heap_set(h, i, t);
+}
+
+static void heap_update_first(struct timer_heap *h) {
+    atomic_store_explicit(&h->first, h->n ? h->v[0]->when : INT64_MAX, memory_order_release);
+}
+
+static void heap_push(struct timer_heap *h, hoare_rtimer *t) {
+    if (h->n == h->cap) {
+        int32_t cap = h->cap ? h->cap * 2 : 64;
+        hoare_rtimer **v = realloc(h->v, (size_t)cap * sizeof *v);
+        if (!v) hoare__fatal("out of memory for a timer heap of %d timers", h->n);
+        h->v = v;
+        h->cap = cap;
+    }
+    heap_set(h, h->n++, t);
+    sift_up(h, h->n - 1);
+    heap_update_first(h);
+}
+
+static void heap_remove(struct timer_heap *h, int32_t i) {
+    h->n--;
+    if (i != h->n) {
+        heap_set(h, i, h->v[h->n]);
+        sift_down(h, i);
+        sift_up(h, h->v[i]->index);
+    }
+    heap_update_first(h);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void wait_not_firing(hoare_rtimer *t) {
+    while (atomic_load_explicit(&t->state, memory_order_acquire) == TIMER_FIRING) sched_yield();
+}
+
+static struct timer_heap *heap_for_caller(void) {
+    P *p = hoare__curp();
+    if (!p) {
+        hoare__init();
+        int32_t n = atomic_load(&hoare__sched.nprocs);
+        p = atomic_load(&hoare__allp[hoare__rand_n((uint32_t)n)]);
+    }
+    return &p->timers;
+}
+
+void hoare__timer_start(hoare_rtimer *t, int64_t when) {
+    wait_not_firing(t);
+    if (atomic_load(&t->state) != TIMER_IDLE) hoare__fatal("timer started twice");
+    struct timer_heap *h = heap_for_caller();
+    hoare__lock(&h->lock);
+    t->when = when;
+    atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
+    atomic_store_explicit(&t->heap, h, memory_order_release);
+    heap_push(h, t);
+    bool earliest = h->v[0] == t;
+    hoare__unlock(&h->lock);
+    if (earliest) hoare__timer_wake_scheduler(when);
+}
+
+bool hoare__timer_stop(hoare_rtimer *t) {
+    for (;;) {
+        struct timer_heap *h = atomic_load_explicit(&t->heap, memory_order_acquire);
+        if (h) {
+            hoare__lock(&h->lock);
+            if (atomic_load_explicit(&t->heap, memory_order_relaxed) == h) {
+                heap_remove(h, t->index);
+                atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
+                atomic_store_explicit(&t->state, TIMER_IDLE, memory_order_release);
+                hoare__unlock(&h->lock);
+                return true;
+            }
+            hoare__unlock(&h->lock);
+            continue; /* fired or moved meanwhile: look again */
+        }
+        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (st == TIMER_IDLE) return false;
+        if (st == TIMER_FIRING) {
+            wait_not_firing(t);
+            /* a periodic timer is PENDING again: go round and remove it */
+            if (atomic_load(&t->state) == TIMER_IDLE) return false;
+        }
+        /* PENDING with no heap: a move between heaps is under way */
+        sched_yield();
+    }
+}
+
+/* Next firing time of a periodic timer that fired for `when`, skipping missed periods. */
+static int64_t next_period(const hoare_rtimer *t, int64_t now) {
+    int64_t next = t->when + t->period;
+    if (next <= now) next += (now - next) / t->period * t->period + t->period;
+    return next;
+}
+
+static int64_t run_heap(struct timer_heap *h, int64_t now) {
+    while (atomic_load_explicit(&h->first, memory_order_acquire) <= now) {
+        hoare__lock(&h->lock);
+        if (h->n == 0 || h->v[0]->when > now) {
+            hoare__unlock(&h->lock);
+            break;
+        }
+        hoare_rtimer *t = h->v[0];
+        heap_remove(h, 0);
+        atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
+        atomic_store_explicit(&t->state, TIMER_FIRING, memory_order_release);
+        hoare__unlock(&h->lock);
+
+        t->fn(t->arg, now);
+
+        if (t->period > 0) {
+            hoare__lock(&h->lock);
+            t->when = next_period(t, now);
+            atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
+            atomic_store_explicit(&t->heap, h, memory_order_release);
+            heap_push(h, t);
+            hoare__unlock(&h->lock);
+        } else {
+            atomic_store_explicit(&t->state, TIMER_IDLE, memory_order_release);
+        }
+    }
+    return atomic_load_explicit(&h->first, memory_order_acquire);
+}
+
+int64_t hoare__timers_run(P *p, int64_t now) {
+    if (p) return run_heap(&p->timers, now);
+    int64_t next = INT64_MAX;
+    for (int i = 0; i < HOARE_MAX_PROCS; i++) {
+        P *q = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);
+        if (!q) break;
+        int64_t w = run_heap(&q->timers, now);
+        if (w < next) next = w;
+    }
+    return next;
+}
+
+int64_t hoare__timers_next(void) {
+    int64_t next = INT64_MAX;
+    for (int i = 0; i < HOARE_MAX_PROCS; i++) {
+        P *q = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);
+        if (!q) break;
+        int64_t w = atomic_load_explicit(&q->timers.first, memory_order_acquire);
+        if (w < next) next = w;
+    }
+    return next;
+}
+
+/* Move every timer of `from` to `to` (a processor going away). */
+void hoare__timers_move(P *from, P *to) {
+    if (from == to) return;
+    for (;;) {
+        hoare__lock(&from->timers.lock);
+        if (from->timers.n == 0) {
+            hoare__unlock(&from->timers.lock);
+            return;
+        }
+        hoare_rtimer *t = from->timers.v[from->timers.n - 1];
+        heap_remove(&from->timers, from->timers.n - 1);
+        atomic_store(&t->heap, NULL); /* state stays PENDING: stop waits for the move */
+        hoare__unlock(&from->timers.lock);
+        hoare__lock(&to->timers.lock);
+        atomic_store(&t->heap, &to->timers);
+        heap_push(&to->timers, t);
+        hoare__unlock(&to->timers.lock);
+        hoare__timer_wake_scheduler(t->when);
+    }
+}
+
+void hoare__timer_wake_scheduler(int64_t when) {
+    if (atomic_load(&hoare__sched.netpoll_blocked)) {
+        if (when < atomic_load(&hoare__sched.netpoll_until)) hoare__netpoll_break();
+    } else {
+        hoare__wakep();
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Public: clock and sleep */
+
+int64_t hoare_now(void) { return hoare__nanotime(); }
+
+static void sleep_fire(void *arg, int64_t now) {
+    (void)now;
+    hoare__ready(arg);
+}
+
+/* Arm the timer only once the goroutine has switched out: its callback readies it. */
+static bool sleep_commit(G *g, void *arg) {
+    hoare__timer_start(&g->sleep_timer, *(const int64_t *)arg);
+    return true;
+}
+
+void hoare_sleep(int64_t ns) {
+    if (ns <= 0) return;
+    G *g = hoare__curg();
+    if (!g) {
+        struct timespec ts;
+        int64_t deadline = hoare__nanotime() + ns;
+        ts.tv_sec = deadline / 1000000000;
+        ts.tv_nsec = deadline % 1000000000;
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+        return;
+    }
+    int64_t when = hoare__nanotime() + ns;
+    g->sleep_timer.fn = sleep_fire;
+    g->sleep_timer.arg = g;
+    g->sleep_timer.period = 0;
+    hoare__park("sleep", sleep_commit, &when);
+}
