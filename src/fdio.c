@@ -21,6 +21,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "netpoll.h"
+#include "proc.h"
 
 /* Waiter slot values other than a G pointer. */
 #define PD_NIL ((uintptr_t)0)
@@ -46,6 +49,8 @@
 
 /* Registration flags (what the caller knows about a new descriptor). */
 enum { REG_SOCKET = 1, REG_STREAM = 2, REG_NONBLOCK = 4 };
+/* accept_kind bits. */
+enum { ACCEPT_KNOWN = 1, ACCEPT_STREAM = 2, ACCEPT_TCP = 4 };
 
 typedef struct poll_desc {
     _Atomic uintptr_t rg, wg;
@@ -60,6 +65,8 @@ typedef struct poll_desc {
     /* Guarded by rmu (the reader owns it): the last read drained the socket, so the next read waits
      * for a readiness edge before trying (saves the read that would fail with EAGAIN). */
     bool read_drained;
+    /* Guarded by rmu (accept holds it): what accepted sockets are, learnt at the first accept. */
+    uint8_t accept_kind;
     hoare_lock lock;       /* registration, close, deadline changes and their timers */
     hoare_mutex rmu, wmu;  /* one reader and one writer at a time (Go's fdMutex read/write locks) */
     hoare_rtimer rt, wt;   /* deadline timers: started and stopped only under lock */
@@ -71,7 +78,7 @@ typedef struct poll_desc {
 #define PD_MAX_FD (1 << 24)
 
 static poll_desc *_Atomic pd_table[PD_MAX_FD / PD_CHUNK];
-/* Goroutines (and threads) parked in a waiter slot. */
+/* Goroutines (and threads) parked in a waiter slot and not yet running again. */
 static _Atomic int32_t netpoll_waiters;
 
 static void read_deadline_fired(void *arg, int64_t now);
@@ -130,7 +137,6 @@ static G *pd_unblock(poll_desc *pd, int mode, bool ioready) {
     }
     if (old == PD_EITHER) return pd_unblock(pd, NETPOLL_READ, ioready);
     if (old == PD_NIL || old == PD_WAIT) return NULL; /* a waiter at PD_WAIT finds the new state */
-    atomic_fetch_sub_explicit(&netpoll_waiters, 1, memory_order_relaxed);
     return (G *)old;
 }
 
@@ -143,15 +149,30 @@ static int pd_check(poll_desc *pd, int modes) {
     return 0;
 }
 
+/* A waiter's record of one park, on its own stack. */
+struct pd_parking {
+    _Atomic uintptr_t *slot;
+    bool published; /* commit put the waiter in the slot: it is counted in netpoll_waiters */
+};
+
 /* Runs once the waiter is switched out: publish it in the slot unless readiness or an error came
- * since PD_WAIT was stored (then the slot is no longer PD_WAIT and the waiter resumes at once). */
+ * since PD_WAIT was stored (then the slot is no longer PD_WAIT and the waiter resumes at once).
+ * The waiter is counted from here until it runs again (not only until a waker takes it out of the
+ * slot): the deadlock check must not see a woken plain thread that has not resumed yet as idle. */
 static bool pd_commit(G *g, void *arg) {
-    _Atomic uintptr_t *slot = arg;
+    struct pd_parking *pk = arg;
     uintptr_t expected = PD_WAIT;
-    atomic_fetch_add_explicit(&netpoll_waiters, 1, memory_order_relaxed);
-    if (atomic_compare_exchange_strong(slot, &expected, (uintptr_t)g)) return true;
-    atomic_fetch_sub_explicit(&netpoll_waiters, 1, memory_order_relaxed);
-    return false;
+    atomic_fetch_add(&netpoll_waiters, 1);
+    pk->published = true; /* before the CAS: once g is in the slot, g may run at once */
+    if (!atomic_compare_exchange_strong(pk->slot, &expected, (uintptr_t)g)) {
+        pk->published = false;
+        atomic_fetch_sub(&netpoll_waiters, 1);
+        return false;
+    }
+    /* A goroutine's thread goes on to schedule and polls when idle; a plain thread sleeps, so make
+     * sure some scheduler thread wakes up to poll for it. */
+    if (g->flags & G_THREAD) hoare__wakep();
+    return true;
 }
 
 /* Go's netpollblock plus the error checks: wait until an edge for modes arrives (modes READ|WRITE
@@ -172,7 +193,11 @@ static int pd_wait(poll_desc *pd, int modes) {
     /* Stores of closing/deadlines happen before their pd_unblock reads the slot; this load comes
      * after our PD_WAIT store: one side sees the other (all seq_cst). */
     int err = pd_check(pd, modes);
-    if (err == 0) hoare__park("IO wait", pd_commit, (void *)slot);
+    if (err == 0) {
+        struct pd_parking pk = {slot, false};
+        hoare__park("IO wait", pd_commit, &pk);
+        if (pk.published) atomic_fetch_sub(&netpoll_waiters, 1);
+    }
     old = atomic_exchange(slot, PD_NIL);
     if (old > PD_WAIT) hoare__fatal("netpoll: corrupted waiter slot of descriptor %d", pd->fd);
     if (old == PD_READY) return 0;
@@ -185,10 +210,13 @@ void hoare__netpoll_ready(int fd, uint32_t seq, int modes, G **list) {
     for (int mode = NETPOLL_READ; mode <= NETPOLL_WRITE; mode <<= 1) {
         if (!(modes & mode)) continue;
         G *g = pd_unblock(pd, mode, true);
-        if (g) {
-            g->schedlink = *list;
-            *list = g;
+        if (!g) continue;
+        if (g->flags & G_THREAD) { /* plain threads are woken here, not run by the scheduler */
+            hoare__ready(g);
+            continue;
         }
+        g->schedlink = *list;
+        *list = g;
     }
 }
 
@@ -602,6 +630,20 @@ static ssize_t attempt_accept(poll_desc *pd, void *arg) {
     }
 }
 
+/* What sockets accepted from listener fd are (a stream socket? TCP?), asked once per listener. */
+static uint8_t accept_kind(int fd) {
+    int type = 0, protocol = 0;
+    socklen_t len = sizeof type;
+    uint8_t kind = ACCEPT_KNOWN;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM) {
+        kind |= ACCEPT_STREAM;
+        len = sizeof protocol;
+        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 && protocol == IPPROTO_TCP)
+            kind |= ACCEPT_TCP;
+    }
+    return kind;
+}
+
 int hoare_fd_accept(int fd, void *addr, void *addrlen) {
     int err;
     poll_desc *pd = pd_acquire(fd, &err);
@@ -609,15 +651,16 @@ int hoare_fd_accept(int fd, void *addr, void *addrlen) {
     hoare_mutex_lock(&pd->rmu);
     struct accept_arg a = {addr, addrlen};
     ssize_t nfd = pd_io(pd, NETPOLL_READ, attempt_accept, &a);
+    if (nfd >= 0 && !pd->accept_kind) pd->accept_kind = accept_kind(fd);
+    uint8_t kind = pd->accept_kind;
     hoare_mutex_unlock(&pd->rmu);
     pd_release(pd);
     if (nfd < 0) return (int)nfd;
-    /* Listening sockets here are stream sockets (SOCK_SEQPACKET ones too: a short read of those
-     * does not mean drained, so ask the kernel for the type). */
-    int type = 0;
-    socklen_t tlen = sizeof type;
-    bool stream = getsockopt((int)nfd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
-    err = hoare__fd_register_new((int)nfd, stream);
+    if (kind & ACCEPT_TCP) { /* as Go does for every TCP connection */
+        int one = 1;
+        (void)setsockopt((int)nfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    err = hoare__fd_register_new((int)nfd, kind & ACCEPT_STREAM);
     if (err) {
         close((int)nfd);
         return -err;
