@@ -200,18 +200,17 @@ static void lingering_close(int fd) {
 static void serve(void *arg) {
     struct conn *c = arg;
     size_t have = 0, skip = 0; /* bytes in c->in; body bytes still to discard */
-    int64_t deadline_set = 0;
+    /* The deadline is pushed forward when requests complete (not when bytes arrive: a client
+     * trickling a request must not keep the connection), at most every idle_timeout/8. */
+    int64_t deadline_set = hoare_now();
+    hoare_fd_set_deadline(c->fd, deadline_set + idle_timeout);
     bool closing = false;
     while (!closing) {
-        int64_t now = hoare_now();
-        if (now - deadline_set > idle_timeout / 8) {
-            hoare_fd_set_deadline(c->fd, now + idle_timeout);
-            deadline_set = now;
-        }
         ssize_t n = hoare_fd_read(c->fd, c->in + have, IN_CAP - have);
         if (n <= 0) break;
         have += (size_t)n;
         size_t pos = 0;
+        int answered = 0;
         update_date(c);
         while (!closing) {
             if (skip) {
@@ -242,11 +241,19 @@ static void serve(void *arg) {
                 pos += rq.header_len;
                 skip = rq.content_length;
                 closing = !rq.keep_alive;
+                answered++;
             }
         }
         if (!flush(c)) goto out;
         memmove(c->in, c->in + pos, have - pos);
         have -= pos;
+        if (answered && !closing) {
+            int64_t now = hoare_now();
+            if (now - deadline_set > idle_timeout / 8) {
+                hoare_fd_set_deadline(c->fd, now + idle_timeout);
+                deadline_set = now;
+            }
+        }
     }
     if (closing) {
         lingering_close(c->fd);

@@ -57,13 +57,18 @@ typedef struct poll_desc {
     _Atomic uint32_t life;
     _Atomic uint32_t seq;
     _Atomic int64_t rd, wd;
+    /* The poller saw a hang-up or error (sticky until the next registration): set before the
+     * readiness it came with is published. */
+    _Atomic bool hangup;
     int fd;                /* the table index: constant */
     /* Set at registration (under lock, published by the release store of life): */
     bool pollable;         /* false: the backend refused it (regular file): calls just block */
     bool is_socket;        /* send(MSG_NOSIGNAL) instead of write */
     bool is_stream;        /* a stream socket: a short read means the receive queue was drained */
     /* Guarded by rmu (the reader owns it): the last read drained the socket, so the next read waits
-     * for a readiness edge before trying (saves the read that would fail with EAGAIN). */
+     * for a readiness edge before trying (saves the read that would fail with EAGAIN). Not after
+     * a hang-up: a short read stops before a pending end of file or error, whose edge may have
+     * been reported (and consumed) together with the data. */
     bool read_drained;
     /* Guarded by rmu (accept holds it): what accepted sockets are, learnt at the first accept. */
     uint8_t accept_kind;
@@ -207,6 +212,8 @@ static int pd_wait(poll_desc *pd, int modes) {
 void hoare__netpoll_ready(int fd, uint32_t seq, int modes, G **list) {
     poll_desc *pd = pd_get(fd, false);
     if (!pd || atomic_load(&pd->seq) != seq) return; /* an event of a closed registration */
+    if ((modes & NETPOLL_HANGUP) && !atomic_load_explicit(&pd->hangup, memory_order_relaxed))
+        atomic_store(&pd->hangup, true);
     for (int mode = NETPOLL_READ; mode <= NETPOLL_WRITE; mode <<= 1) {
         if (!(modes & mode)) continue;
         G *g = pd_unblock(pd, mode, true);
@@ -295,6 +302,7 @@ static int pd_register_locked(poll_desc *pd, int fd, int reg) {
     pd->is_socket = is_socket;
     pd->is_stream = is_stream;
     pd->read_drained = false;
+    atomic_store(&pd->hangup, false);
     uint32_t seq = atomic_fetch_add(&pd->seq, 1) + 1;
     int err = hoare__netpoll_open(fd, seq);
     if (err == EPERM) {
@@ -525,7 +533,7 @@ static ssize_t pd_read(poll_desc *pd, io_attempt op, void *arg, size_t want) {
         if (n < 0) return n;
     }
     n = pd_io(pd, NETPOLL_READ, op, arg);
-    pd->read_drained = pd->is_stream && n > 0 && (size_t)n < want;
+    pd->read_drained = pd->is_stream && n > 0 && (size_t)n < want && !atomic_load(&pd->hangup);
     return n;
 }
 

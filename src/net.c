@@ -64,12 +64,12 @@ static int split_host_port(const char *address, char *host, size_t host_cap, cha
     return 0;
 }
 
-/* A decimal port 0..65535, or -1. */
+/* A decimal port 0..65535; -1 for a service name; -2 for a number out of range. */
 static int numeric_port(const char *port) {
-    char *end;
-    if (port[0] < '0' || port[0] > '9') return -1;
-    long v = strtol(port, &end, 10);
-    return *end || v > 65535 ? -1 : (int)v;
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || port[digits]) return -1;
+    long v = digits > 5 ? 65536 : strtol(port, NULL, 10);
+    return v > 65535 ? -2 : (int)v;
 }
 
 static void add_v4(struct addr_list *l, struct in_addr a, int port) {
@@ -114,6 +114,7 @@ static int resolve(enum net_kind kind, const char *address, bool listening, stru
     bool want4 = kind != NET_TCP6, want6 = kind != NET_TCP4;
     out->n = 0;
     int pnum = numeric_port(port);
+    if (pnum == -2) return -EINVAL;
     if (pnum >= 0) {
         struct in_addr a4;
         struct in6_addr a6;
