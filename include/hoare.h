@@ -16,7 +16,11 @@
  *
  * Threads and goroutines: goroutines migrate between OS threads. Thread-local storage (_Thread_local,
  * pthread keys) is per thread, not per goroutine: do not keep a pointer to a thread-local variable
- * across a call that may park (any blocking call of this header). errno is saved per goroutine.
+ * across a call that may park (any blocking call of this header).
+ * errno is saved and restored per goroutine at every switch. But C compilers may keep errno's
+ * *address* across a call (glibc declares __errno_location const), and after a migration that
+ * address is the previous thread's errno: read errno right after the call that set it, before the
+ * next call into hoare, or through a function the compiler cannot see into.
  */
 #ifndef HOARE_H
 #define HOARE_H
@@ -83,21 +87,24 @@ void hoare_dump(int fd);
 typedef struct hoare_chan hoare_chan;
 
 /* A channel of elements of elem_size bytes (0 allowed: signal channels) and capacity cap
- * (0: unbuffered). NULL with errno EINVAL (cap or elem_size too large) or ENOMEM. The caller owns
- * one reference. */
+ * (0: unbuffered). NULL with errno EINVAL (elem_size above 64 KiB, or cap * elem_size too large) or
+ * ENOMEM. The caller owns one reference. */
 hoare_chan *hoare_chan_make(size_t elem_size, size_t cap);
 /* Reference counting: make returns one reference; the channel is freed when the last is released.
- * retain returns c (NULL stays NULL). Releasing a channel does not close it. */
+ * retain returns c (NULL stays NULL). Releasing a channel does not close it. A goroutine or thread
+ * blocked on the channel keeps it alive until it returns (as Go's garbage collector would).
+ * Releasing more references than were held is a fatal error (when it can be detected). */
 hoare_chan *hoare_chan_retain(hoare_chan *c);
 void hoare_chan_release(hoare_chan *c);
 
 /* Send *elem (elem_size bytes copied). 0 delivered; EPIPE: closed before or while waiting, not
- * delivered. c == NULL blocks forever. */
+ * delivered; EINVAL: elem NULL with elem_size > 0. c == NULL blocks forever. */
 int hoare_send(hoare_chan *c, const void *elem);
 /* Receive into *elem (may be NULL to discard). 0 received; EPIPE: closed and drained, *elem
  * zero-filled. c == NULL blocks forever. */
 int hoare_recv(hoare_chan *c, void *elem);
-/* Non-blocking forms: EAGAIN instead of blocking (also for c == NULL). */
+/* Non-blocking forms: EAGAIN instead of blocking (also for c == NULL). Never park: callable from
+ * anywhere, runtime timer callbacks included. */
 int hoare_trysend(hoare_chan *c, const void *elem);
 int hoare_tryrecv(hoare_chan *c, void *elem);
 /* Close: 0; EPIPE if already closed; EINVAL for NULL. Wakes every waiter: receivers drain what is
@@ -107,7 +114,8 @@ int hoare_close(hoare_chan *c);
 size_t hoare_len(const hoare_chan *c);
 size_t hoare_cap(const hoare_chan *c);
 
-/* One case of a select. Build with HOARE_RECV / HOARE_SEND (usable in array initialisers). */
+/* One case of a select. Build with HOARE_RECV / HOARE_SEND (usable in array initialisers). The
+ * same channel may appear in several cases. */
 enum { HOARE_CASE_RECV = 1, HOARE_CASE_SEND = 2 };
 typedef struct hoare_case {
     hoare_chan *chan; /* NULL: the case never proceeds */
@@ -118,13 +126,16 @@ typedef struct hoare_case {
 #define HOARE_RECV(c, p) { (c), (void *)(p), HOARE_CASE_RECV, 0 }
 #define HOARE_SEND(c, p) { (c), (void *)(p), HOARE_CASE_SEND, 0 }
 
-/* Block until one case proceeds; return its index. Among ready cases the choice is uniformly
- * random. n == 0 blocks forever. -1 with errno EINVAL for a malformed case (cs NULL with n > 0,
- * dir not RECV/SEND). */
+/* Block until one case proceeds; return its index i (cs[i].err says how; other cases are left as
+ * they were). Among ready cases the choice is uniformly random. n == 0 blocks forever.
+ * -1 with errno EINVAL for a malformed select (cs NULL with n > 0, more than 65536 cases, dir not
+ * RECV/SEND, a send case with elem NULL on a channel with elem_size > 0), ENOMEM (more than 16
+ * cases need scratch memory). */
 int hoare_select(hoare_case *cs, size_t n);
-/* -1 when no case can proceed now (Go's default case). */
+/* -1 with errno EAGAIN when no case can proceed now (Go's default case). */
 int hoare_select_try(hoare_case *cs, size_t n);
-/* -1 when ns nanoseconds pass before a case proceeds (ns <= 0: as hoare_select_try). */
+/* -1 with errno ETIMEDOUT when ns nanoseconds pass before a case proceeds (ns <= 0: as
+ * hoare_select_try). */
 int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns);
 
 /* Typed conveniences (GNU C / C23 typeof). HOARE_SEND_V(c, 42) sends a value; the value's size
@@ -132,13 +143,14 @@ int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns);
 int hoare_send_sized(hoare_chan *c, const void *elem, size_t elem_size);
 int hoare_recv_sized(hoare_chan *c, void *elem, size_t elem_size);
 #if !defined(__cplusplus)
-#define HOARE_SEND_V(c, v) hoare_send_sized((c), &(__typeof__(v)){(v)}, sizeof(v))
+/* (T[1]){v} rather than &(T){v}: a one-element array accepts a struct value as its initialiser. */
+#define HOARE_SEND_V(c, v) hoare_send_sized((c), (__typeof__(v)[1]){(v)}, sizeof(v))
 #define HOARE_RECV_V(c, p) hoare_recv_sized((c), (p), sizeof *(p))
 /* A typed channel: HOARE_CHAN(int) ch = HOARE_CHAN_MAKE(int, 16); HOARE_CHAN_SEND(ch, 7);
  * int x; HOARE_CHAN_RECV(ch, &x); the compiler checks the element type. */
 #define HOARE_CHAN(T) struct { hoare_chan *raw; T *elem_type; }
 #define HOARE_CHAN_MAKE(T, cap) { hoare_chan_make(sizeof(T), (cap)), (T *)0 }
-#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, &(__typeof__(*(ch).elem_type)){(v)})
+#define HOARE_CHAN_SEND(ch, v) hoare_send((ch).raw, (__typeof__(*(ch).elem_type)[1]){(v)})
 #define HOARE_CHAN_RECV(ch, p) hoare_recv((ch).raw, (1 ? (p) : (ch).elem_type))
 #endif
 
@@ -180,21 +192,29 @@ void hoare_timer_free(hoare_timer *t);
 
 /* ======================================================================================
  * Sync: mutex, rwmutex, wait group, once, cond, weighted semaphore
- * All park goroutines (not threads) and also work from plain threads. Zero value ready to use.
+ * All park goroutines (not threads) and also work from plain threads, mixed on one object. Zero
+ * value ready to use (except hoare_sem: hoare_sem_init). The fields are private. Free an object only
+ * once no call on it can still be running (as in C generally: e.g. after its last unlock returned).
  * ====================================================================================== */
 
+/* Mutual exclusion lock (Go's sync.Mutex). Uncontended lock and unlock are one atomic operation
+ * each. Fair in the end: a waiter that waited more than 1 ms switches the mutex to hand-off mode,
+ * where unlock passes it straight to the longest waiter. Not recursive. */
 typedef struct hoare_mutex {
     int32_t state;
     uint32_t sema;
 } hoare_mutex;
 #define HOARE_MUTEX_INIT {0}
 void hoare_mutex_lock(hoare_mutex *mu);
-/* 0, or EBUSY when the mutex is held. */
+/* 0 (now locked by the caller), or EBUSY when the mutex is held (or being handed off). */
 int hoare_mutex_trylock(hoare_mutex *mu);
-/* Fatal error if the mutex is not locked. May be unlocked by another goroutine or thread. */
+/* Fatal error "sync: unlock of unlocked mutex" if the mutex is not locked. May be unlocked by
+ * another goroutine or thread than the one that locked it. */
 void hoare_mutex_unlock(hoare_mutex *mu);
 
-/* Readers-writer lock; a waiting writer holds back new readers. */
+/* Readers-writer lock (Go's sync.RWMutex): many readers or one writer. A writer waiting in lock
+ * holds back new readers, so that readers cannot starve it. Not recursive for readers either
+ * (rlock while a writer waits would deadlock). */
 typedef struct hoare_rwmutex {
     hoare_mutex w;
     uint32_t writer_sem;
@@ -204,21 +224,33 @@ typedef struct hoare_rwmutex {
 } hoare_rwmutex;
 #define HOARE_RWMUTEX_INIT {0}
 void hoare_rwmutex_rlock(hoare_rwmutex *rw);
+/* 0, or EBUSY when a writer holds it or waits for it. */
+int hoare_rwmutex_tryrlock(hoare_rwmutex *rw);
+/* Fatal error "sync: RUnlock of unlocked RWMutex" without a read lock held. */
 void hoare_rwmutex_runlock(hoare_rwmutex *rw);
 void hoare_rwmutex_lock(hoare_rwmutex *rw);
+/* 0, or EBUSY when it is held (by readers or a writer). */
+int hoare_rwmutex_trylock(hoare_rwmutex *rw);
+/* Fatal error "sync: Unlock of unlocked RWMutex" without the write lock held. */
 void hoare_rwmutex_unlock(hoare_rwmutex *rw);
 
-/* WaitGroup. A negative counter is a fatal error. */
+/* WaitGroup (Go's sync.WaitGroup): add(n) before starting n tasks, done() at the end of each,
+ * wait() until the counter is 0. A negative counter is a fatal error "sync: negative WaitGroup
+ * counter"; so is add with a positive delta from 0 while a wait is still returning. With several
+ * waiters, free it only after all of them returned. */
 typedef struct hoare_wg {
     uint64_t state; /* high 32 bits: counter, low 32 bits: waiters */
     uint32_t sema;
 } hoare_wg;
 #define HOARE_WG_INIT {0}
 void hoare_wg_add(hoare_wg *wg, int delta);
+/* add(-1) */
 void hoare_wg_done(hoare_wg *wg);
+/* Return when the counter is 0 (at once if it is). */
 void hoare_wg_wait(hoare_wg *wg);
 
-/* fn(arg) runs exactly once; every caller returns after it finished. */
+/* fn(arg) runs exactly once, by the first caller; every caller returns after it finished (and sees
+ * its effects). fn must return (not hoare_exit) and must not call hoare_once_do on the same once. */
 typedef struct hoare_once {
     uint32_t done;
     hoare_mutex mu;
@@ -226,60 +258,82 @@ typedef struct hoare_once {
 #define HOARE_ONCE_INIT {0}
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
 
-/* Condition variable used with a hoare_mutex. wait unlocks mu, parks, and relocks mu. */
+/* Condition variable used with a hoare_mutex (Go's sync.Cond). Wakeups are in wait order; a waiter
+ * may not assume its condition holds when it wakes (check it in a loop). */
 typedef struct hoare_cond {
     uint32_t wait_ticket;
     uint32_t notify_ticket;
     void *head;
     void *tail;
-    uintptr_t lock;
+    uint32_t lock;
 } hoare_cond;
 #define HOARE_COND_INIT {0}
+/* mu must be locked by the caller: unlocks mu, parks until signalled, relocks mu. */
 void hoare_cond_wait(hoare_cond *cv, hoare_mutex *mu);
+/* Wake the longest waiter, if any. The mutex need not be held. */
 void hoare_cond_signal(hoare_cond *cv);
+/* Wake every waiter. */
 void hoare_cond_broadcast(hoare_cond *cv);
 
 /* Weighted semaphore (Go's x/sync/semaphore): FIFO, a large waiter holds back later small ones.
- * Zero value has size 0: call hoare_sem_init first. */
+ * Zero value has size 0: call hoare_sem_init first (not while it is in use). */
 typedef struct hoare_sem {
     int64_t size;
     int64_t cur;
-    hoare_mutex mu;
+    uint32_t lock;
     void *head;
     void *tail;
 } hoare_sem;
+/* Capacity size (negative: 0), nothing acquired. */
 void hoare_sem_init(hoare_sem *s, int64_t size);
-/* Acquire n: 0; EINVAL if n < 0 or n > size (would never succeed). */
+/* Acquire n, waiting as long as needed: 0; EINVAL if n < 0 or n > size (would never succeed). */
 int hoare_sem_acquire(hoare_sem *s, int64_t n);
-/* 0, or EAGAIN when n is not available now. */
+/* Same, but give up when ctx (NULL: background) is cancelled: then nothing is acquired and the
+ * context's error (ECANCELED/ETIMEDOUT) is returned, also if it was cancelled before the call. */
+struct hoare_ctx; /* see Cancellation below */
+int hoare_sem_acquire_ctx(hoare_sem *s, struct hoare_ctx *ctx, int64_t n);
+/* 0, or EAGAIN when n is not available now (or others wait before), EINVAL if n < 0. */
 int hoare_sem_tryacquire(hoare_sem *s, int64_t n);
-/* Releasing more than held is a fatal error. */
+/* Give back n, waking waiters that now fit, in order. Releasing more than held is a fatal error
+ * "semaphore: released more than held". */
 void hoare_sem_release(hoare_sem *s, int64_t n);
 
 /* ======================================================================================
  * Cancellation (Go's context) and goroutine groups (Go's errgroup)
  * ====================================================================================== */
 
+/* A context carries a cancellation signal and a deadline down a tree of calls and goroutines.
+ * Cancelling a context cancels all contexts derived from it, with the same error. Thread-safe. */
 typedef struct hoare_ctx hoare_ctx;
-/* The root context: never cancelled, no deadline. Not to be released (releasing it does nothing). */
+/* The root context: never cancelled, no deadline. Not to be released (releasing it does nothing).
+ * NULL is accepted wherever a context is, and means background. */
 hoare_ctx *hoare_ctx_background(void);
 /* Child contexts; parent NULL means background. Each returns a new reference (NULL with errno ENOMEM).
- * A child is cancelled when its parent is, when hoare_ctx_cancel is called, or at its deadline. */
+ * A child is cancelled when its parent is (with the parent's error), when hoare_ctx_cancel is
+ * called, or at its deadline (ETIMEDOUT). A child of a cancelled parent is born cancelled. */
 hoare_ctx *hoare_ctx_with_cancel(hoare_ctx *parent);
+/* The child's deadline is min(deadline, the parent's deadline); one already past gives a context
+ * born cancelled with ETIMEDOUT. */
 hoare_ctx *hoare_ctx_with_deadline(hoare_ctx *parent, int64_t deadline /* hoare_now() clock */);
+/* with_deadline(parent, hoare_now() + ns). */
 hoare_ctx *hoare_ctx_with_timeout(hoare_ctx *parent, int64_t ns);
-/* Cancel with ECANCELED (no effect if already cancelled). */
+/* Cancel with ECANCELED (no effect if already cancelled). Go's cancel func. */
 void hoare_ctx_cancel(hoare_ctx *ctx);
 /* A channel (elem size 0) closed when ctx is cancelled; owned by ctx (valid until its release).
+ * Receive from it, or use it in a select, to wait for cancellation.
  * NULL for the background context (never closes, as in Go). */
 hoare_chan *hoare_ctx_done(hoare_ctx *ctx);
-/* 0 while not cancelled; then ECANCELED or ETIMEDOUT (deadline passed). */
+/* 0 while not cancelled; then ECANCELED or ETIMEDOUT (deadline passed). Once the done channel is
+ * closed, err is already set. */
 int hoare_ctx_err(const hoare_ctx *ctx);
 /* The deadline, or INT64_MAX if none. */
 int64_t hoare_ctx_deadline(const hoare_ctx *ctx);
+/* Add a reference (for another owner, e.g. a goroutine that outlives the creator); returns ctx. */
 hoare_ctx *hoare_ctx_retain(hoare_ctx *ctx);
-/* Drop a reference. Releasing the creator's reference also cancels the context (like calling Go's
- * cancel func), so that its resources and its children are let go. */
+/* Drop a reference. Releasing the last reference also cancels the context (like calling Go's
+ * cancel func) and frees it, so that its resources and its children are let go. With a single
+ * owner, release is Go's `defer cancel()`; to cancel while others still hold references, call
+ * hoare_ctx_cancel. */
 void hoare_ctx_release(hoare_ctx *ctx);
 
 /* A group of goroutines working on one task: the first to return an error cancels the group's
@@ -287,14 +341,18 @@ void hoare_ctx_release(hoare_ctx *ctx);
 typedef struct hoare_group hoare_group;
 /* parent NULL means background. NULL with errno ENOMEM. */
 hoare_group *hoare_group_new(hoare_ctx *parent);
-/* The group's context (owned by the group): pass it to the goroutines. */
+/* The group's context (owned by the group, a child of parent): pass it to the goroutines. It is
+ * cancelled by the first error and when wait returns. */
 hoare_ctx *hoare_group_ctx(hoare_group *g);
-/* Start fn(ctx, arg) in a new goroutine: 0, or the error of hoare_go. */
+/* Start fn(ctx, arg) in a new goroutine: 0, EINVAL (fn NULL), ENOMEM, or the error of hoare_go.
+ * fn returns 0 or an error value. */
 int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *arg);
-/* Limit active goroutines (Go's SetLimit); hoare_group_go then waits for a slot. n <= 0: no limit. */
+/* Limit active goroutines (Go's SetLimit); hoare_group_go then waits for a slot. n <= 0: no limit.
+ * Changing the limit while goroutines of the group are active is a fatal error. */
 void hoare_group_set_limit(hoare_group *g, int n);
+/* Wait for every goroutine started so far, cancel the group's context, return the first error. */
 int hoare_group_wait(hoare_group *g);
-/* Wait (if not yet waited), then free the group and its context. */
+/* Wait (if not yet waited), then free the group and its context (g NULL: nothing). */
 void hoare_group_free(hoare_group *g);
 
 /* ======================================================================================

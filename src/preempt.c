@@ -4,8 +4,12 @@
  */
 #include "proc.h"
 
+/* Track time slices: the monitor remembers each P's schedtick and since when it has seen it. */
 bool hoare__preempt_check(P *p, int64_t now) {
-    (void)p;
-    (void)now;
+    uint32_t tick = atomic_load_explicit(&p->schedtick, memory_order_relaxed);
+    if (tick != p->monitor_schedtick) {
+        p->monitor_schedtick = tick;
+        p->monitor_since = now;
+    }
     return false;
 }

@@ -35,7 +35,8 @@ struct hoare_p {
     _Atomic uint32_t status;         /* enum p_status */
     M *m;                            /* owner while RUNNING/BLOCKING */
     P *link;                         /* idle list, guarded by sched.lock */
-    uint32_t schedtick;              /* goroutines started by this P: every 61st checks the global queue */
+    _Atomic uint32_t schedtick;      /* time slices started on this P (owner writes, monitor reads) */
+    uint32_t picks;                  /* owner only: every 61st local pick checks the global queue */
     _Atomic uint32_t runq_head;      /* next to take: owner and thieves, by CAS */
     _Atomic uint32_t runq_tail;      /* next free slot: written by the owner only */
     G *_Atomic runq[RUNQ_SIZE];
@@ -54,7 +55,7 @@ struct hoare_p {
     int64_t monitor_since;
 };
 
-enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
+enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_SPAWN, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
 
 struct hoare_m {
     int32_t id;
@@ -73,7 +74,6 @@ struct hoare_m {
     G *pend_g;
     bool (*pend_commit)(G *g, void *arg);
     void *pend_arg;
-    _Atomic(G *) running;  /* monitor's view of curg, for preemption */
 };
 
 /* Scheduler-wide state. Lock order: sched.lock before a timer heap lock; channel and sync locks are
@@ -99,6 +99,8 @@ struct sched {
 };
 
 extern HIDDEN struct sched hoare__sched;
+/* hoare_now() as of the monitor's last round: cheap timestamps for dumps (wait durations). */
+extern HIDDEN _Atomic int64_t hoare__coarse_now;
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
 
 /* The calling thread's M (NULL on a plain thread), read afresh (the goroutine may have migrated). */
@@ -112,6 +114,8 @@ HIDDEN void hoare__monitor_kick(void);
 /* Monitor: take p from an M that has been inside a blocking region since before `since`. */
 HIDDEN bool hoare__retake_blocked(P *p, uint64_t word);
 HIDDEN bool hoare__p_has_work(P *p);
+/* Monitor: p has had goroutines waiting behind a long-running one; wake an idle processor. */
+HIDDEN bool hoare__p_has_queued(P *p);
 HIDDEN void hoare__timers_move(P *from, P *to);
 
 #endif

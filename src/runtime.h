@@ -116,12 +116,13 @@ struct hoare_g {
 
     /* parking: written by the goroutine before it parks, read by dumps */
     const char *wait_reason;  /* Go's words: "chan receive", "sleep", ... */
-    int64_t wait_since;       /* hoare_now() at park */
+    int64_t wait_since;       /* about hoare_now() at park (the monitor's coarse clock) */
 
     /* wake-up handshake, for channels/select/sync: meaning defined by the waker's module */
     void *param;                    /* e.g. the waiter record that fired */
     _Atomic uint32_t select_done;   /* select: 0 while undecided; the winner CASes it to 1 */
     _Atomic uint32_t wake_key;      /* thread waiters: futex word, 1 = woken */
+    bool deadlock_counted;             /* thread waiters: counted as blocked (sched.lock guards) */
 
     hoare_rtimer sleep_timer; /* for hoare_sleep and select timeouts of this goroutine */
 
@@ -129,7 +130,6 @@ struct hoare_g {
     size_t stack_size;        /* usable bytes (the G itself sits just above them) */
     int saved_errno;
     uint32_t preempt;         /* set by the monitor: yield at the next safe point */
-    int64_t run_since;        /* when the current time slice began (monitor's preemption) */
 
     void *asan_fake_stack;
     void *tsan_fiber;

@@ -54,16 +54,18 @@ static __thread G *tls_thread_waiter;  /* a plain thread's waiter record */
 /* Read thread-local state through opaque calls: after a switch the goroutine may be on another
  * thread, and the compiler must not reuse a thread-local address computed before it. */
 NOIPA M *hoare__getm(void) { return tls_m; }
+/* The same, for use at the start of a function before any switch (the compiler may keep it). */
+static inline M *getm_here(void) { return tls_m; }
 static NOIPA int get_errno(void) { return errno; }
 static NOIPA void set_errno(int e) { errno = e; }
 
 P *hoare__curp(void) {
-    M *m = hoare__getm();
+    M *m = getm_here();
     return m ? m->p : NULL;
 }
 
 G *hoare__curg(void) {
-    M *m = hoare__getm();
+    M *m = getm_here();
     return m ? m->curg : NULL;
 }
 
@@ -88,6 +90,16 @@ uint32_t hoare__rand_n(uint32_t n) {
     /* Lemire's multiply-shift; the bias for n << 2^32 is negligible */
     return (uint32_t)(((uint64_t)hoare__rand() * n) >> 32);
 }
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+HIDDEN _Atomic int64_t hoare__coarse_now;
 
 /* ------------------------------------------------------------------------------------------
  * Run queues */
@@ -118,7 +130,7 @@ static void globrunq_put(G *g) {
 
 /* Take up to max goroutines from the global queue: return one, move the rest to p's local queue.
  * Caller holds sched.lock. */
-static void runq_put(P *p, G *g, bool next);
+static bool runq_put(P *p, G *g, bool next);
 static G *globrunq_get_locked(P *p, int32_t max) {
     int32_t size = atomic_load_explicit(&sched.runq_size, memory_order_relaxed);
     if (size == 0) return NULL;
@@ -161,11 +173,12 @@ static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
     return true;
 }
 
-/* Owner only. next: put g in runnext (it runs next), kicking the previous runnext to the tail. */
-static void runq_put(P *p, G *g, bool next) {
+/* Owner only. next: put g in runnext (it runs next), kicking the previous runnext to the tail.
+ * Returns true if the queue proper got a goroutine (stealable work for an idle processor). */
+static bool runq_put(P *p, G *g, bool next) {
     if (next) {
         G *old = atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
-        if (!old) return;
+        if (!old) return false;
         g = old;
     }
     for (;;) {
@@ -174,9 +187,9 @@ static void runq_put(P *p, G *g, bool next) {
         if (tail - head < RUNQ_SIZE) {
             atomic_store_explicit(&p->runq[tail % RUNQ_SIZE], g, memory_order_relaxed);
             atomic_store_explicit(&p->runq_tail, tail + 1, memory_order_release);
-            return;
+            return true;
         }
-        if (runq_put_slow(p, g, head, tail)) return;
+        if (runq_put_slow(p, g, head, tail)) return true;
     }
 }
 
@@ -219,7 +232,9 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
             G *next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
             if (!next) return NULL;
             if (atomic_load_explicit(&victim->status, memory_order_relaxed) == P_RUNNING) {
-                usleep(3);
+                /* ~ a few microseconds: a channel hand-off takes far less */
+                for (int i = 0; i < 1000 && atomic_load_explicit(&victim->runnext, memory_order_relaxed) == next; i++)
+                    cpu_relax();
                 next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
                 if (!next) return NULL;
             }
@@ -248,7 +263,7 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
 /* The next goroutine for p from its own queues, with the global queue checked every 61st time
  * so that a pair of goroutines handing off to each other cannot starve it. */
 static G *next_local(P *p) {
-    if (++p->schedtick % 61 == 0 && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
+    if (++p->picks % 61 == 0 && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
         hoare__lock(&sched.lock);
         G *g = globrunq_get_locked(p, 1);
         hoare__unlock(&sched.lock);
@@ -391,12 +406,13 @@ static inline void resumed(G *self) {
     if (!(self->flags & G_G0)) set_errno(self->saved_errno);
 }
 
+/* g starts running on m. A goroutine taken from runnext inherits the time slice (the monitor
+ * sees no new tick), so a pair handing off to each other cannot keep others off the processor. */
 static void execute(M *m, G *g, bool inherit_slice) {
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
     m->curg = g;
-    atomic_store_explicit(&m->running, g, memory_order_relaxed);
-    if (!inherit_slice) g->run_since = hoare__nanotime();
+    if (!inherit_slice) atomic_store_explicit(&m->p->schedtick, m->p->schedtick + 1, memory_order_relaxed);
 }
 
 /* The current goroutine g stops running; m->pend_* say what to do with it. Runs the next local
@@ -412,7 +428,6 @@ static void switch_out(M *m, G *g) {
         switch_context(g, next, dies);
     } else {
         m->curg = NULL;
-        atomic_store_explicit(&m->running, NULL, memory_order_relaxed);
         switch_context(g, &m->g0, dies);
     }
     resumed(g);
@@ -438,6 +453,11 @@ static void run_pending(M *m) {
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
         runq_put(m->p, g, false);
         break;
+    case PEND_SPAWN:
+        /* the parent of a goroutine that runs first: it runs next (see hoare__ready on waking) */
+        atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+        if (runq_put(m->p, g, true)) hoare__wakep();
+        break;
     case PEND_PREEMPT:
     case PEND_BLOCKED:
         /* to the global queue: a preempted goroutine goes behind everybody else; a goroutine
@@ -461,7 +481,7 @@ static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), v
 static void checkdead_locked(void);
 
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
-    M *m = hoare__getm();
+    M *m = getm_here();
     G *g = m ? m->curg : NULL;
     if (!g) {
         if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
@@ -471,7 +491,7 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     if (!m->p) hoare__fatal("goroutine %llu parks (%s) inside a blocking region",
                             (unsigned long long)g->id, reason);
     g->wait_reason = reason;
-    g->wait_since = hoare__nanotime();
+    g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
     m->pend_kind = PEND_PARK;
     m->pend_g = g;
     m->pend_commit = commit;
@@ -489,10 +509,17 @@ void hoare__ready(G *g) {
                                                  memory_order_acq_rel, memory_order_relaxed))
         hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
                      (unsigned long long)g->id, expect);
-    P *p = hoare__curp();
-    if (p) runq_put(p, g, true);
-    else globrunq_put(g);
-    hoare__wakep();
+    M *m = getm_here();
+    P *p = m ? m->p : NULL;
+    if (!p) {
+        globrunq_put(g);
+        hoare__wakep();
+    } else if (runq_put(p, g, true)) {
+        hoare__wakep();
+    }
+    /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off. Waking an
+     * idle thread here would cost a futex wake per hand-off; if the current goroutine keeps
+     * running instead, the monitor sees the stranded runnext and wakes an idle processor. */
 }
 
 void hoare__ready_list(G *list) {
@@ -570,25 +597,20 @@ static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), v
         atomic_store(&g->status, G_RUNNING);
         return;
     }
-    /* A thread waiting with no timer of its own counts for the deadlock check. */
-    bool counted = atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) == 0;
-    if (counted) {
+    /* A thread waiting with no timer of its own counts for the deadlock check until its waker
+     * uncounts it (the waker, not the woken thread: the check must not see a woken thread as
+     * blocked while it is on its way out). */
+    if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) == 0) {
         hoare__lock(&sched.lock);
         if (atomic_load(&g->wake_key) == 0) {
+            g->deadlock_counted = true;
             sched.nthreads_blocked++;
             checkdead_locked();
-        } else {
-            counted = false;
         }
         hoare__unlock(&sched.lock);
     }
     while (atomic_load_explicit(&g->wake_key, memory_order_acquire) == 0)
         hoare__futex_wait(&g->wake_key, 0, -1);
-    if (counted) {
-        hoare__lock(&sched.lock);
-        sched.nthreads_blocked--;
-        hoare__unlock(&sched.lock);
-    }
     atomic_store(&g->status, G_RUNNING);
 }
 
@@ -596,7 +618,13 @@ static void ready_thread(G *g) {
     uint32_t expect = G_WAITING;
     if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
         hoare__fatal("ready of a thread that is not waiting (status %u)", expect);
+    hoare__lock(&sched.lock);
+    if (g->deadlock_counted) {
+        g->deadlock_counted = false;
+        sched.nthreads_blocked--;
+    }
     atomic_store_explicit(&g->wake_key, 1, memory_order_release);
+    hoare__unlock(&sched.lock);
     hoare__futex_wake(&g->wake_key, 1);
 }
 
@@ -855,7 +883,7 @@ static uint64_t new_goid(P *p) {
 int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     if (!fn) return EINVAL;
     ensure_init();
-    M *m = hoare__getm();
+    M *m = getm_here();
     P *p = m ? m->p : NULL;
     G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : NULL);
     if (!g) return errno == ENOMEM ? ENOMEM : EAGAIN;
@@ -882,8 +910,22 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
 #endif
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
-    if (p) runq_put(p, g, true);
-    else globrunq_put(g);
+    if (cur && p) {
+        /* Child first: the new goroutine runs now and its parent next (in runnext, where an idle
+         * processor may steal it). A spawning loop then never builds a backlog of goroutines that
+         * have not started, so their slots come hot from the processor's cache, and a tree of
+         * goroutines unfolds depth first with few alive at once. */
+        g->m = m;
+        m->pend_kind = PEND_SPAWN;
+        m->pend_g = cur;
+        cur->saved_errno = get_errno();
+        cur->m = NULL;
+        execute(m, g, false);
+        switch_context(cur, g, false);
+        resumed(cur);
+        return 0;
+    }
+    globrunq_put(g);
     hoare__wakep();
     return 0;
 }
@@ -937,6 +979,8 @@ void hoare_blocking_end(void) {
     m->pend_g = g;
     switch_out(m, g);
 }
+
+bool hoare__p_has_queued(P *p) { return !runq_empty(p); }
 
 bool hoare__p_has_work(P *p) {
     return !runq_empty(p) || atomic_load(&sched.runq_size) > 0 ||

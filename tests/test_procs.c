@@ -1,0 +1,101 @@
+/*
+ * test_procs.c - GOMAXPROCS: the default follows the CPUs this process may use, HOARE_PROCS
+ * overrides it, and hoare_procs changes it while goroutines run (never more goroutines running
+ * at once than processors, once the change has taken effect).
+ */
+#include "test.h"
+
+#include <sched.h>
+#include <stdint.h>
+
+static _Atomic int running, max_running, stop;
+
+static void worker(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        int now = atomic_fetch_add(&running, 1) + 1;
+        int seen = atomic_load(&max_running);
+        while (now > seen && !atomic_compare_exchange_weak(&max_running, &seen, now)) {}
+        for (volatile int i = 0; i < 20000; i++) {}
+        atomic_fetch_sub(&running, 1);
+        hoare_yield();
+    }
+}
+
+/* Wait until max_running reaches want (parallelism observed), bounded. */
+static int observe_parallelism(int want) {
+    int64_t deadline = hoare_now() + 10 * HOARE_SEC;
+    while (atomic_load(&max_running) < want && hoare_now() < deadline) hoare_sleep(HOARE_MS);
+    return atomic_load(&max_running);
+}
+
+static void test_change_while_running(void) {
+    int old = hoare_procs(2);
+    enum { N = 8 };
+    for (int i = 0; i < N; i++) REQUIRE(hoare_go(worker, NULL) == 0);
+    CHECK_EQ(observe_parallelism(2), 2);
+
+    CHECK_EQ(hoare_procs(1), 2);
+    CHECK_EQ(hoare_procs(0), 1);
+    /* Every processor beyond the first retires at its goroutine's next yield; give that a moment
+     * (the workers yield every few microseconds), then measure a fresh window. */
+    hoare_sleep(50 * HOARE_MS);
+    atomic_store(&max_running, 0);
+    hoare_sleep(200 * HOARE_MS);
+    CHECK_EQ(atomic_load(&max_running), 1);
+
+    CHECK_EQ(hoare_procs(2), 1);
+    atomic_store(&max_running, 0);
+    CHECK_EQ(observe_parallelism(2), 2);
+
+    atomic_store(&stop, 1);
+    CHECK_EQ(test_wait_count(0), 0);
+    hoare_procs(old);
+}
+
+static void test_bad_values(void) {
+    int cur = hoare_procs(0);
+    CHECK_EQ(hoare_procs(-5), cur);
+    CHECK_EQ(hoare_procs(0), cur);
+    CHECK_EQ(hoare_procs(100000), cur);
+    CHECK_EQ(hoare_procs(0), HOARE_MAX_PROCS);
+    hoare_procs(cur);
+}
+
+/* ---- children: HOARE_PROCS, and the affinity mask */
+
+static int child_print_procs(void) {
+    fprintf(stderr, "procs=%d\n", hoare_procs(0));
+    return 0;
+}
+
+static int child_one_cpu(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) return 1;
+    return child_print_procs();
+}
+
+static void test_env_and_affinity(void) {
+    char out[4096];
+    char *env3[] = {"HOARE_PROCS=3", NULL};
+    int status = test_run_self("print", env3, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(strstr(out, "procs=3") != NULL);
+
+    char *noenv[] = {"HOARE_PROCS=", NULL};
+    status = test_run_self("one-cpu", noenv, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(strstr(out, "procs=1") != NULL);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "print") == 0) return child_print_procs();
+    if (argc > 1 && strcmp(argv[1], "one-cpu") == 0) return child_one_cpu();
+    test_begin(argv, 120);
+    test_bad_values();
+    test_change_while_running();
+    test_env_and_affinity();
+    TEST_MAIN_END();
+}

@@ -1,0 +1,82 @@
+/*
+ * test_stack.c - stacks: 1,111,111 goroutines alive at once under the default vm.max_map_count
+ * (guard pages that do not split mappings), the stack overflow message (child process), and a
+ * large requested stack.
+ */
+#include "test.h"
+
+#include <stdint.h>
+
+static hoare_wg started, gate, finished;
+
+static void parked(void *arg) {
+    (void)arg;
+    hoare_wg_done(&started);
+    hoare_wg_wait(&gate);
+    hoare_wg_done(&finished);
+}
+
+static int count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static void test_many_live(void) {
+    long n = TEST_SCALE(1111111L);
+    hoare_wg_add(&started, (int)n);
+    hoare_wg_add(&gate, 1);
+    hoare_wg_add(&finished, (int)n);
+    for (long i = 0; i < n; i++) REQUIRE(hoare_go(parked, NULL) == 0);
+    hoare_wg_wait(&started);
+    CHECK(hoare_count() >= (size_t)n);
+    int maps = count_mappings();
+    /* one mapping per slab of stacks, not one or two per stack */
+    CHECK(maps > 0 && maps < 20000);
+    hoare_wg_done(&gate);
+    hoare_wg_wait(&finished);
+}
+
+/* ---- overflow: a runaway recursion in a goroutine with a small stack */
+
+static volatile int runaway_limit = 1 << 30; /* never reached: the stack is far smaller */
+
+static int runaway(int depth) {
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    if (depth >= runaway_limit) return 0;
+    return runaway(depth + 1) + frame[0];
+}
+
+static void overflow(void *arg) {
+    (void)arg;
+    printf("%d\n", runaway(0));
+}
+
+static int child_overflow(void) {
+    hoare_attr attr = {.stack_size = 64 * 1024, .name = "runaway"};
+    hoare_go_with(&attr, overflow, NULL);
+    hoare_sleep(10 * HOARE_SEC); /* the overflow ends the process long before */
+    return 0;
+}
+
+static void test_overflow_message(void) {
+    char out[8192];
+    int status = test_run_self("overflow", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(out, "stack overflow in goroutine") != NULL);
+    CHECK(strstr(out, "(runaway)") != NULL);
+    CHECK(strstr(out, "65536 bytes") != NULL || strstr(out, "bytes") != NULL);
+    if (!strstr(out, "stack overflow")) fprintf(stderr, "child said: %s\n", out);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "overflow") == 0) return child_overflow();
+    test_begin(argv, 240);
+    test_many_live();
+    test_overflow_message();
+    TEST_MAIN_END();
+}
