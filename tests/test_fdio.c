@@ -6,7 +6,9 @@
  * Synchronisation with parked goroutines uses hoare__netpoll_waiters() (how many wait in the
  * poller): "wait until the reader is parked" is then exact, not a sleep.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "test.h"
 
 #include <arpa/inet.h>

@@ -4,7 +4,9 @@
  * idle timeout: GET, keep-alive (HTTP/1.1 and 1.0), pipelining, requests split across writes,
  * HEAD, 405, 400 and close on malformed requests, idle and slow clients dropped.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "test.h"
 
 #include <libgen.h>
