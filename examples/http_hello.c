@@ -75,6 +75,7 @@ static bool list_has(const char *v, size_t n, const char *tok) {
 
 /* Parse one request at p (n bytes). Lines end in CRLF (a bare LF is accepted, as Go does). */
 static enum parse_result parse_request(const char *p, size_t n, struct request *rq) {
+    *rq = (struct request){0};
     const char *end = p + n, *line = p;
     const char *nl = memchr(line, '\n', n);
     if (!nl) return PARSE_INCOMPLETE;
