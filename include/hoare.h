@@ -379,8 +379,8 @@ ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt);
  * (then the error is reported by the next call). */
 ssize_t hoare_fd_write(int fd, const void *buf, size_t len);
 ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt);
-/* A connected socket (non-blocking, close-on-exec, registered), or a negative errno value. Waits
- * under the read deadline of fd. */
+/* A connected socket (non-blocking, close-on-exec, registered; TCP_NODELAY for TCP, as Go), or a
+ * negative errno value. Waits under the read deadline of fd. */
 int hoare_fd_accept(int fd, void *addr /* struct sockaddr * or NULL */, void *addrlen /* socklen_t * */);
 /* 0 or a negative errno value. Waits under the write deadline of fd. */
 int hoare_fd_connect(int fd, const void *addr /* struct sockaddr * */, unsigned addrlen);
