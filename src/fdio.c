@@ -592,31 +592,31 @@ ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt) {
     poll_desc *pd = pd_acquire(fd, &err);
     if (!pd) return err;
     hoare_mutex_lock(&pd->wmu);
-    /* The caller's array is const: after a partial write, continue on a copy of the rest. */
-    struct iovec rest[iovcnt > 0 ? iovcnt : 1];
-    struct iov_arg a = {iov, iovcnt};
     size_t done = 0;
     ssize_t n = 0;
-    while (a.iovcnt > 0) {
-        if (a.iov->iov_len == 0) { /* skip empty entries (also makes "all written" exact) */
-            a.iov++;
-            a.iovcnt--;
-            continue;
-        }
+    /* The caller's array is const: an entry written in part is finished on its own (a one-entry
+     * vector), then the rest of the array continues as given. */
+    struct iovec part = {NULL, 0};
+    while (iovcnt > 0 || part.iov_len > 0) {
+        struct iov_arg a = part.iov_len > 0 ? (struct iov_arg){&part, 1} : (struct iov_arg){iov, iovcnt};
         n = pd_io(pd, NETPOLL_WRITE, attempt_writev, &a);
         if (n < 0) break;
         done += (size_t)n;
         size_t skip = (size_t)n;
-        while (a.iovcnt > 0 && skip >= a.iov->iov_len) {
-            skip -= a.iov->iov_len;
-            a.iov++;
-            a.iovcnt--;
+        if (part.iov_len > 0) {
+            part.iov_base = (char *)part.iov_base + skip;
+            part.iov_len -= skip;
+            continue;
         }
-        if (skip > 0) {
-            if (a.iov != rest) memcpy(rest, a.iov, sizeof *rest * (size_t)a.iovcnt);
-            rest[0].iov_base = (char *)rest[0].iov_base + skip;
-            rest[0].iov_len -= skip;
-            a.iov = rest;
+        while (iovcnt > 0 && skip >= iov->iov_len) {
+            skip -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (skip > 0) { /* iov[0] went out in part */
+            part = (struct iovec){(char *)iov->iov_base + skip, iov->iov_len - skip};
+            iov++;
+            iovcnt--;
         }
     }
     hoare_mutex_unlock(&pd->wmu);
