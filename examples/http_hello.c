@@ -161,16 +161,24 @@ static void put(struct conn *c, const char *s, size_t n) {
 }
 #define PUT_LIT(c, s) put((c), (s), sizeof(s) - 1)
 
+/* Append the decimal digits of v. */
+static void put_uint(struct conn *c, size_t v) {
+    char digits[24];
+    size_t i = sizeof digits;
+    do digits[--i] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    put(c, digits + i, sizeof digits - i);
+}
+
 /* Append one response (status line with its reason, e.g. "200 OK"). */
 static void respond(struct conn *c, bool http11, const char *status, const char *text, bool head,
                     bool keep_alive, const char *extra_header) {
-    char num[24];
     size_t tlen = strlen(text);
     if (http11) PUT_LIT(c, "HTTP/1.1 ");
     else PUT_LIT(c, "HTTP/1.0 ");
     put(c, status, strlen(status));
     PUT_LIT(c, "\r\nContent-Length: ");
-    put(c, num, (size_t)snprintf(num, sizeof num, "%zu", tlen));
+    put_uint(c, tlen);
     PUT_LIT(c, "\r\nContent-Type: text/plain; charset=utf-8\r\nDate: ");
     put(c, c->date, strlen(c->date));
     if (extra_header) put(c, extra_header, strlen(extra_header));
