@@ -68,6 +68,14 @@ int hoare_procs(int n);
 /* Goroutines alive now (started and not yet returned). */
 size_t hoare_count(void);
 
+/* Preemption: a goroutine that runs over 10 ms without yielding is switched out at the next
+ * safe point (in the program's own code, never inside the C library or the runtime) so that others
+ * run, and resumes later on the same thread. Code that must not be switched out while it runs -
+ * e.g. it holds a pthread mutex that other goroutines take - brackets itself with these (they nest).
+ * HOARE_PREEMPT=0 turns preemption off. */
+void hoare_preempt_disable(void);
+void hoare_preempt_enable(void);
+
 /* ======================================================================================
  * Diagnostics
  * ====================================================================================== */
@@ -205,6 +213,7 @@ typedef struct hoare_mutex {
     uint32_t sema;
 } hoare_mutex;
 #define HOARE_MUTEX_INIT {0}
+/* Lock, parking the caller while another holds it. */
 void hoare_mutex_lock(hoare_mutex *mu);
 /* 0 (now locked by the caller), or EBUSY when the mutex is held (or being handed off). */
 int hoare_mutex_trylock(hoare_mutex *mu);
@@ -223,11 +232,13 @@ typedef struct hoare_rwmutex {
     int32_t reader_wait;
 } hoare_rwmutex;
 #define HOARE_RWMUTEX_INIT {0}
+/* Lock for reading: waits while a writer holds the lock or waits for it. */
 void hoare_rwmutex_rlock(hoare_rwmutex *rw);
 /* 0, or EBUSY when a writer holds it or waits for it. */
 int hoare_rwmutex_tryrlock(hoare_rwmutex *rw);
 /* Fatal error "sync: RUnlock of unlocked RWMutex" without a read lock held. */
 void hoare_rwmutex_runlock(hoare_rwmutex *rw);
+/* Lock for writing: waits for the readers inside to leave and for other writers. */
 void hoare_rwmutex_lock(hoare_rwmutex *rw);
 /* 0, or EBUSY when it is held (by readers or a writer). */
 int hoare_rwmutex_trylock(hoare_rwmutex *rw);
@@ -243,6 +254,7 @@ typedef struct hoare_wg {
     uint32_t sema;
 } hoare_wg;
 #define HOARE_WG_INIT {0}
+/* Add delta (may be negative) to the counter; at 0, every waiter is released. */
 void hoare_wg_add(hoare_wg *wg, int delta);
 /* add(-1) */
 void hoare_wg_done(hoare_wg *wg);
@@ -256,6 +268,7 @@ typedef struct hoare_once {
     hoare_mutex mu;
 } hoare_once;
 #define HOARE_ONCE_INIT {0}
+/* Run fn(arg) if no call on this once has run it yet; wait for it if another caller runs it. */
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
 
 /* Condition variable used with a hoare_mutex (Go's sync.Cond). Wakeups are in wait order; a waiter
@@ -352,7 +365,8 @@ int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *a
 void hoare_group_set_limit(hoare_group *g, int n);
 /* Wait for every goroutine started so far, cancel the group's context, return the first error. */
 int hoare_group_wait(hoare_group *g);
-/* Wait (if not yet waited), then free the group and its context (g NULL: nothing). */
+/* Wait for the group's goroutines (as wait does), then free the group and its context (g NULL:
+ * nothing). */
 void hoare_group_free(hoare_group *g);
 
 /* ======================================================================================

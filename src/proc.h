@@ -53,6 +53,7 @@ struct hoare_p {
     /* preemption: the monitor's view of the time slice (see monitor.c) */
     uint32_t monitor_schedtick;
     int64_t monitor_since;
+    int64_t monitor_preempt_sent;    /* last SIGURG for this slice: resent at most every ms */
 };
 
 enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_SPAWN, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
@@ -66,6 +67,8 @@ struct hoare_m {
     M *link;               /* idle list, guarded by sched.lock */
     M *alllink;            /* all Ms, prepend-only */
     bool spinning;         /* looking for work; counted in sched.nmspinning */
+    G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
+    G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
     pthread_t thread;
     uint64_t rand_state;
@@ -109,6 +112,9 @@ HIDDEN M *hoare__getm(void);
 HIDDEN P *hoare__curp(void);
 HIDDEN void hoare__wakep(void);
 HIDDEN void hoare__monitor_start(void);
+HIDDEN void hoare__preempt_init(void);
+/* Called by the preemption signal handler on a goroutine at a safe point: switch away. */
+HIDDEN void hoare__preempt_switch(M *m, G *g);
 /* Wake the monitor if it sleeps for want of running goroutines. */
 HIDDEN void hoare__monitor_kick(void);
 /* Monitor: take p from an M that has been inside a blocking region since before `since`. */

@@ -46,6 +46,8 @@ typedef struct hoare_lock {
 } hoare_lock;
 HIDDEN void hoare__lock(hoare_lock *l);
 HIDDEN void hoare__unlock(hoare_lock *l);
+/* Runtime locks this thread holds now (the preemption handler never switches while > 0). */
+extern HIDDEN __thread uint32_t hoare__locks_held;
 
 /* One-shot wake-up flag for a thread (Go's note). sleep returns once wakeup was called (or the
  * timeout, ns < 0 = none, passed: then returns false). clear re-arms it; only the sleeper clears. */
@@ -129,7 +131,8 @@ struct hoare_g {
     char *stack_lo;           /* lowest usable byte of the stack (above the guard) */
     size_t stack_size;        /* usable bytes (the G itself sits just above them) */
     int saved_errno;
-    uint32_t preempt;         /* set by the monitor: yield at the next safe point */
+    _Atomic uint32_t preempt; /* set by the monitor: switch away at the next safe point */
+    uint32_t preempt_off;     /* > 0: not preemptible (runtime sections, hoare_preempt_disable) */
 
     void *asan_fake_stack;
     void *tsan_fiber;

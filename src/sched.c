@@ -262,12 +262,25 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
 
 /* The next goroutine for p from its own queues, with the global queue checked every 61st time
  * so that a pair of goroutines handing off to each other cannot starve it. */
-static G *next_local(P *p) {
-    if (++p->picks % 61 == 0 && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
-        hoare__lock(&sched.lock);
-        G *g = globrunq_get_locked(p, 1);
-        hoare__unlock(&sched.lock);
-        if (g) return g;
+static G *take_preempted(M *m) {
+    G *g = m->preempted_head;
+    if (g) {
+        m->preempted_head = g->schedlink;
+        if (!m->preempted_head) m->preempted_tail = NULL;
+        g->schedlink = NULL;
+    }
+    return g;
+}
+
+static G *next_local(M *m, P *p) {
+    if (++p->picks % 61 == 0) {
+        if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
+            hoare__lock(&sched.lock);
+            G *g = globrunq_get_locked(p, 1);
+            hoare__unlock(&sched.lock);
+            if (g) return g;
+        }
+        if (m->preempted_head) return take_preempted(m);
     }
     return runq_get(p);
 }
@@ -411,8 +424,11 @@ static inline void resumed(G *self) {
 static void execute(M *m, G *g, bool inherit_slice) {
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
-    m->curg = g;
-    if (!inherit_slice) atomic_store_explicit(&m->p->schedtick, m->p->schedtick + 1, memory_order_relaxed);
+    __atomic_store_n(&m->curg, g, __ATOMIC_RELEASE); /* the monitor reads it */
+    P *p = m->p;
+    if (!inherit_slice && p)
+        atomic_store_explicit(&p->schedtick, atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
 }
 
 /* The current goroutine g stops running; m->pend_* say what to do with it. Runs the next local
@@ -421,7 +437,7 @@ static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
     g->saved_errno = dies ? 0 : get_errno();
     P *p = m->p;
-    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(p) : NULL;
+    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(m, p) : NULL;
     g->m = NULL;
     if (next) {
         execute(m, next, true);
@@ -434,6 +450,15 @@ static void switch_out(M *m, G *g) {
 }
 
 static void exit_finish(M *m, G *g);
+
+void hoare__preempt_switch(M *m, G *g) {
+    g->preempt_off++;
+    atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+    m->pend_kind = PEND_PREEMPT;
+    m->pend_g = g;
+    switch_out(m, g);
+    g->preempt_off--;
+}
 
 static void run_pending(M *m) {
     enum pend_kind kind = m->pend_kind;
@@ -459,9 +484,15 @@ static void run_pending(M *m) {
         if (runq_put(m->p, g, true)) hoare__wakep();
         break;
     case PEND_PREEMPT:
+        /* behind this M's other preempted goroutines; it resumes on this M only */
+        atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+        g->schedlink = NULL;
+        if (m->preempted_tail) m->preempted_tail->schedlink = g;
+        else m->preempted_head = g;
+        m->preempted_tail = g;
+        break;
     case PEND_BLOCKED:
-        /* to the global queue: a preempted goroutine goes behind everybody else; a goroutine
-         * leaving a blocking region without a P waits for any P */
+        /* a goroutine leaving a blocking region without a P waits for any P */
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
         globrunq_put(g);
         hoare__wakep();
@@ -490,6 +521,7 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     }
     if (!m->p) hoare__fatal("goroutine %llu parks (%s) inside a blocking region",
                             (unsigned long long)g->id, reason);
+    g->preempt_off++;
     g->wait_reason = reason;
     g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
     m->pend_kind = PEND_PARK;
@@ -497,6 +529,7 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     m->pend_commit = commit;
     m->pend_arg = arg;
     switch_out(m, g);
+    g->preempt_off--;
 }
 
 void hoare__ready(G *g) {
@@ -510,6 +543,8 @@ void hoare__ready(G *g) {
         hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
                      (unsigned long long)g->id, expect);
     M *m = getm_here();
+    G *cur = m ? m->curg : NULL;
+    if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
     if (!p) {
         globrunq_put(g);
@@ -517,6 +552,7 @@ void hoare__ready(G *g) {
     } else if (runq_put(p, g, true)) {
         hoare__wakep();
     }
+    if (cur) cur->preempt_off--;
     /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off. Waking an
      * idle thread here would cost a futex wake per hand-off; if the current goroutine keeps
      * running instead, the monitor sees the stranded runnext and wakes an idle processor. */
@@ -679,7 +715,7 @@ static G *find_runnable(M *m) {
             int64_t now = hoare__nanotime();
             if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now)
                 hoare__timers_run(p, now);
-            G *g = next_local(p);
+            G *g = next_local(m, p);
             if (g) {
                 stop_spinning(m);
                 return g;
@@ -705,6 +741,10 @@ static G *find_runnable(M *m) {
                     stop_spinning(m);
                     return g;
                 }
+            }
+            if (m->preempted_head) {
+                stop_spinning(m);
+                return take_preempted(m);
             }
             int32_t busy = atomic_load(&sched.nprocs) - atomic_load(&sched.npidle);
             if (m->spinning || 2 * atomic_load(&sched.nmspinning) < busy) {
@@ -799,6 +839,9 @@ static void schedule(M *m) {
     for (;;) {
         run_pending(m);
         G *g = find_runnable(m);
+        /* hide g's provenance: gcc 12 -O3 mistakes it for a zero-sized object (false
+         * -Wstringop-overflow on the status store) */
+        __asm__("" : "+r"(g));
         execute(m, g, false);
         switch_context(&m->g0, g, false);
         resumed(&m->g0);
@@ -862,6 +905,7 @@ void hoare_exit(void) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     if (!g) pthread_exit(NULL);
+    g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
     atomic_fetch_sub(&sched.ngoroutines, 1);
     m->pend_kind = PEND_EXIT;
@@ -884,9 +928,14 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     if (!fn) return EINVAL;
     ensure_init();
     M *m = getm_here();
+    G *cur = m ? m->curg : NULL;
+    if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
     G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : NULL);
-    if (!g) return errno == ENOMEM ? ENOMEM : EAGAIN;
+    if (!g) {
+        if (cur) cur->preempt_off--;
+        return errno == ENOMEM ? ENOMEM : EAGAIN;
+    }
     g->fn = fn;
     g->arg = arg;
     g->id = new_goid(p);
@@ -894,10 +943,10 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     g->m = NULL;
     g->wait_reason = NULL;
     g->param = NULL;
-    g->preempt = 0;
+    atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+    g->preempt_off = 0;
     g->start_pc = (uintptr_t)fn;
     g->creator_pc = (uintptr_t)__builtin_return_address(0);
-    G *cur = m ? m->curg : NULL;
     g->creator_id = cur ? cur->id : 0;
     g->name[0] = 0;
     if (a && a->name) {
@@ -923,10 +972,12 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
         execute(m, g, false);
         switch_context(cur, g, false);
         resumed(cur);
+        cur->preempt_off--;
         return 0;
     }
     globrunq_put(g);
     hoare__wakep();
+    if (cur) cur->preempt_off--;
     return 0;
 }
 
@@ -1011,10 +1062,14 @@ void hoare_yield(void) {
     P *p = m->p;
     if (!p) return; /* inside a blocking region: nothing to yield to */
     /* Nothing else to run here or globally: stealers will find us if they are idle. */
-    if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0) return;
+    if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0 &&
+        !m->preempted_head)
+        return;
+    g->preempt_off++;
     m->pend_kind = PEND_YIELD;
     m->pend_g = g;
     switch_out(m, g);
+    g->preempt_off--;
 }
 
 uint64_t hoare_id(void) {
@@ -1090,6 +1145,9 @@ static bool retire_p(M *m) {
     }
     G *g;
     while ((g = runq_get(p))) globrunq_put_locked(g);
+    /* Goroutines preempted here lose their tie to this thread: with no processor it cannot run
+     * them (documented: they may then see another thread's thread-locals). */
+    while ((g = take_preempted(m))) globrunq_put_locked(g);
     atomic_store(&p->status, P_RETIRED);
     p->m = NULL;
     m->p = NULL;
@@ -1194,6 +1252,7 @@ static void do_init(void) {
     pthread_key_create(&waiter_key, waiter_release);
     hoare__netpoll_init();
     hoare__signals_init();
+    hoare__preempt_init();
     for (int32_t i = n - 1; i >= 0; i--) pidle_put_locked(make_p(i));
     atomic_store(&sched.nprocs, n);
     hoare__monitor_start();
