@@ -96,11 +96,12 @@ static void test_ticker_drops(void) {
     CHECK_EQ(hoare_len(c), 1);
     CHECK_EQ(hoare_tryrecv(c, &v), 0);
     CHECK_EQ(hoare_tryrecv(c, &v), EAGAIN);
-    /* ticking goes on at the period, not in a burst of the missed ones */
+    /* ticking goes on at the period, not in a burst of the missed ones: in 50 ms at most 10 ticks
+     * plus the one that may have been on its way (a loaded machine only gives fewer) */
     int64_t t0 = hoare_now();
-    CHECK_EQ(hoare_recv(c, &v), 0);
-    CHECK_EQ(hoare_recv(c, &v), 0);
-    CHECK(hoare_now() - t0 >= 4 * HOARE_MS);
+    int got = 0;
+    while (hoare_now() - t0 < 50 * HOARE_MS) got += hoare_recv(c, &v) == 0;
+    CHECK(got >= 1 && got <= 12);
     hoare_ticker_reset(t, 1 * HOARE_MS);
     CHECK_EQ(hoare_recv(c, &v), 0);
     hoare_ticker_stop(t);
