@@ -10,7 +10,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # warnings are errors in CI, and on request (WERROR=ON)
 WERROR ?= $(if $(CI),ON,OFF)
-DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev
+# python3, golang-go and wrk: the benchmarks' quick mode runs in the suite, both C and Go sides
+DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golang-go wrk
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
 .PHONY: all deps build demo test test-rel test-asan test-tsan test-clang install bench clean
@@ -61,10 +62,12 @@ test-clang: deps
 install: build
 	cmake -S . -B build/rel -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	cmake --build build/rel -j $(JOBS)
-	$(if $(filter-out /usr/local,$(PREFIX)),,$(SUDO)) cmake --install build/rel
+	$(SUDO) cmake --install build/rel
+	-$(SUDO) ldconfig
 
-bench: build
-	@echo "bench: not yet available"
+# Full side-by-side run (about 10 minutes): writes docs/BENCHMARKS.md and docs/bench-ratios.png.
+bench: deps
+	sh bench/bench.sh
 
 clean:
 	rm -rf build

@@ -68,6 +68,14 @@ int hoare_procs(int n);
 /* Goroutines alive now (started and not yet returned). */
 size_t hoare_count(void);
 
+/* Preemption: a goroutine that runs over 10 ms without yielding is switched out at the next
+ * safe point (in the program's own code, never inside the C library or the runtime) so that others
+ * run, and resumes later on the same thread. Code that must not be switched out while it runs -
+ * e.g. it holds a pthread mutex that other goroutines take - brackets itself with these (they nest).
+ * HOARE_PREEMPT=0 turns preemption off. */
+void hoare_preempt_disable(void);
+void hoare_preempt_enable(void);
+
 /* ======================================================================================
  * Diagnostics
  * ====================================================================================== */
@@ -91,8 +99,10 @@ typedef struct hoare_chan hoare_chan;
  * ENOMEM. The caller owns one reference. */
 hoare_chan *hoare_chan_make(size_t elem_size, size_t cap);
 /* Reference counting: make returns one reference; the channel is freed when the last is released.
- * retain returns c (NULL stays NULL). Releasing a channel does not close it. A goroutine or thread
- * blocked on the channel keeps it alive until it returns (as Go's garbage collector would).
+ * retain returns c (NULL stays NULL). Releasing a channel does not close it. A select blocked on
+ * the channel keeps it alive until the select returns. A send or receive blocked on a channel
+ * whose last reference is released stays blocked for ever (nobody can reach the channel any more,
+ * like a goroutine blocked on an unreachable channel in Go).
  * Releasing more references than were held is a fatal error (when it can be detected). */
 hoare_chan *hoare_chan_retain(hoare_chan *c);
 void hoare_chan_release(hoare_chan *c);
@@ -181,8 +191,10 @@ void hoare_ticker_stop(hoare_ticker *t);
 
 /* Go's time.Timer: a channel (capacity 1, int64_t) that receives hoare_now() once, ns from now.
  * stop returns 1 if it stopped the timer before it fired, 0 if it had fired or was stopped.
- * reset re-arms it for ns from now (returns as stop would have) and discards a fired value not yet
- * received, as Go 1.23 does. free stops it and drops its reference to the channel. */
+ * reset re-arms it for ns from now (returns as stop would have). As in Go 1.23, after stop or
+ * reset returns no stale value is received: a fired value not yet taken is discarded. free stops
+ * it and drops its reference to the channel (retain the channel first to keep using it). NULL
+ * with errno ENOMEM. */
 typedef struct hoare_timer hoare_timer;
 hoare_timer *hoare_timer_start(int64_t ns);
 hoare_chan *hoare_timer_chan(hoare_timer *t);
@@ -205,6 +217,7 @@ typedef struct hoare_mutex {
     uint32_t sema;
 } hoare_mutex;
 #define HOARE_MUTEX_INIT {0}
+/* Lock, parking the caller while another holds it. */
 void hoare_mutex_lock(hoare_mutex *mu);
 /* 0 (now locked by the caller), or EBUSY when the mutex is held (or being handed off). */
 int hoare_mutex_trylock(hoare_mutex *mu);
@@ -223,11 +236,13 @@ typedef struct hoare_rwmutex {
     int32_t reader_wait;
 } hoare_rwmutex;
 #define HOARE_RWMUTEX_INIT {0}
+/* Lock for reading: waits while a writer holds the lock or waits for it. */
 void hoare_rwmutex_rlock(hoare_rwmutex *rw);
 /* 0, or EBUSY when a writer holds it or waits for it. */
 int hoare_rwmutex_tryrlock(hoare_rwmutex *rw);
 /* Fatal error "sync: RUnlock of unlocked RWMutex" without a read lock held. */
 void hoare_rwmutex_runlock(hoare_rwmutex *rw);
+/* Lock for writing: waits for the readers inside to leave and for other writers. */
 void hoare_rwmutex_lock(hoare_rwmutex *rw);
 /* 0, or EBUSY when it is held (by readers or a writer). */
 int hoare_rwmutex_trylock(hoare_rwmutex *rw);
@@ -243,6 +258,7 @@ typedef struct hoare_wg {
     uint32_t sema;
 } hoare_wg;
 #define HOARE_WG_INIT {0}
+/* Add delta (may be negative) to the counter; at 0, every waiter is released. */
 void hoare_wg_add(hoare_wg *wg, int delta);
 /* add(-1) */
 void hoare_wg_done(hoare_wg *wg);
@@ -256,6 +272,7 @@ typedef struct hoare_once {
     hoare_mutex mu;
 } hoare_once;
 #define HOARE_ONCE_INIT {0}
+/* Run fn(arg) if no call on this once has run it yet; wait for it if another caller runs it. */
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
 
 /* Condition variable used with a hoare_mutex (Go's sync.Cond). Wakeups are in wait order; a waiter
@@ -352,37 +369,63 @@ int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *a
 void hoare_group_set_limit(hoare_group *g, int n);
 /* Wait for every goroutine started so far, cancel the group's context, return the first error. */
 int hoare_group_wait(hoare_group *g);
-/* Wait (if not yet waited), then free the group and its context (g NULL: nothing). */
+/* Wait for the group's goroutines (as wait does), then free the group and its context (g NULL:
+ * nothing). */
 void hoare_group_free(hoare_group *g);
 
 /* ======================================================================================
  * I/O that parks the goroutine, not the thread
- * Descriptors used with these calls are switched to non-blocking mode and registered with the
- * poller on first use. Close them with hoare_fd_close (wakes waiters with EBADF). From a plain
- * thread they block the thread. Writes never raise SIGPIPE (EPIPE is returned).
- * Return: bytes (>= 0) or a negative errno value (-ETIMEDOUT at the deadline).
+ * Descriptors used with these calls are switched to non-blocking mode (which the open file shares
+ * with its duplicates and with other processes) and registered with the poller on first use.
+ * Close them with hoare_fd_close, never close(2): the poller would go on believing the number is
+ * registered. Descriptors the poller refuses (regular files) are used with ordinary blocking calls
+ * inside a blocking region.
+ * Writes never raise SIGPIPE (EPIPE is returned): sockets are written with MSG_NOSIGNAL; for pipes
+ * SIGPIPE is blocked in the writing thread around the write and a SIGPIPE it caused is discarded.
+ * From a plain thread the calls block the thread (it waits for the poller like a goroutine does).
+ * Two goroutines may read (or write) one descriptor at once: they take turns, each call is whole.
+ * Return: bytes (>= 0) or a negative errno value: -ETIMEDOUT at the deadline, -EBADF once
+ * hoare_fd_close was called (also for calls waiting at that moment), -EPIPE/-ECONNRESET from the
+ * peer.
  * ====================================================================================== */
 
+struct iovec;
+
 ssize_t hoare_fd_read(int fd, void *buf, size_t len);
-/* Writes all of buf unless an error or the deadline stops it; returns what was written if > 0. */
+ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt);
+/* Writes all of buf unless an error or the deadline stops it; returns what was written if > 0
+ * (then the error is reported by the next call). */
 ssize_t hoare_fd_write(int fd, const void *buf, size_t len);
-/* A connected socket (non-blocking, close-on-exec), or a negative errno value. */
+ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt);
+/* A connected socket (non-blocking, close-on-exec, registered; TCP_NODELAY for TCP, as Go), or a
+ * negative errno value. Waits under the read deadline of fd. */
 int hoare_fd_accept(int fd, void *addr /* struct sockaddr * or NULL */, void *addrlen /* socklen_t * */);
-/* 0 or a negative errno value. */
+/* 0 or a negative errno value. Waits under the write deadline of fd. */
 int hoare_fd_connect(int fd, const void *addr /* struct sockaddr * */, unsigned addrlen);
-/* Wait until fd is readable (events 1), writable (2) or either (3): 0 or a negative errno value. */
+/* Wait until fd is readable (events 1), writable (2) or either (3): 0 or a negative errno value.
+ * Level-triggered: returns at once if fd is ready now (hang-up and error count as ready). Honours
+ * the read deadline for 1, the write deadline for 2, both for 3. */
 int hoare_fd_wait(int fd, int events);
-/* Go's SetDeadline / SetReadDeadline / SetWriteDeadline: absolute hoare_now() time, 0 = none.
- * 0 or an errno value. */
+/* Go's SetDeadline / SetReadDeadline / SetWriteDeadline: absolute hoare_now() time, 0 = none; a
+ * time already past makes waiting calls return -ETIMEDOUT at once. 0 or an errno value (EBADF). */
 int hoare_fd_set_deadline(int fd, int64_t deadline);
 int hoare_fd_set_read_deadline(int fd, int64_t deadline);
 int hoare_fd_set_write_deadline(int fd, int64_t deadline);
-/* Deregister, wake waiters (they get -EBADF), close. 0 or an errno value. */
+/* Deregister, wake waiters (they get -EBADF), close. 0 or an errno value (EBADF when already
+ * closing). Calls in progress on fd end with -EBADF; the descriptor number is released (close(2))
+ * when the last of them returns, so it is never reused under a running call. */
 int hoare_fd_close(int fd);
 
 /* Networks: "tcp", "tcp4", "tcp6", "unix". Addresses: "host:port", "[::1]:port", ":port",
- * or a path for "unix". Return a descriptor (>= 0) or a negative errno value. Host names are
- * resolved inside a blocking region. */
+ * or a path for "unix" ("@name": Linux abstract socket). Return a descriptor (>= 0, registered,
+ * usable with the calls above) or a negative errno value (-EINVAL malformed address or unknown
+ * network, -ENOENT unknown host, -EAFNOSUPPORT address of the wrong family for the network). Host
+ * names are resolved with getaddrinfo inside a blocking region (not bounded by timeout_ns).
+ * listen: SO_REUSEADDR; ":port" (empty host) listens on all addresses, for "tcp" on IPv6 and IPv4
+ * (dual stack) where possible; port 0 picks a free port (getsockname tells which); the listen
+ * backlog is the system's maximum. A unix socket's path is not removed at close.
+ * dial: TCP_NODELAY; an empty host dials the local system; each address of the host is tried in
+ * turn until one connects or the timeout passes (-ETIMEDOUT). */
 int hoare_net_listen(const char *network, const char *address);
 int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns /* 0: none */);
 

@@ -19,7 +19,6 @@ struct hoare_group {
     int limit;
     _Atomic int32_t active;
     int err;
-    bool waited;
 };
 
 typedef struct group_task {
@@ -90,13 +89,12 @@ int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *a
 int hoare_group_wait(hoare_group *g) {
     hoare_wg_wait(&g->wg);
     hoare_ctx_cancel(g->ctx);
-    g->waited = true;
     return __atomic_load_n(&g->err, __ATOMIC_SEQ_CST);
 }
 
 void hoare_group_free(hoare_group *g) {
     if (!g) return;
-    if (!g->waited) hoare_group_wait(g);
+    hoare_wg_wait(&g->wg); /* also for goroutines started after a wait */
     hoare_ctx_release(g->ctx);
     free(g);
 }

@@ -38,9 +38,12 @@ void hoare__futex_wake(_Atomic uint32_t *addr, int n) {
     errno = saved;
 }
 
+HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
+
 /* Classic three-state futex mutex: 0 free, 1 held, 2 held and somebody may sleep. A short spin
  * first: the sections it guards are a few hundred instructions at most. */
 void hoare__lock(hoare_lock *l) {
+    hoare__locks_held++;
     uint32_t c = 0;
     if (likely(atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
                                                        memory_order_relaxed)))
@@ -61,6 +64,7 @@ void hoare__lock(hoare_lock *l) {
 }
 
 void hoare__unlock(hoare_lock *l) {
+    hoare__locks_held--;
     if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
         hoare__futex_wake(&l->state, 1);
 }

@@ -4,7 +4,7 @@
  * asks goroutines that have run for too long without yielding to stop (preemption, see
  * preempt.c).
  *
- * It polls every 20 us while it finds things to do, backing off to 10 ms when it does not, and
+ * It polls every 20 us while it finds things to do, backing off to 1 ms when it does not, and
  * sleeps for good while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting
  * to run goroutines, a goroutine entering a blocking region).
  */
@@ -16,7 +16,8 @@ enum {
     RETAKE_AFTER_NS = 20 * 1000,          /* a blocking region older than this loses its P ... */
     RETAKE_IDLE_AFTER_NS = 10 * 1000000,  /* ... or this, if there is no other work */
     POLL_MIN_NS = 20 * 1000,
-    POLL_MAX_NS = 10 * 1000000,
+    POLL_MAX_NS = 1000 * 1000,            /* while goroutines run: bounds how long queued work can
+                                             wait for an idle processor to be woken */
 };
 
 static hoare_note monitor_note;
@@ -49,6 +50,14 @@ static bool watch(int64_t now) {
                 acted |= hoare__retake_blocked(p, word);
             continue;
         }
+        /* Goroutines queued behind one that has kept the processor since our last look, while
+         * another processor idles: wake it to steal them (readying into runnext does not). */
+        uint32_t tick = atomic_load_explicit(&p->schedtick, memory_order_relaxed);
+        if (tick == p->monitor_schedtick && hoare__p_has_queued(p) &&
+            atomic_load(&hoare__sched.npidle) > 0 && atomic_load(&hoare__sched.nmspinning) == 0) {
+            hoare__wakep();
+            acted = true;
+        }
         acted |= hoare__preempt_check(p, now);
     }
     return acted;
@@ -70,7 +79,9 @@ static void *monitor_main(void *arg) {
             hoare__note_clear(&monitor_note);
             hoare__note_sleep(&monitor_note, delay);
         }
-        if (watch(hoare__nanotime())) {
+        int64_t now = hoare__nanotime();
+        atomic_store_explicit(&hoare__coarse_now, now, memory_order_relaxed);
+        if (watch(now)) {
             quiet_rounds = 0;
             delay = POLL_MIN_NS;
         } else if (++quiet_rounds > 50 && delay < POLL_MAX_NS) {

@@ -1,11 +1,187 @@
 /*
- * preempt.c - preemption of goroutines that run too long without yielding. (Placeholder until
- * the signal-based mechanism lands: the check only reports that nothing was done.)
+ * preempt.c - asynchronous preemption of goroutines that run too long without yielding.
+ *
+ * As in Go since 1.14: the monitor notices a processor whose time slice (schedtick) has not
+ * changed for PREEMPT_AFTER_NS, marks its goroutine (g->preempt) and sends SIGURG to its thread.
+ * The handler switches to another goroutine only at a safe point, else it returns and the monitor
+ * asks again a round later ("try again a little later"). A safe point is:
+ *  - a goroutine is running on that thread (not the scheduler context) and is the one marked, on
+ *    its own stack (the interrupted stack pointer is inside it: not in the middle of a switch);
+ *  - it is not inside the runtime: no runtime lock held (hoare__locks_held) and no runtime
+ *    section or hoare_preempt_disable() region (g->preempt_off), not in a blocking region;
+ *  - the interrupted instruction is in the program's own code: the main executable or a shared
+ *    object that is not a system library. Inside the C library (malloc, stdio...) a goroutine may
+ *    hold the library's internal locks; another goroutine on the same thread taking them would
+ *    block the thread for good.
+ *
+ * How the switch works: the handler runs on the goroutine's own stack (no SA_ONSTACK for SIGURG),
+ * so the kernel's signal frame, holding every register of the interrupted code, stays on that
+ * stack while other goroutines run. The handler calls the scheduler's ordinary switch; when the
+ * goroutine is resumed the handler returns and sigreturn restores all registers, vector state
+ * included. No per-architecture code is needed.
+ *
+ * Where it resumes: a preempted goroutine resumes on the same thread (M.preempted list). Go can
+ * move it anywhere because its compiler never keeps a thread-local address in a register; C
+ * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
+ *
+ * Under TSan preemption is off: TSan defers asynchronous signals to its own safe points and keeps
+ * per-thread signal state that a switch inside a handler would corrupt. HOARE_PREEMPT=0 turns it
+ * off everywhere.
  */
 #include "proc.h"
 
-bool hoare__preempt_check(P *p, int64_t now) {
-    (void)p;
-    (void)now;
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+enum {
+    PREEMPT_AFTER_NS = 10 * 1000 * 1000, /* Go's time slice */
+    RESEND_AFTER_NS = 1000 * 1000,       /* a request that met no safe point is repeated this late:
+                                            every signal can cut a system call short (EINTR) */
+    MAX_RANGES = 64,
+};
+
+struct text_range {
+    uintptr_t lo, hi;
+};
+
+static struct text_range ranges[MAX_RANGES];
+static int nranges;
+static bool preempt_enabled;
+static struct sigaction previous_urg;
+
+/* Shared objects whose code must not be preempted: the C and C++ runtimes, the dynamic loader,
+ * the sanitizer runtimes, and this library when it is a shared object. */
+static bool is_system_object(const char *path) {
+    static const char *const system_names[] = {
+        "libc.so", "libc-", "ld-linux", "ld64.so", "libpthread", "libm.so", "libdl.so", "librt.so",
+        "libstdc++", "libgcc_s", "libasan", "libtsan", "libubsan", "liblsan", "libhoare",
+        "linux-vdso", "linux-gate", "libvalgrind", "vgpreload",
+    };
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    for (size_t i = 0; i < sizeof system_names / sizeof system_names[0]; i++)
+        if (strncmp(base, system_names[i], strlen(system_names[i])) == 0) return true;
     return false;
+}
+
+static int collect_ranges(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    (void)arg;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (name[0] && is_system_object(name)) return 0;
+    for (int i = 0; i < info->dlpi_phnum && nranges < MAX_RANGES; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        ranges[nranges].lo = info->dlpi_addr + ph->p_vaddr;
+        ranges[nranges].hi = ranges[nranges].lo + ph->p_memsz;
+        nranges++;
+    }
+    return 0;
+}
+
+static bool in_program_code(uintptr_t pc) {
+    for (int i = 0; i < nranges; i++)
+        if (pc >= ranges[i].lo && pc < ranges[i].hi) return true;
+    return false;
+}
+
+static uintptr_t interrupted_pc(void *uctx) {
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#endif
+}
+
+static uintptr_t interrupted_sp(void *uctx) {
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#endif
+}
+
+/* The interrupted code runs on g's own stack: not on the scheduler's, and not in the middle of a
+ * switch where m->curg already names the next goroutine but the old stack is still in use. */
+static bool on_own_stack(const G *g, void *uctx) {
+    uintptr_t sp = interrupted_sp(uctx), lo = (uintptr_t)g->stack_lo;
+    return sp > lo && sp <= lo + g->stack_size;
+}
+
+static void chain_previous(int sig, siginfo_t *info, void *uctx) {
+    if (previous_urg.sa_flags & SA_SIGINFO) {
+        if (previous_urg.sa_sigaction) previous_urg.sa_sigaction(sig, info, uctx);
+    } else if (previous_urg.sa_handler != SIG_DFL && previous_urg.sa_handler != SIG_IGN) {
+        previous_urg.sa_handler(sig);
+    }
+}
+
+static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g || !atomic_load_explicit(&g->preempt, memory_order_relaxed)) {
+        chain_previous(sig, info, uctx);
+        return;
+    }
+    P *p = m->p;
+    if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE ||
+        (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
+        !in_program_code(interrupted_pc(uctx)))
+        return; /* not a safe point: the monitor asks again later */
+    hoare__preempt_switch(m, g);
+}
+
+void hoare__preempt_init(void) {
+#ifdef HOARE_TSAN
+    preempt_enabled = false;
+#else
+    const char *env = getenv("HOARE_PREEMPT");
+    preempt_enabled = !(env && env[0] == '0');
+#endif
+    if (!preempt_enabled) return;
+    dl_iterate_phdr(collect_ranges, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_preempt_signal;
+    /* on the goroutine's stack (see above); SA_NODEFER so that a goroutine switched to from inside
+     * a handler can itself be preempted */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGURG, &sa, &previous_urg);
+}
+
+/* Monitor: track each P's time slice; ask a goroutine that has had it too long to stop. */
+bool hoare__preempt_check(P *p, int64_t now) {
+    uint32_t tick = atomic_load_explicit(&p->schedtick, memory_order_relaxed);
+    if (tick != p->monitor_schedtick) {
+        p->monitor_schedtick = tick;
+        p->monitor_since = now;
+        return false;
+    }
+    if (!preempt_enabled || now - p->monitor_since < PREEMPT_AFTER_NS ||
+        now - p->monitor_preempt_sent < RESEND_AFTER_NS)
+        return false;
+    M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
+    G *g = m ? __atomic_load_n(&m->curg, __ATOMIC_ACQUIRE) : NULL;
+    if (!g) return false;
+    atomic_store_explicit(&g->preempt, 1, memory_order_relaxed);
+    p->monitor_preempt_sent = now;
+    pthread_kill(m->thread, SIGURG);
+    return true;
+}
+
+void hoare_preempt_disable(void) {
+    G *g = hoare__curg();
+    if (g) g->preempt_off++;
+}
+
+void hoare_preempt_enable(void) {
+    G *g = hoare__curg();
+    if (g && g->preempt_off > 0) g->preempt_off--;
 }

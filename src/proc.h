@@ -35,7 +35,8 @@ struct hoare_p {
     _Atomic uint32_t status;         /* enum p_status */
     M *m;                            /* owner while RUNNING/BLOCKING */
     P *link;                         /* idle list, guarded by sched.lock */
-    uint32_t schedtick;              /* goroutines started by this P: every 61st checks the global queue */
+    _Atomic uint32_t schedtick;      /* time slices started on this P (owner writes, monitor reads) */
+    uint32_t picks;                  /* owner only: every 61st local pick checks the global queue */
     _Atomic uint32_t runq_head;      /* next to take: owner and thieves, by CAS */
     _Atomic uint32_t runq_tail;      /* next free slot: written by the owner only */
     G *_Atomic runq[RUNQ_SIZE];
@@ -52,9 +53,10 @@ struct hoare_p {
     /* preemption: the monitor's view of the time slice (see monitor.c) */
     uint32_t monitor_schedtick;
     int64_t monitor_since;
+    int64_t monitor_preempt_sent;    /* last SIGURG for this slice: resent at most every ms */
 };
 
-enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
+enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_SPAWN, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
 
 struct hoare_m {
     int32_t id;
@@ -65,6 +67,8 @@ struct hoare_m {
     M *link;               /* idle list, guarded by sched.lock */
     M *alllink;            /* all Ms, prepend-only */
     bool spinning;         /* looking for work; counted in sched.nmspinning */
+    G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
+    G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
     pthread_t thread;
     uint64_t rand_state;
@@ -73,7 +77,6 @@ struct hoare_m {
     G *pend_g;
     bool (*pend_commit)(G *g, void *arg);
     void *pend_arg;
-    _Atomic(G *) running;  /* monitor's view of curg, for preemption */
 };
 
 /* Scheduler-wide state. Lock order: sched.lock before a timer heap lock; channel and sync locks are
@@ -99,6 +102,8 @@ struct sched {
 };
 
 extern HIDDEN struct sched hoare__sched;
+/* hoare_now() as of the monitor's last round: cheap timestamps for dumps (wait durations). */
+extern HIDDEN _Atomic int64_t hoare__coarse_now;
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
 
 /* The calling thread's M (NULL on a plain thread), read afresh (the goroutine may have migrated). */
@@ -107,11 +112,16 @@ HIDDEN M *hoare__getm(void);
 HIDDEN P *hoare__curp(void);
 HIDDEN void hoare__wakep(void);
 HIDDEN void hoare__monitor_start(void);
+HIDDEN void hoare__preempt_init(void);
+/* Called by the preemption signal handler on a goroutine at a safe point: switch away. */
+HIDDEN void hoare__preempt_switch(M *m, G *g);
 /* Wake the monitor if it sleeps for want of running goroutines. */
 HIDDEN void hoare__monitor_kick(void);
 /* Monitor: take p from an M that has been inside a blocking region since before `since`. */
 HIDDEN bool hoare__retake_blocked(P *p, uint64_t word);
 HIDDEN bool hoare__p_has_work(P *p);
+/* Monitor: p has had goroutines waiting behind a long-running one; wake an idle processor. */
+HIDDEN bool hoare__p_has_queued(P *p);
 HIDDEN void hoare__timers_move(P *from, P *to);
 
 #endif

@@ -22,6 +22,9 @@
 #include "hoare.h"
 
 #define HIDDEN __attribute__((visibility("hidden")))
+/* Thread-locals of the runtime: initial-exec, so that the shared library reads them without a call
+ * to __tls_get_addr (they are few and small; glibc reserves static TLS room for them). */
+#define RUNTIME_TLS __thread __attribute__((tls_model("initial-exec")))
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 /* No inlining and no inter-procedural assumptions: needed for code that reads thread-local state
@@ -46,6 +49,8 @@ typedef struct hoare_lock {
 } hoare_lock;
 HIDDEN void hoare__lock(hoare_lock *l);
 HIDDEN void hoare__unlock(hoare_lock *l);
+/* Runtime locks this thread holds now (the preemption handler never switches while > 0). */
+extern HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 
 /* One-shot wake-up flag for a thread (Go's note). sleep returns once wakeup was called (or the
  * timeout, ns < 0 = none, passed: then returns false). clear re-arms it; only the sleeper clears. */
@@ -116,7 +121,7 @@ struct hoare_g {
 
     /* parking: written by the goroutine before it parks, read by dumps */
     const char *wait_reason;  /* Go's words: "chan receive", "sleep", ... */
-    int64_t wait_since;       /* hoare_now() at park */
+    int64_t wait_since;       /* about hoare_now() at park (the monitor's coarse clock) */
 
     /* wake-up handshake, for channels/select/sync: meaning defined by the waker's module */
     void *param;                    /* e.g. the waiter record that fired */
@@ -129,8 +134,8 @@ struct hoare_g {
     char *stack_lo;           /* lowest usable byte of the stack (above the guard) */
     size_t stack_size;        /* usable bytes (the G itself sits just above them) */
     int saved_errno;
-    uint32_t preempt;         /* set by the monitor: yield at the next safe point */
-    int64_t run_since;        /* when the current time slice began (monitor's preemption) */
+    _Atomic uint32_t preempt; /* set by the monitor: switch away at the next safe point */
+    uint32_t preempt_off;     /* > 0: not preemptible (runtime sections, hoare_preempt_disable) */
 
     void *asan_fake_stack;
     void *tsan_fiber;

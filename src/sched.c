@@ -48,22 +48,24 @@ static _Atomic bool initialised;
 static _Atomic uint64_t goid_gen;   /* ids handed out in batches to Ps and plain threads */
 static _Atomic int32_t mid_gen;
 
-static __thread M *tls_m;              /* the M this thread is, NULL on plain threads */
-static __thread G *tls_thread_waiter;  /* a plain thread's waiter record */
+static RUNTIME_TLS M *tls_m;              /* the M this thread is, NULL on plain threads */
+static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 
 /* Read thread-local state through opaque calls: after a switch the goroutine may be on another
  * thread, and the compiler must not reuse a thread-local address computed before it. */
 NOIPA M *hoare__getm(void) { return tls_m; }
+/* The same, for use at the start of a function before any switch (the compiler may keep it). */
+static inline M *getm_here(void) { return tls_m; }
 static NOIPA int get_errno(void) { return errno; }
 static NOIPA void set_errno(int e) { errno = e; }
 
 P *hoare__curp(void) {
-    M *m = hoare__getm();
+    M *m = getm_here();
     return m ? m->p : NULL;
 }
 
 G *hoare__curg(void) {
-    M *m = hoare__getm();
+    M *m = getm_here();
     return m ? m->curg : NULL;
 }
 
@@ -73,7 +75,7 @@ static void ready_thread(G *g);
 /* ------------------------------------------------------------------------------------------
  * Random numbers: wyrand per M (or per plain thread), seeded from the clock and the address. */
 
-static __thread uint64_t tls_rand_state;
+static RUNTIME_TLS uint64_t tls_rand_state;
 
 uint32_t hoare__rand(void) {
     M *m = hoare__getm();
@@ -88,6 +90,16 @@ uint32_t hoare__rand_n(uint32_t n) {
     /* Lemire's multiply-shift; the bias for n << 2^32 is negligible */
     return (uint32_t)(((uint64_t)hoare__rand() * n) >> 32);
 }
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+HIDDEN _Atomic int64_t hoare__coarse_now;
 
 /* ------------------------------------------------------------------------------------------
  * Run queues */
@@ -118,7 +130,7 @@ static void globrunq_put(G *g) {
 
 /* Take up to max goroutines from the global queue: return one, move the rest to p's local queue.
  * Caller holds sched.lock. */
-static void runq_put(P *p, G *g, bool next);
+static bool runq_put(P *p, G *g, bool next);
 static G *globrunq_get_locked(P *p, int32_t max) {
     int32_t size = atomic_load_explicit(&sched.runq_size, memory_order_relaxed);
     if (size == 0) return NULL;
@@ -161,11 +173,12 @@ static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
     return true;
 }
 
-/* Owner only. next: put g in runnext (it runs next), kicking the previous runnext to the tail. */
-static void runq_put(P *p, G *g, bool next) {
+/* Owner only. next: put g in runnext (it runs next), kicking the previous runnext to the tail.
+ * Returns true if the queue proper got a goroutine (stealable work for an idle processor). */
+static bool runq_put(P *p, G *g, bool next) {
     if (next) {
         G *old = atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
-        if (!old) return;
+        if (!old) return false;
         g = old;
     }
     for (;;) {
@@ -174,9 +187,9 @@ static void runq_put(P *p, G *g, bool next) {
         if (tail - head < RUNQ_SIZE) {
             atomic_store_explicit(&p->runq[tail % RUNQ_SIZE], g, memory_order_relaxed);
             atomic_store_explicit(&p->runq_tail, tail + 1, memory_order_release);
-            return;
+            return true;
         }
-        if (runq_put_slow(p, g, head, tail)) return;
+        if (runq_put_slow(p, g, head, tail)) return true;
     }
 }
 
@@ -219,7 +232,9 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
             G *next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
             if (!next) return NULL;
             if (atomic_load_explicit(&victim->status, memory_order_relaxed) == P_RUNNING) {
-                usleep(3);
+                /* ~ a few microseconds: a channel hand-off takes far less */
+                for (int i = 0; i < 1000 && atomic_load_explicit(&victim->runnext, memory_order_relaxed) == next; i++)
+                    cpu_relax();
                 next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
                 if (!next) return NULL;
             }
@@ -247,12 +262,25 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
 
 /* The next goroutine for p from its own queues, with the global queue checked every 61st time
  * so that a pair of goroutines handing off to each other cannot starve it. */
-static G *next_local(P *p) {
-    if (++p->schedtick % 61 == 0 && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
-        hoare__lock(&sched.lock);
-        G *g = globrunq_get_locked(p, 1);
-        hoare__unlock(&sched.lock);
-        if (g) return g;
+static G *take_preempted(M *m) {
+    G *g = m->preempted_head;
+    if (g) {
+        m->preempted_head = g->schedlink;
+        if (!m->preempted_head) m->preempted_tail = NULL;
+        g->schedlink = NULL;
+    }
+    return g;
+}
+
+static G *next_local(M *m, P *p) {
+    if (++p->picks % 61 == 0) {
+        if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
+            hoare__lock(&sched.lock);
+            G *g = globrunq_get_locked(p, 1);
+            hoare__unlock(&sched.lock);
+            if (g) return g;
+        }
+        if (m->preempted_head) return take_preempted(m);
     }
     return runq_get(p);
 }
@@ -391,12 +419,16 @@ static inline void resumed(G *self) {
     if (!(self->flags & G_G0)) set_errno(self->saved_errno);
 }
 
+/* g starts running on m. A goroutine taken from runnext inherits the time slice (the monitor
+ * sees no new tick), so a pair handing off to each other cannot keep others off the processor. */
 static void execute(M *m, G *g, bool inherit_slice) {
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
-    m->curg = g;
-    atomic_store_explicit(&m->running, g, memory_order_relaxed);
-    if (!inherit_slice) g->run_since = hoare__nanotime();
+    __atomic_store_n(&m->curg, g, __ATOMIC_RELEASE); /* the monitor reads it */
+    P *p = m->p;
+    if (!inherit_slice && p)
+        atomic_store_explicit(&p->schedtick, atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
 }
 
 /* The current goroutine g stops running; m->pend_* say what to do with it. Runs the next local
@@ -405,20 +437,28 @@ static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
     g->saved_errno = dies ? 0 : get_errno();
     P *p = m->p;
-    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(p) : NULL;
+    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(m, p) : NULL;
     g->m = NULL;
     if (next) {
         execute(m, next, true);
         switch_context(g, next, dies);
     } else {
         m->curg = NULL;
-        atomic_store_explicit(&m->running, NULL, memory_order_relaxed);
         switch_context(g, &m->g0, dies);
     }
     resumed(g);
 }
 
 static void exit_finish(M *m, G *g);
+
+void hoare__preempt_switch(M *m, G *g) {
+    g->preempt_off++;
+    atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+    m->pend_kind = PEND_PREEMPT;
+    m->pend_g = g;
+    switch_out(m, g);
+    g->preempt_off--;
+}
 
 static void run_pending(M *m) {
     enum pend_kind kind = m->pend_kind;
@@ -438,10 +478,21 @@ static void run_pending(M *m) {
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
         runq_put(m->p, g, false);
         break;
+    case PEND_SPAWN:
+        /* the parent of a goroutine that runs first: it runs next (see hoare__ready on waking) */
+        atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+        if (runq_put(m->p, g, true)) hoare__wakep();
+        break;
     case PEND_PREEMPT:
+        /* behind this M's other preempted goroutines; it resumes on this M only */
+        atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+        g->schedlink = NULL;
+        if (m->preempted_tail) m->preempted_tail->schedlink = g;
+        else m->preempted_head = g;
+        m->preempted_tail = g;
+        break;
     case PEND_BLOCKED:
-        /* to the global queue: a preempted goroutine goes behind everybody else; a goroutine
-         * leaving a blocking region without a P waits for any P */
+        /* a goroutine leaving a blocking region without a P waits for any P */
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
         globrunq_put(g);
         hoare__wakep();
@@ -461,7 +512,7 @@ static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), v
 static void checkdead_locked(void);
 
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
-    M *m = hoare__getm();
+    M *m = getm_here();
     G *g = m ? m->curg : NULL;
     if (!g) {
         if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
@@ -470,13 +521,15 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     }
     if (!m->p) hoare__fatal("goroutine %llu parks (%s) inside a blocking region",
                             (unsigned long long)g->id, reason);
+    g->preempt_off++;
     g->wait_reason = reason;
-    g->wait_since = hoare__nanotime();
+    g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
     m->pend_kind = PEND_PARK;
     m->pend_g = g;
     m->pend_commit = commit;
     m->pend_arg = arg;
     switch_out(m, g);
+    g->preempt_off--;
 }
 
 void hoare__ready(G *g) {
@@ -489,10 +542,20 @@ void hoare__ready(G *g) {
                                                  memory_order_acq_rel, memory_order_relaxed))
         hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
                      (unsigned long long)g->id, expect);
-    P *p = hoare__curp();
-    if (p) runq_put(p, g, true);
-    else globrunq_put(g);
-    hoare__wakep();
+    M *m = getm_here();
+    G *cur = m ? m->curg : NULL;
+    if (cur) cur->preempt_off++;
+    P *p = m ? m->p : NULL;
+    if (!p) {
+        globrunq_put(g);
+        hoare__wakep();
+    } else if (runq_put(p, g, true)) {
+        hoare__wakep();
+    }
+    if (cur) cur->preempt_off--;
+    /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off. Waking an
+     * idle thread here would cost a futex wake per hand-off; if the current goroutine keeps
+     * running instead, the monitor sees the stranded runnext and wakes an idle processor. */
 }
 
 void hoare__ready_list(G *list) {
@@ -652,7 +715,7 @@ static G *find_runnable(M *m) {
             int64_t now = hoare__nanotime();
             if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now)
                 hoare__timers_run(p, now);
-            G *g = next_local(p);
+            G *g = next_local(m, p);
             if (g) {
                 stop_spinning(m);
                 return g;
@@ -678,6 +741,10 @@ static G *find_runnable(M *m) {
                     stop_spinning(m);
                     return g;
                 }
+            }
+            if (m->preempted_head) {
+                stop_spinning(m);
+                return take_preempted(m);
             }
             int32_t busy = atomic_load(&sched.nprocs) - atomic_load(&sched.npidle);
             if (m->spinning || 2 * atomic_load(&sched.nmspinning) < busy) {
@@ -772,6 +839,9 @@ static void schedule(M *m) {
     for (;;) {
         run_pending(m);
         G *g = find_runnable(m);
+        /* hide g's provenance: gcc 12 -O3 mistakes it for a zero-sized object (false
+         * -Wstringop-overflow on the status store) */
+        __asm__("" : "+r"(g));
         execute(m, g, false);
         switch_context(&m->g0, g, false);
         resumed(&m->g0);
@@ -810,7 +880,7 @@ static void *mstart(void *arg) {
  * Goroutine creation and exit */
 
 /* First code of a new goroutine (called by hoare__ctx_trampoline on its own stack). */
-void hoare__g_start(void);
+HIDDEN void hoare__g_start(void);
 void hoare__g_start(void) {
 #ifdef HOARE_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
@@ -835,6 +905,7 @@ void hoare_exit(void) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     if (!g) pthread_exit(NULL);
+    g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
     atomic_fetch_sub(&sched.ngoroutines, 1);
     m->pend_kind = PEND_EXIT;
@@ -856,10 +927,15 @@ static uint64_t new_goid(P *p) {
 int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     if (!fn) return EINVAL;
     ensure_init();
-    M *m = hoare__getm();
+    M *m = getm_here();
+    G *cur = m ? m->curg : NULL;
+    if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
     G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : NULL);
-    if (!g) return errno == ENOMEM ? ENOMEM : EAGAIN;
+    if (!g) {
+        if (cur) cur->preempt_off--;
+        return errno == ENOMEM ? ENOMEM : EAGAIN;
+    }
     g->fn = fn;
     g->arg = arg;
     g->id = new_goid(p);
@@ -867,10 +943,10 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     g->m = NULL;
     g->wait_reason = NULL;
     g->param = NULL;
-    g->preempt = 0;
+    atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+    g->preempt_off = 0;
     g->start_pc = (uintptr_t)fn;
     g->creator_pc = (uintptr_t)__builtin_return_address(0);
-    G *cur = m ? m->curg : NULL;
     g->creator_id = cur ? cur->id : 0;
     g->name[0] = 0;
     if (a && a->name) {
@@ -883,9 +959,25 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
 #endif
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
-    if (p) runq_put(p, g, true);
-    else globrunq_put(g);
+    if (cur && p) {
+        /* Child first: the new goroutine runs now and its parent next (in runnext, where an idle
+         * processor may steal it). A spawning loop then never builds a backlog of goroutines that
+         * have not started, so their slots come hot from the processor's cache, and a tree of
+         * goroutines unfolds depth first with few alive at once. */
+        g->m = m;
+        m->pend_kind = PEND_SPAWN;
+        m->pend_g = cur;
+        cur->saved_errno = get_errno();
+        cur->m = NULL;
+        execute(m, g, false);
+        switch_context(cur, g, false);
+        resumed(cur);
+        cur->preempt_off--;
+        return 0;
+    }
+    globrunq_put(g);
     hoare__wakep();
+    if (cur) cur->preempt_off--;
     return 0;
 }
 
@@ -939,6 +1031,8 @@ void hoare_blocking_end(void) {
     switch_out(m, g);
 }
 
+bool hoare__p_has_queued(P *p) { return !runq_empty(p); }
+
 bool hoare__p_has_work(P *p) {
     return !runq_empty(p) || atomic_load(&sched.runq_size) > 0 ||
            atomic_load_explicit(&p->timers.first, memory_order_relaxed) != INT64_MAX;
@@ -968,10 +1062,14 @@ void hoare_yield(void) {
     P *p = m->p;
     if (!p) return; /* inside a blocking region: nothing to yield to */
     /* Nothing else to run here or globally: stealers will find us if they are idle. */
-    if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0) return;
+    if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0 &&
+        !m->preempted_head)
+        return;
+    g->preempt_off++;
     m->pend_kind = PEND_YIELD;
     m->pend_g = g;
     switch_out(m, g);
+    g->preempt_off--;
 }
 
 uint64_t hoare_id(void) {
@@ -1047,6 +1145,9 @@ static bool retire_p(M *m) {
     }
     G *g;
     while ((g = runq_get(p))) globrunq_put_locked(g);
+    /* Goroutines preempted here lose their tie to this thread: with no processor it cannot run
+     * them (documented: they may then see another thread's thread-locals). */
+    while ((g = take_preempted(m))) globrunq_put_locked(g);
     atomic_store(&p->status, P_RETIRED);
     p->m = NULL;
     m->p = NULL;
@@ -1151,6 +1252,7 @@ static void do_init(void) {
     pthread_key_create(&waiter_key, waiter_release);
     hoare__netpoll_init();
     hoare__signals_init();
+    hoare__preempt_init();
     for (int32_t i = n - 1; i >= 0; i--) pidle_put_locked(make_p(i));
     atomic_store(&sched.nprocs, n);
     hoare__monitor_start();

@@ -41,7 +41,8 @@ enum {
     GUARD_BYTES = 16 * 1024,       /* large frames can skip a single page */
     SLAB_MIN_BYTES = 8 << 20,      /* a slab is at least this big (fewer mappings, fewer syscalls) */
     CACHE_MAX = 64,                /* per-processor cache, slots */
-    POOL_KEEP_RESIDENT = 1024,     /* global pool slots that keep their pages */
+    CACHE_BATCH = 32,              /* slots moved between a cache and the global pool at once */
+    POOL_KEEP_RESIDENT = 16384,    /* global pool slots that keep their pages (~64 MiB) */
 };
 
 /* One size class: all slots of one usable stack size. Classes are few (usually just the default). */
@@ -176,7 +177,8 @@ static bool is_default_slot(const G *g) {
 G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
     if (stack_size == 0) stack_size = hoare__default_stack();
     stack_size = round_up(stack_size, 4096);
-    if (cache && cache->list && stack_size == round_up(hoare__default_stack(), 4096)) {
+    bool cacheable = cache && stack_size == round_up(hoare__default_stack(), 4096);
+    if (cacheable && cache->list) {
         G *g = cache->list;
         cache->list = g->schedlink;
         cache->n--;
@@ -193,11 +195,20 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
         g = c->free;
         c->free = g->schedlink;
         c->nfree--;
-        g->schedlink = NULL;
+        /* refill the cache with a batch while we hold the lock */
+        while (cacheable && c->free && cache->n < CACHE_BATCH) {
+            G *x = c->free;
+            c->free = x->schedlink;
+            c->nfree--;
+            x->schedlink = cache->list;
+            cache->list = x;
+            cache->n++;
+        }
     } else {
         g = carve(c);
     }
     hoare__unlock(&pool_lock);
+    if (g) g->schedlink = NULL;
     return g;
 }
 

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 
+#include "proc.h"
 #include "sync.h"
 
 /* ======================================================================== Mutex
@@ -38,8 +39,15 @@ static bool cas_state(int32_t *p, int32_t *old, int32_t new) {
     return __atomic_compare_exchange_n(p, old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
 
-/* Spinning makes sense only if the holder can run meanwhile on another processor. */
-static bool can_spin(int round) { return round < SPIN_ROUNDS && hoare_procs(0) > 1; }
+/* Spinning makes sense only if the holder may be running on another processor: some processor
+ * other than ours is busy (Go's canSpin, without its local run queue test). */
+static bool can_spin(int round) {
+    if (round >= SPIN_ROUNDS) return false;
+    int32_t procs = atomic_load_explicit(&hoare__sched.nprocs, memory_order_relaxed);
+    int32_t idle = atomic_load_explicit(&hoare__sched.npidle, memory_order_relaxed) +
+                   atomic_load_explicit(&hoare__sched.nmspinning, memory_order_relaxed);
+    return procs > idle + 1;
+}
 
 static void spin(void) {
     for (int i = 0; i < SPIN_PAUSES; i++) hoare__cpu_relax();

@@ -158,11 +158,13 @@ static int64_t run_heap(struct timer_heap *h, int64_t now) {
         heap_remove(h, 0);
         atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
         atomic_store_explicit(&t->state, TIMER_FIRING, memory_order_release);
+        /* Read before fn: a one-shot timer's owner may reuse it as soon as fn has readied it. */
+        bool periodic = t->period > 0;
         hoare__unlock(&h->lock);
 
         t->fn(t->arg, now);
 
-        if (t->period > 0) {
+        if (periodic) {
             hoare__lock(&h->lock);
             t->when = next_period(t, now);
             atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
