@@ -191,8 +191,10 @@ void hoare_ticker_stop(hoare_ticker *t);
 
 /* Go's time.Timer: a channel (capacity 1, int64_t) that receives hoare_now() once, ns from now.
  * stop returns 1 if it stopped the timer before it fired, 0 if it had fired or was stopped.
- * reset re-arms it for ns from now (returns as stop would have) and discards a fired value not yet
- * received, as Go 1.23 does. free stops it and drops its reference to the channel. */
+ * reset re-arms it for ns from now (returns as stop would have). As in Go 1.23, after stop or
+ * reset returns no stale value is received: a fired value not yet taken is discarded. free stops
+ * it and drops its reference to the channel (retain the channel first to keep using it). NULL
+ * with errno ENOMEM. */
 typedef struct hoare_timer hoare_timer;
 hoare_timer *hoare_timer_start(int64_t ns);
 hoare_chan *hoare_timer_chan(hoare_timer *t);
@@ -373,32 +375,57 @@ void hoare_group_free(hoare_group *g);
 
 /* ======================================================================================
  * I/O that parks the goroutine, not the thread
- * Descriptors used with these calls are switched to non-blocking mode and registered with the
- * poller on first use. Close them with hoare_fd_close (wakes waiters with EBADF). From a plain
- * thread they block the thread. Writes never raise SIGPIPE (EPIPE is returned).
- * Return: bytes (>= 0) or a negative errno value (-ETIMEDOUT at the deadline).
+ * Descriptors used with these calls are switched to non-blocking mode (which the open file shares
+ * with its duplicates and with other processes) and registered with the poller on first use.
+ * Close them with hoare_fd_close, never close(2): the poller would go on believing the number is
+ * registered. Descriptors the poller refuses (regular files) are used with ordinary blocking calls
+ * inside a blocking region.
+ * Writes never raise SIGPIPE (EPIPE is returned): sockets are written with MSG_NOSIGNAL; for pipes
+ * SIGPIPE is blocked in the writing thread around the write and a SIGPIPE it caused is discarded.
+ * From a plain thread the calls block the thread (it waits for the poller like a goroutine does).
+ * Two goroutines may read (or write) one descriptor at once: they take turns, each call is whole.
+ * Return: bytes (>= 0) or a negative errno value: -ETIMEDOUT at the deadline, -EBADF once
+ * hoare_fd_close was called (also for calls waiting at that moment), -EPIPE/-ECONNRESET from the
+ * peer.
  * ====================================================================================== */
 
+struct iovec;
+
 ssize_t hoare_fd_read(int fd, void *buf, size_t len);
-/* Writes all of buf unless an error or the deadline stops it; returns what was written if > 0. */
+ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt);
+/* Writes all of buf unless an error or the deadline stops it; returns what was written if > 0
+ * (then the error is reported by the next call). */
 ssize_t hoare_fd_write(int fd, const void *buf, size_t len);
-/* A connected socket (non-blocking, close-on-exec), or a negative errno value. */
+ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt);
+/* A connected socket (non-blocking, close-on-exec, registered; TCP_NODELAY for TCP, as Go), or a
+ * negative errno value. Waits under the read deadline of fd. */
 int hoare_fd_accept(int fd, void *addr /* struct sockaddr * or NULL */, void *addrlen /* socklen_t * */);
-/* 0 or a negative errno value. */
+/* 0 or a negative errno value. Waits under the write deadline of fd. */
 int hoare_fd_connect(int fd, const void *addr /* struct sockaddr * */, unsigned addrlen);
-/* Wait until fd is readable (events 1), writable (2) or either (3): 0 or a negative errno value. */
+/* Wait until fd is readable (events 1), writable (2) or either (3): 0 or a negative errno value.
+ * Level-triggered: returns at once if fd is ready now (hang-up and error count as ready). Honours
+ * the read deadline for 1, the write deadline for 2, both for 3. */
 int hoare_fd_wait(int fd, int events);
-/* Go's SetDeadline / SetReadDeadline / SetWriteDeadline: absolute hoare_now() time, 0 = none.
- * 0 or an errno value. */
+/* Go's SetDeadline / SetReadDeadline / SetWriteDeadline: absolute hoare_now() time, 0 = none; a
+ * time already past makes waiting calls return -ETIMEDOUT at once. 0 or an errno value (EBADF). */
 int hoare_fd_set_deadline(int fd, int64_t deadline);
 int hoare_fd_set_read_deadline(int fd, int64_t deadline);
 int hoare_fd_set_write_deadline(int fd, int64_t deadline);
-/* Deregister, wake waiters (they get -EBADF), close. 0 or an errno value. */
+/* Deregister, wake waiters (they get -EBADF), close. 0 or an errno value (EBADF when already
+ * closing). Calls in progress on fd end with -EBADF; the descriptor number is released (close(2))
+ * when the last of them returns, so it is never reused under a running call. */
 int hoare_fd_close(int fd);
 
 /* Networks: "tcp", "tcp4", "tcp6", "unix". Addresses: "host:port", "[::1]:port", ":port",
- * or a path for "unix". Return a descriptor (>= 0) or a negative errno value. Host names are
- * resolved inside a blocking region. */
+ * or a path for "unix" ("@name": Linux abstract socket). Return a descriptor (>= 0, registered,
+ * usable with the calls above) or a negative errno value (-EINVAL malformed address or unknown
+ * network, -ENOENT unknown host, -EAFNOSUPPORT address of the wrong family for the network). Host
+ * names are resolved with getaddrinfo inside a blocking region (not bounded by timeout_ns).
+ * listen: SO_REUSEADDR; ":port" (empty host) listens on all addresses, for "tcp" on IPv6 and IPv4
+ * (dual stack) where possible; port 0 picks a free port (getsockname tells which); the listen
+ * backlog is the system's maximum. A unix socket's path is not removed at close.
+ * dial: TCP_NODELAY; an empty host dials the local system; each address of the host is tried in
+ * turn until one connects or the timeout passes (-ETIMEDOUT). */
 int hoare_net_listen(const char *network, const char *address);
 int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns /* 0: none */);
 

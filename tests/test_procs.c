@@ -13,11 +13,14 @@ static _Atomic int running, max_running, stop;
 static void worker(void *arg) {
     (void)arg;
     while (!atomic_load(&stop)) {
+        /* not preemptible inside a chunk, so that `running` counts goroutines really running */
+        hoare_preempt_disable();
         int now = atomic_fetch_add(&running, 1) + 1;
         int seen = atomic_load(&max_running);
         while (now > seen && !atomic_compare_exchange_weak(&max_running, &seen, now)) {}
         for (volatile int i = 0; i < 20000; i++) {}
         atomic_fetch_sub(&running, 1);
+        hoare_preempt_enable();
         hoare_yield();
     }
 }

@@ -1,0 +1,180 @@
+/*
+ * test_preempt.c - one processor, and goroutines that do not yield: preemption and blocking
+ * regions keep the others running, without running goroutines in parallel.
+ *
+ * With hoare_procs(1):
+ *  - a goroutine spinning 300 ms leaves a ticking goroutine ticking (preemption);
+ *  - a goroutine inside a 300 ms blocking region leaves it ticking (processor hand-off);
+ *  - two spinning goroutines take turns (each sees the other progress before it finishes) and
+ *    take about twice the CPU time of one, never running in parallel (process CPU time stays
+ *    about equal to wall time): concurrency, not parallelism. CPU time, not wall time, so that
+ *    the check holds on a loaded machine;
+ *  - inside hoare_preempt_disable() a spinning goroutine is not preempted.
+ * Under TSan preemption is off (see preempt.c): only the blocking region case runs.
+ */
+#include "test.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+static _Atomic int ticks, ticking;
+
+static void ticker(void *arg) {
+    hoare_wg *wg = arg;
+    while (atomic_load(&ticking)) {
+        hoare_sleep(5 * HOARE_MS);
+        atomic_fetch_add(&ticks, 1);
+    }
+    hoare_wg_done(wg);
+}
+
+static void spin_for(int64_t ns) {
+    int64_t end = hoare_now() + ns;
+    while (hoare_now() < end) {}
+}
+
+static void hog(void *arg) {
+    spin_for(300 * HOARE_MS);
+    hoare_wg_done(arg);
+}
+
+static void blocker(void *arg) {
+    hoare_blocking_begin();
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    while (nanosleep(&ts, &ts) != 0) {}
+    hoare_blocking_end();
+    hoare_wg_done(arg);
+}
+
+/* Run `busy` beside a ticker on one processor; return the ticks counted while busy ran. */
+static int ticks_beside(void (*busy)(void *)) {
+    hoare_wg busy_wg = HOARE_WG_INIT, tick_wg = HOARE_WG_INIT;
+    atomic_store(&ticks, 0);
+    atomic_store(&ticking, 1);
+    hoare_wg_add(&tick_wg, 1);
+    REQUIRE(hoare_go(ticker, &tick_wg) == 0);
+    hoare_wg_add(&busy_wg, 1);
+    REQUIRE(hoare_go(busy, &busy_wg) == 0);
+    hoare_wg_wait(&busy_wg);
+    int seen = atomic_load(&ticks);
+    atomic_store(&ticking, 0);
+    hoare_wg_wait(&tick_wg);
+    return seen;
+}
+
+static void test_hog_does_not_stop_ticker(void) {
+    /* 300 ms at 5 ms a tick would be 60 ticks; preemption every 10 ms gives the ticker its turn
+     * at least every few slices. */
+    int seen = ticks_beside(hog);
+    CHECK(seen >= 5); /* without preemption: none */
+    if (seen < 5) fprintf(stderr, "ticks beside a hog: %d\n", seen);
+}
+
+static void test_blocking_region_does_not_stop_ticker(void) {
+    int seen = ticks_beside(blocker);
+    CHECK(seen >= 10); /* without the hand-off: none */
+    if (seen < 10) fprintf(stderr, "ticks beside a blocking region: %d\n", seen);
+}
+
+/* ---- two spinners on one processor take turns */
+
+static _Atomic long progress[2];
+static _Atomic int saw_other_progress[2];
+static _Atomic pid_t spinner_tid[2];
+static const long SPIN_WORK = 100L * 1000 * 1000;
+
+static void spinner(void *arg) {
+    int me = (int)(intptr_t)((void **)arg)[0];
+    hoare_wg *wg = ((void **)arg)[1];
+    long before_other = atomic_load(&progress[1 - me]);
+    atomic_store(&spinner_tid[me], (pid_t)syscall(SYS_gettid));
+    for (long i = 0; i < SPIN_WORK; i++) {
+        if ((i & 0xffff) == 0) {
+            atomic_store_explicit(&progress[me], i, memory_order_relaxed);
+            if (atomic_load_explicit(&progress[1 - me], memory_order_relaxed) != before_other)
+                atomic_store(&saw_other_progress[me], 1);
+        }
+        __asm__ __volatile__("" ::: "memory");
+    }
+    hoare_wg_done(wg);
+}
+
+static int64_t cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * HOARE_SEC + ts.tv_nsec;
+}
+
+/* Run `count` spinners; return the process CPU time they took, and the wall time in *wall. */
+static int64_t run_spinners(int count, int64_t *wall) {
+    hoare_wg wg = HOARE_WG_INIT;
+    void *args[2][2];
+    atomic_store(&progress[0], 0);
+    atomic_store(&progress[1], 0);
+    int64_t start = hoare_now(), cpu_start = cpu_now();
+    hoare_wg_add(&wg, count);
+    for (int i = 0; i < count; i++) {
+        args[i][0] = (void *)(intptr_t)i;
+        args[i][1] = &wg;
+        REQUIRE(hoare_go(spinner, args[i]) == 0);
+    }
+    hoare_wg_wait(&wg);
+    *wall = hoare_now() - start;
+    return cpu_now() - cpu_start;
+}
+
+static void test_two_spinners_take_turns(void) {
+    /* CPU time is inflated by whatever shares the core, so a single measurement can be off
+     * either way; run in parallel, though, two would take about as long as one every time. Up to
+     * five attempts must include one where two take about twice as long as one. */
+    int64_t wall_one, wall_two, one = 0, two = 0;
+    double ratio = 0, parallelism = 0;
+    bool about_twice = false;
+    atomic_store(&saw_other_progress[0], 0);
+    atomic_store(&saw_other_progress[1], 0);
+    for (int attempt = 0; attempt < 5 && !about_twice; attempt++) {
+        one = run_spinners(1, &wall_one);
+        two = run_spinners(2, &wall_two);
+        ratio = (double)two / (double)one;
+        parallelism = (double)two / (double)wall_two;
+        about_twice = ratio > 1.6 && ratio < 2.6;
+        /* one processor: both ran on one thread (preempted goroutines resume where they were) */
+        CHECK(atomic_load(&spinner_tid[0]) == atomic_load(&spinner_tid[1]));
+        CHECK(parallelism < 1.3);
+    }
+    CHECK(about_twice);
+    if (!about_twice || parallelism >= 1.3)
+        fprintf(stderr, "cpu one %lld ns, cpu two %lld ns, wall two %lld ns\n", (long long)one,
+                (long long)two, (long long)wall_two);
+    /* interleaved: each saw the other advance while it was still running */
+    CHECK(atomic_load(&saw_other_progress[0]) && atomic_load(&saw_other_progress[1]));
+}
+
+/* ---- no preemption inside hoare_preempt_disable */
+
+static void unpreemptible_hog(void *arg) {
+    hoare_preempt_disable();
+    spin_for(100 * HOARE_MS);
+    hoare_preempt_enable();
+    hoare_wg_done(arg);
+}
+
+static void test_preempt_disable(void) {
+    int seen = ticks_beside(unpreemptible_hog);
+    CHECK(seen <= 1); /* at most a tick that ran before the hog started */
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    test_begin(argv, 120);
+    hoare_procs(1);
+    test_blocking_region_does_not_stop_ticker();
+    if (!TEST_TSAN) {
+        test_hog_does_not_stop_ticker();
+        test_two_spinners_take_turns();
+        test_preempt_disable();
+    }
+    TEST_MAIN_END();
+}
