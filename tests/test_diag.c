@@ -156,7 +156,9 @@ int main(int argc, char **argv) {
         return 99;
     }
     test_begin(argv, 120);
-    test_deadlock_reported();
+    /* Under qemu-user the emulator's own threads are in the process: the (conservative) thread
+     * count never lets the check report, so there is nothing to test there. */
+    if (!getenv("HOARE_TEST_EMULATOR")) test_deadlock_reported();
     test_no_false_reports();
     test_deadlock_opt_out();
     test_dump();
