@@ -24,9 +24,9 @@
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
  * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
  *
- * Under TSan preemption is off: TSan defers asynchronous signals to its own safe points and keeps
- * per-thread signal state that a switch inside a handler would corrupt. HOARE_PREEMPT=0 turns it
- * off everywhere.
+ * Under TSan and valgrind preemption is off: TSan defers asynchronous signals to its own safe
+ * points and keeps per-thread signal state that a switch inside a handler would corrupt; valgrind's
+ * tools track handlers the same way. HOARE_PREEMPT=0 turns it off everywhere.
  */
 #include "proc.h"
 
@@ -36,6 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
+
+#ifdef HOARE_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
 
 enum {
     PREEMPT_AFTER_NS = 10 * 1000 * 1000, /* Go's time slice */
@@ -143,6 +147,11 @@ void hoare__preempt_init(void) {
 #else
     const char *env = getenv("HOARE_PREEMPT");
     preempt_enabled = !(env && env[0] == '0');
+#endif
+#ifdef HOARE_HAVE_VALGRIND
+    /* valgrind's tools track signal handlers and do not expect one to switch stacks and return
+     * much later */
+    if (RUNNING_ON_VALGRIND) preempt_enabled = false;
 #endif
     if (!preempt_enabled) return;
     dl_iterate_phdr(collect_ranges, NULL);

@@ -32,7 +32,8 @@ static void ticker(void *arg) {
 
 static void spin_for(int64_t ns) {
     int64_t end = hoare_now() + ns;
-    while (hoare_now() < end) {}
+    for (unsigned long i = 1;; i++)
+        if (i % (1u << 16) == 0 && hoare_now() >= end) break;
 }
 
 /* Spins without yielding until the ticker has ticked 10 times (or 5 s pass): only preemption
@@ -40,7 +41,9 @@ static void spin_for(int64_t ns) {
  * for a time. */
 static void hog(void *arg) {
     int64_t deadline = hoare_now() + 5 * HOARE_SEC;
-    while (atomic_load(&ticks) < 10 && hoare_now() < deadline) {}
+    /* spin in our own code: time spent inside the C library (clock_gettime) is never a safe point */
+    for (unsigned long i = 1; atomic_load_explicit(&ticks, memory_order_relaxed) < 10; i++)
+        if (i % (1u << 20) == 0 && hoare_now() > deadline) break;
     hoare_wg_done(arg);
 }
 
