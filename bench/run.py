@@ -522,7 +522,7 @@ each workload measures: [design-bench.md](design-bench.md).
 
 {chr(10).join(f"- {k}: {v}" for k, v in info)}
 
-## Method
+{"## Note" + chr(10) + chr(10) + args.note + chr(10) + chr(10) if args.note else ""}## Method
 
 Each workload is a C program using hoare (`bench/c/<name>.c`) and a Go program doing the same work
 (`bench/go/<name>/main.go`). Both check their result and print one result line. Each side runs
@@ -572,6 +572,7 @@ def main():
     ap.add_argument("--no-go", action="store_true", help="run the C side only")
     ap.add_argument("--only", type=lambda s: s.split(","), help="comma-separated workloads")
     ap.add_argument("--out", help="report file (default docs/BENCHMARKS.md; none in quick mode)")
+    ap.add_argument("--note", help="a paragraph for the report (conditions of this run)")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
