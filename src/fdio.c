@@ -388,8 +388,17 @@ static void pd_release(poll_desc *pd) {
 }
 
 int hoare_fd_close(int fd) {
-    poll_desc *pd = pd_get(fd, false);
-    if (!pd || atomic_load(&pd->life) == 0) return close(fd) == 0 ? 0 : errno; /* never registered */
+    poll_desc *pd = pd_get(fd, true);
+    if (!pd) return close(fd) == 0 ? 0 : errno; /* beyond the table: never registered */
+    if (atomic_load(&pd->life) == 0) {
+        /* Never registered (or closed): close it, unless a first call registers it meanwhile
+         * (registration holds the lock too). */
+        hoare__lock(&pd->lock);
+        bool unregistered = atomic_load(&pd->life) == 0;
+        int err = unregistered && close(fd) != 0 ? errno : 0;
+        hoare__unlock(&pd->lock);
+        if (unregistered) return err;
+    }
     int err;
     if (!pd_acquire(fd, &err)) return -err;
     if (atomic_fetch_or(&pd->life, PD_CLOSING) & PD_CLOSING) {
