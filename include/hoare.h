@@ -99,8 +99,10 @@ typedef struct hoare_chan hoare_chan;
  * ENOMEM. The caller owns one reference. */
 hoare_chan *hoare_chan_make(size_t elem_size, size_t cap);
 /* Reference counting: make returns one reference; the channel is freed when the last is released.
- * retain returns c (NULL stays NULL). Releasing a channel does not close it. A goroutine or thread
- * blocked on the channel keeps it alive until it returns (as Go's garbage collector would).
+ * retain returns c (NULL stays NULL). Releasing a channel does not close it. A select blocked on
+ * the channel keeps it alive until the select returns. A send or receive blocked on a channel
+ * whose last reference is released stays blocked for ever (nobody can reach the channel any more,
+ * like a goroutine blocked on an unreachable channel in Go).
  * Releasing more references than were held is a fatal error (when it can be detected). */
 hoare_chan *hoare_chan_retain(hoare_chan *c);
 void hoare_chan_release(hoare_chan *c);
@@ -189,8 +191,10 @@ void hoare_ticker_stop(hoare_ticker *t);
 
 /* Go's time.Timer: a channel (capacity 1, int64_t) that receives hoare_now() once, ns from now.
  * stop returns 1 if it stopped the timer before it fired, 0 if it had fired or was stopped.
- * reset re-arms it for ns from now (returns as stop would have) and discards a fired value not yet
- * received, as Go 1.23 does. free stops it and drops its reference to the channel. */
+ * reset re-arms it for ns from now (returns as stop would have). As in Go 1.23, after stop or
+ * reset returns no stale value is received: a fired value not yet taken is discarded. free stops
+ * it and drops its reference to the channel (retain the channel first to keep using it). NULL
+ * with errno ENOMEM. */
 typedef struct hoare_timer hoare_timer;
 hoare_timer *hoare_timer_start(int64_t ns);
 hoare_chan *hoare_timer_chan(hoare_timer *t);

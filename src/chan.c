@@ -57,7 +57,8 @@ void hoare__chan_unref(hoare_chan *c) {
     if (unlikely(old <= 0))
         hoare__fatal("hoare_chan_release: channel %p released more times than it was retained",
                      (void *)c);
-    /* Last reference: no waiter is queued (each holds one), nobody else can reach c. */
+    /* Last reference: no select waits on c (each select record holds one); a plain sender or
+     * receiver may still be queued, and will never be woken. Nobody else can reach c. */
     if (c->on_free) c->on_free(c->on_free_arg);
     atomic_store_explicit(&c->refs, CHAN_REFS_FREED, memory_order_relaxed);
     free(c);
@@ -90,15 +91,13 @@ static bool unlock_chan(G *g, void *arg) {
 }
 
 /* Queue a waiter record for the caller on q, park, and return the waker's verdict. c->lock held
- * on entry, released by the park. The record holds a reference so that the channel outlives it
- * even if every user reference is dropped meanwhile. */
+ * on entry, released by the park. Unlike a select's records, this one holds no reference: only a
+ * reference holder can wake us, and once woken we never touch c again. If the last reference goes
+ * while we wait, nobody can ever wake us (Go's goroutine blocked on an unreachable channel). */
 static bool chan_wait(hoare_chan *c, chan_waitq *q, void *elem, const char *reason) {
-    G *g = hoare__g();
-    chan_waiter w = {.g = g, .elem = elem, .c = c};
+    chan_waiter w = {.g = hoare__g(), .elem = elem, .c = c};
     waitq_enqueue(q, &w);
-    chan_ref_waiter(c);
     hoare__park(reason, unlock_chan, c);
-    hoare__chan_unref(c);
     return w.success;
 }
 

@@ -43,7 +43,7 @@ struct hoare_chan {
     _Atomic size_t count;     /* buffered elements; written under lock, read lock-free by len */
     /* Kept at offset >= 32 so that a release after the free can still see the poison value in an
      * allocator that reuses the first words of a freed block (best-effort misuse detection). */
-    _Atomic int64_t refs;     /* user references + one per queued waiter record */
+    _Atomic int64_t refs;     /* user references + one per queued select waiter record */
     size_t sendx, recvx;      /* ring indices into buf */
     chan_waitq recvq, sendq;
     void (*on_free)(void *arg);
@@ -63,8 +63,19 @@ HIDDEN _Noreturn void hoare__block_forever(const char *reason);
 
 /* ---------------------------------------------------------------- helpers for chan.c/select.c */
 
+/* One element from src to dst (dst NULL: discard). Common sizes get an inlined fixed-size copy
+ * instead of a call to memcpy. */
 static inline void chan_copy(const hoare_chan *c, void *dst, const void *src) {
-    if (c->elem_size && dst) memcpy(dst, src, c->elem_size);
+    if (!dst) return;
+    switch (c->elem_size) {
+    case 0: break;
+    case 1: memcpy(dst, src, 1); break;
+    case 2: memcpy(dst, src, 2); break;
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, c->elem_size); break;
+    }
 }
 static inline void chan_zero(const hoare_chan *c, void *dst) {
     if (c->elem_size && dst) memset(dst, 0, c->elem_size);
@@ -182,6 +193,8 @@ static inline void chan_buf_take(hoare_chan *c, void *dst) {
     chan_set_count(c, chan_count(c) - 1);
 }
 
+/* A select's waiter record keeps its channel alive: woken through another case, the select still
+ * locks this channel to take the record out. */
 static inline void chan_ref_waiter(hoare_chan *c) {
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }

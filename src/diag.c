@@ -47,7 +47,7 @@ static void dump_one(G *g, void *arg) {
     if (st == G_FREE) return;
     char state[96];
     if (st == G_WAITING && g->wait_reason) {
-        int64_t mins = (hoare__nanotime() - g->wait_since) / (60 * HOARE_SEC);
+        int64_t mins = g->wait_since ? (hoare__nanotime() - g->wait_since) / (60 * HOARE_SEC) : 0;
         if (mins > 0) snprintf(state, sizeof state, "%s, %lld minutes", g->wait_reason, (long long)mins);
         else snprintf(state, sizeof state, "%s", g->wait_reason);
     } else {

@@ -38,7 +38,7 @@ void hoare__futex_wake(_Atomic uint32_t *addr, int n) {
     errno = saved;
 }
 
-HIDDEN __thread uint32_t hoare__locks_held;
+HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 
 /* Classic three-state futex mutex: 0 free, 1 held, 2 held and somebody may sleep. A short spin
  * first: the sections it guards are a few hundred instructions at most. */

@@ -25,8 +25,11 @@ static _Atomic uint32_t monitor_sleeping;  /* 1 while in the indefinite sleep */
 
 void hoare__monitor_kick(void) {
     if (atomic_load_explicit(&monitor_sleeping, memory_order_relaxed) &&
-        atomic_exchange(&monitor_sleeping, 0))
+        atomic_exchange(&monitor_sleeping, 0)) {
+        /* the coarse clock stood still while the monitor slept */
+        atomic_store_explicit(&hoare__coarse_now, hoare__nanotime(), memory_order_relaxed);
         hoare__note_wakeup(&monitor_note);
+    }
 }
 
 HIDDEN bool hoare__preempt_check(P *p, int64_t now);
@@ -92,6 +95,7 @@ static void *monitor_main(void *arg) {
 }
 
 void hoare__monitor_start(void) {
+    atomic_store_explicit(&hoare__coarse_now, hoare__nanotime(), memory_order_relaxed);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -5,7 +5,8 @@
  * changed for PREEMPT_AFTER_NS, marks its goroutine (g->preempt) and sends SIGURG to its thread.
  * The handler switches to another goroutine only at a safe point, else it returns and the monitor
  * asks again a round later ("try again a little later"). A safe point is:
- *  - a goroutine is running on that thread (not the scheduler context) and is the one marked;
+ *  - a goroutine is running on that thread (not the scheduler context) and is the one marked, on
+ *    its own stack (the interrupted stack pointer is inside it: not in the middle of a switch);
  *  - it is not inside the runtime: no runtime lock held (hoare__locks_held) and no runtime
  *    section or hoare_preempt_disable() region (g->preempt_off), not in a blocking region;
  *  - the interrupted instruction is in the program's own code: the main executable or a shared
@@ -23,9 +24,9 @@
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
  * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
  *
- * Under TSan preemption is off: TSan defers asynchronous signals to its own safe points and keeps
- * per-thread signal state that a switch inside a handler would corrupt. HOARE_PREEMPT=0 turns it
- * off everywhere.
+ * Under TSan and valgrind preemption is off: TSan defers asynchronous signals to its own safe
+ * points and keeps per-thread signal state that a switch inside a handler would corrupt; valgrind's
+ * tools track handlers the same way. HOARE_PREEMPT=0 turns it off everywhere.
  */
 #include "proc.h"
 
@@ -35,6 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
+
+#ifdef HOARE_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
 
 enum {
     PREEMPT_AFTER_NS = 10 * 1000 * 1000, /* Go's time slice */
@@ -97,6 +102,22 @@ static uintptr_t interrupted_pc(void *uctx) {
 #endif
 }
 
+static uintptr_t interrupted_sp(void *uctx) {
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#endif
+}
+
+/* The interrupted code runs on g's own stack: not on the scheduler's, and not in the middle of a
+ * switch where m->curg already names the next goroutine but the old stack is still in use. */
+static bool on_own_stack(const G *g, void *uctx) {
+    uintptr_t sp = interrupted_sp(uctx), lo = (uintptr_t)g->stack_lo;
+    return sp > lo && sp <= lo + g->stack_size;
+}
+
 static void chain_previous(int sig, siginfo_t *info, void *uctx) {
     if (previous_urg.sa_flags & SA_SIGINFO) {
         if (previous_urg.sa_sigaction) previous_urg.sa_sigaction(sig, info, uctx);
@@ -113,8 +134,8 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
         return;
     }
     P *p = m->p;
-    if (g->preempt_off || hoare__locks_held || !p ||
-        (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) ||
+    if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE ||
+        (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
         !in_program_code(interrupted_pc(uctx)))
         return; /* not a safe point: the monitor asks again later */
     hoare__preempt_switch(m, g);
@@ -126,6 +147,11 @@ void hoare__preempt_init(void) {
 #else
     const char *env = getenv("HOARE_PREEMPT");
     preempt_enabled = !(env && env[0] == '0');
+#endif
+#ifdef HOARE_HAVE_VALGRIND
+    /* valgrind's tools track signal handlers and do not expect one to switch stacks and return
+     * much later */
+    if (RUNNING_ON_VALGRIND) preempt_enabled = false;
 #endif
     if (!preempt_enabled) return;
     dl_iterate_phdr(collect_ranges, NULL);

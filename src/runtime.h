@@ -22,6 +22,9 @@
 #include "hoare.h"
 
 #define HIDDEN __attribute__((visibility("hidden")))
+/* Thread-locals of the runtime: initial-exec, so that the shared library reads them without a call
+ * to __tls_get_addr (they are few and small; glibc reserves static TLS room for them). */
+#define RUNTIME_TLS __thread __attribute__((tls_model("initial-exec")))
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 /* No inlining and no inter-procedural assumptions: needed for code that reads thread-local state
@@ -47,7 +50,7 @@ typedef struct hoare_lock {
 HIDDEN void hoare__lock(hoare_lock *l);
 HIDDEN void hoare__unlock(hoare_lock *l);
 /* Runtime locks this thread holds now (the preemption handler never switches while > 0). */
-extern HIDDEN __thread uint32_t hoare__locks_held;
+extern HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 
 /* One-shot wake-up flag for a thread (Go's note). sleep returns once wakeup was called (or the
  * timeout, ns < 0 = none, passed: then returns false). clear re-arms it; only the sleeper clears. */

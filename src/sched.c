@@ -48,8 +48,8 @@ static _Atomic bool initialised;
 static _Atomic uint64_t goid_gen;   /* ids handed out in batches to Ps and plain threads */
 static _Atomic int32_t mid_gen;
 
-static __thread M *tls_m;              /* the M this thread is, NULL on plain threads */
-static __thread G *tls_thread_waiter;  /* a plain thread's waiter record */
+static RUNTIME_TLS M *tls_m;              /* the M this thread is, NULL on plain threads */
+static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 
 /* Read thread-local state through opaque calls: after a switch the goroutine may be on another
  * thread, and the compiler must not reuse a thread-local address computed before it. */
@@ -75,7 +75,7 @@ static void ready_thread(G *g);
 /* ------------------------------------------------------------------------------------------
  * Random numbers: wyrand per M (or per plain thread), seeded from the clock and the address. */
 
-static __thread uint64_t tls_rand_state;
+static RUNTIME_TLS uint64_t tls_rand_state;
 
 uint32_t hoare__rand(void) {
     M *m = hoare__getm();
@@ -880,7 +880,7 @@ static void *mstart(void *arg) {
  * Goroutine creation and exit */
 
 /* First code of a new goroutine (called by hoare__ctx_trampoline on its own stack). */
-void hoare__g_start(void);
+HIDDEN void hoare__g_start(void);
 void hoare__g_start(void) {
 #ifdef HOARE_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);

@@ -61,7 +61,7 @@ static void select_unlock(const select_state *st) {
     }
 }
 
-/* Heap sort of order[0..n) by channel address (n may be large: no quadratic sort). */
+/* Sort order[0..n) by channel address: heap sort for large n (no quadratic sort). */
 static void sift_down(const hoare_case *cs, uint32_t *order, uint32_t root, uint32_t n) {
     uint32_t item = order[root];
     uintptr_t key = (uintptr_t)cs[item].chan;
@@ -78,6 +78,15 @@ static void sift_down(const hoare_case *cs, uint32_t *order, uint32_t root, uint
 }
 
 static void sort_by_chan(const hoare_case *cs, uint32_t *order, uint32_t n) {
+    if (n <= SELECT_STACK_CASES) { /* insertion sort: cheaper for the usual handful of cases */
+        for (uint32_t i = 1; i < n; i++) {
+            uint32_t item = order[i], j = i;
+            for (; j > 0 && (uintptr_t)cs[order[j - 1]].chan > (uintptr_t)cs[item].chan; j--)
+                order[j] = order[j - 1];
+            order[j] = item;
+        }
+        return;
+    }
     for (uint32_t i = n / 2; i-- > 0;) sift_down(cs, order, i, n);
     for (uint32_t end = n; end-- > 1;) {
         uint32_t top = order[0];
@@ -163,6 +172,9 @@ static int select_wait(select_state *st, bool no_cases) {
         chan_ref_waiter(cas->chan);
     }
     if (st->timed) {
+        /* The timer may still be finishing a callback that readied us from an earlier wait
+         * (hoare_sleep's): wait that out before touching its fields. */
+        hoare__timer_stop(&g->sleep_timer);
         g->sleep_timer.fn = select_timeout_fire;
         g->sleep_timer.arg = g;
         g->sleep_timer.period = 0;
@@ -245,7 +257,7 @@ static int select_run(hoare_case *cs, size_t n, enum select_mode mode, int64_t d
     uint32_t k = 0;
     for (uint32_t i = 0; i < (uint32_t)n; i++) {
         if (!cs[i].chan) continue;
-        uint32_t j = hoare__rand_n(k + 1);
+        uint32_t j = k ? hoare__rand_n(k + 1) : 0;
         st.pollorder[k] = st.pollorder[j];
         st.pollorder[j] = i;
         k++;

@@ -102,6 +102,24 @@ static inline size_t test_wait_count(size_t n) {
         return test_checks_failed ? 1 : 0;                                                         \
     } while (0)
 
+/* posix_spawn argv (argv[0] a path) with file actions fa and environment env. A cross build runs
+ * its tests in an emulator (HOARE_TEST_EMULATOR, e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu"),
+ * and the programs they start go through it too. */
+static inline pid_t test_spawn(char *const argv[], const posix_spawn_file_actions_t *fa, char *const env[]) {
+    char *full[32], emulator[256] = "";
+    int n = 0;
+    const char *emu = getenv("HOARE_TEST_EMULATOR");
+    if (emu && *emu) {
+        snprintf(emulator, sizeof emulator, "%s", emu);
+        for (char *w = strtok(emulator, " "); w && n < 12; w = strtok(NULL, " ")) full[n++] = w;
+    }
+    for (int i = 0; argv[i] && n < 31; i++) full[n++] = argv[i];
+    full[n] = NULL;
+    pid_t pid;
+    REQUIRE(posix_spawnp(&pid, full[0], fa, NULL, full, env) == 0);
+    return pid;
+}
+
 /* Run this binary again with argv[1] = arg and extra environment entries (NULL-terminated list or
  * NULL). Its stderr goes to out (NUL-terminated, truncated to cap). Returns the wait status. */
 static inline int test_run_self(const char *arg, char *const *extra_env, char *out, size_t cap) {
@@ -119,8 +137,7 @@ static inline int test_run_self(const char *arg, char *const *extra_env, char *o
     for (size_t i = 0; i < nextra; i++) env[i] = extra_env[i];
     for (size_t i = 0; i < nenv; i++) env[nextra + i] = environ[i];
     char *argv[] = {(char *)test_argv0, (char *)arg, NULL};
-    pid_t pid;
-    REQUIRE(posix_spawn(&pid, test_argv0, &fa, NULL, argv, env) == 0);
+    pid_t pid = test_spawn(argv, &fa, env);
     free(env);
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);

@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "overflow") == 0) return child_overflow();
     test_begin(argv, 240);
     test_many_live();
-    test_overflow_message();
+    /* qemu-user does not deliver a guard page's fault to the program's handler */
+    if (!getenv("HOARE_TEST_EMULATOR")) test_overflow_message();
     TEST_MAIN_END();
 }

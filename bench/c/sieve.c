@@ -55,12 +55,12 @@ static void bench(void *arg)
     long prime = 0;
     for (long i = 0; i < n; i++) {
         BENCH_OK(hoare_recv(ch, &prime));
-        struct filter *f = malloc(sizeof *f);
+        struct filter *f = malloc(sizeof *f); /* the filter frees it */
         if (f == NULL)
             bench_fail("sieve: out of memory");
         hoare_chan *next = bench_chan(sizeof(long), 0);
         *f = (struct filter){ch, next, prime};
-        BENCH_OK(hoare_go(filter, f)); /* f belongs to the filter now (it frees it) */
+        BENCH_OK(hoare_go(filter, f));
         ch = next;
     }
     int64_t elapsed = hoare_now() - t0;

@@ -16,7 +16,7 @@ func main() {
 		os.Exit(2)
 	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8") // as http_hello
 		w.Write(hello)
 	})
 	if err := http.ListenAndServe(os.Args[1], nil); err != nil {

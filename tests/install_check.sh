@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install into a temporary prefix, then build a program against it three ways: pkg-config with the
+# shared library, pkg-config --static, and the CMake package. Each program must run.
+set -euo pipefail
+build_dir=$1
+src_dir=$2
+prefix=$(mktemp -d)
+work=$(mktemp -d)
+trap 'rm -rf "$prefix" "$work"' EXIT
+cmake --install "$build_dir" --prefix "$prefix" >/dev/null
+libdir=$(ls -d "$prefix"/lib*/ | head -n1)
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+cat > "$work/hello.c" <<'C'
+#include <hoare.h>
+#include <stdio.h>
+static void add(void *arg) {
+    hoare_chan *c = arg;
+    int v = 41;
+    hoare_send(c, &v);
+}
+int main(void) {
+    hoare_chan *c = hoare_chan_make(sizeof(int), 0);
+    hoare_go(add, c);
+    int v = 0;
+    hoare_recv(c, &v);
+    hoare_chan_release(c);
+    printf("%d\n", v + 1);
+    return v + 1 == 42 ? 0 : 1;
+}
+C
+# shared, found through pkg-config
+cc -o "$work/hello_shared" "$work/hello.c" $(pkg-config --cflags --libs hoare) -Wl,-rpath,"$libdir"
+"$work/hello_shared" | grep -qx 42
+# static
+cc -o "$work/hello_static" "$work/hello.c" $(pkg-config --cflags hoare) "$libdir/libhoare.a" $(pkg-config --libs --static hoare | sed 's/-lhoare//')
+"$work/hello_static" | grep -qx 42
+# the CMake package
+mkdir -p "$work/cm"
+cat > "$work/cm/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.16)
+project(hello C)
+find_package(hoare REQUIRED)
+add_executable(hello ../hello.c)
+target_link_libraries(hello PRIVATE hoare::hoare)
+CM
+cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/cm/build" >/dev/null
+LD_LIBRARY_PATH=$libdir "$work/cm/build/hello" | grep -qx 42
+echo "1 passed, 0 failed"

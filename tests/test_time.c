@@ -1,0 +1,213 @@
+/*
+ * test_time.c - sleep, after, tickers and timers: accuracy bounds, release before firing, ticks
+ * dropped for a slow reader, stop/reset racing expiry, many sleepers, and sleepers costing no CPU.
+ */
+#include "test.h"
+
+#include <dirent.h>
+#include <stdint.h>
+#include <time.h>
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- a 1 ms sleep wakes within 1 ms late (median; never early) */
+
+static void sleep_accuracy(void *arg) {
+    enum { N = 21 };
+    int64_t late[N];
+    int early = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t t0 = hoare_now();
+        hoare_sleep(HOARE_MS);
+        int64_t d = hoare_now() - t0;
+        early += d < HOARE_MS;
+        late[i] = d - HOARE_MS;
+    }
+    qsort(late, N, sizeof late[0], cmp_i64);
+    CHECK_EQ(early, 0);
+    CHECK(late[N / 2] < (TEST_SANITIZED ? 3 : 1) * HOARE_MS);
+    if (late[N / 2] >= HOARE_MS) fprintf(stderr, "median lateness of a 1 ms sleep: %lld ns\n", (long long)late[N / 2]);
+    hoare_wg_done(arg);
+}
+
+static void test_sleep_accuracy(void) {
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go(sleep_accuracy, &wg) == 0);
+    hoare_wg_wait(&wg);
+    /* and on a plain thread */
+    int64_t t0 = hoare_now();
+    hoare_sleep(2 * HOARE_MS);
+    CHECK(hoare_now() - t0 >= 2 * HOARE_MS);
+    hoare_sleep(0);
+    hoare_sleep(-5);
+}
+
+/* ---- hoare_after delivers hoare_now() once, on time */
+
+static void test_after(void) {
+    int64_t t0 = hoare_now();
+    hoare_chan *c = hoare_after(20 * HOARE_MS);
+    REQUIRE(c != NULL);
+    CHECK_EQ(hoare_cap(c), 1);
+    int64_t when = 0;
+    CHECK_EQ(hoare_recv(c, &when), 0);
+    int64_t waited = hoare_now() - t0;
+    CHECK(waited >= 20 * HOARE_MS);
+    CHECK(waited < 500 * HOARE_MS);
+    CHECK(when >= t0 + 20 * HOARE_MS && when <= hoare_now());
+    CHECK_EQ(hoare_tryrecv(c, &when), EAGAIN); /* once */
+    hoare_chan_release(c);
+
+    /* in a select with a timeout-style race */
+    hoare_chan *never = hoare_chan_make(sizeof(int), 0);
+    hoare_chan *soon = hoare_after(5 * HOARE_MS);
+    int x;
+    hoare_case cs[] = {HOARE_RECV(never, &x), HOARE_RECV(soon, &when)};
+    CHECK_EQ(hoare_select(cs, 2), 1);
+    hoare_chan_release(soon);
+    hoare_chan_release(never);
+}
+
+/* ---- released before it fires: nothing leaks, nothing is used after free (ASan/LSan check) */
+
+static void test_after_released_early(void) {
+    for (int i = 0; i < TEST_SCALE(2000); i++) hoare_chan_release(hoare_after(HOARE_SEC * 3600));
+    /* and released while firing: deadlines around now */
+    for (int i = 0; i < TEST_SCALE(20000); i++) {
+        hoare_chan *c = hoare_after(i % 50 * HOARE_US);
+        if (i % 3 == 0) hoare_sleep(i % 40 * HOARE_US);
+        hoare_chan_release(c);
+    }
+}
+
+/* ---- a ticker drops the ticks a slow reader misses */
+
+static void test_ticker_drops(void) {
+    hoare_ticker *t = hoare_ticker_start(5 * HOARE_MS);
+    REQUIRE(t != NULL);
+    hoare_chan *c = hoare_ticker_chan(t);
+    int64_t v;
+    CHECK_EQ(hoare_recv(c, &v), 0); /* first tick */
+    hoare_sleep(60 * HOARE_MS);     /* ~12 ticks due; the channel holds one */
+    CHECK_EQ(hoare_len(c), 1);
+    CHECK_EQ(hoare_tryrecv(c, &v), 0);
+    CHECK_EQ(hoare_tryrecv(c, &v), EAGAIN);
+    /* ticking goes on at the period, not in a burst of the missed ones: in 50 ms at most 10 ticks
+     * plus the one that may have been on its way (a loaded machine only gives fewer) */
+    int64_t t0 = hoare_now();
+    int got = 0;
+    while (hoare_now() - t0 < 50 * HOARE_MS) got += hoare_recv(c, &v) == 0;
+    CHECK(got >= 1 && got <= 12);
+    hoare_ticker_reset(t, 1 * HOARE_MS);
+    CHECK_EQ(hoare_recv(c, &v), 0);
+    hoare_ticker_stop(t);
+    CHECK(hoare_ticker_start(0) == NULL && errno == EINVAL);
+}
+
+/* ---- one-shot timer: stop, reset, and both racing the expiry */
+
+static void test_timer_stop_reset(void) {
+    hoare_timer *t = hoare_timer_start(HOARE_SEC * 10);
+    REQUIRE(t != NULL);
+    CHECK_EQ(hoare_timer_stop(t), 1);
+    CHECK_EQ(hoare_timer_stop(t), 0);
+    CHECK_EQ(hoare_timer_reset(t, 5 * HOARE_MS), 0);
+    int64_t v, t0 = hoare_now();
+    CHECK_EQ(hoare_recv(hoare_timer_chan(t), &v), 0);
+    CHECK(hoare_now() - t0 >= 5 * HOARE_MS);
+    CHECK_EQ(hoare_timer_stop(t), 0); /* already fired */
+
+    /* Racing expiry: after stop or reset returns, no stale value is ever received. */
+    int stale = 0, stopped = 0;
+    for (int i = 0; i < TEST_SCALE(20000); i++) {
+        hoare_timer_reset(t, i % 30 * HOARE_US);
+        if (i % 2) hoare_sleep(i % 20 * HOARE_US);
+        if (i % 4 < 2) {
+            stopped += hoare_timer_stop(t);
+            stale += hoare_tryrecv(hoare_timer_chan(t), &v) == 0;
+        } else {
+            hoare_timer_reset(t, HOARE_SEC * 10);
+            stale += hoare_tryrecv(hoare_timer_chan(t), &v) == 0;
+        }
+    }
+    CHECK_EQ(stale, 0);
+    CHECK(stopped > 0);
+    hoare_timer_free(t);
+}
+
+/* ---- 100,000 goroutines sleeping 10 ms complete promptly */
+
+static void sleep10(void *arg) {
+    hoare_sleep(10 * HOARE_MS);
+    hoare_wg_done(arg);
+}
+
+static void test_many_sleepers(void) {
+    int n = TEST_SCALE(100000);
+    hoare_wg wg = HOARE_WG_INIT;
+    int64_t t0 = hoare_now();
+    hoare_wg_add(&wg, n);
+    for (int i = 0; i < n; i++) REQUIRE(hoare_go(sleep10, &wg) == 0);
+    hoare_wg_wait(&wg);
+    int64_t took = hoare_now() - t0;
+    CHECK(took >= 10 * HOARE_MS);
+    CHECK(took < (TEST_SANITIZED ? 10 : 2) * HOARE_SEC);
+}
+
+/* ---- sleeping goroutines cost no thread and no CPU: the scheduler sleeps until the next timer */
+
+static int64_t process_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * HOARE_SEC + ts.tv_nsec;
+}
+
+static int thread_count(void) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d) return -1;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n - 2; /* . and .. */
+}
+
+static hoare_wg long_sleep_started;
+
+static void sleep_long(void *arg) {
+    (void)arg;
+    hoare_wg_done(&long_sleep_started);
+    hoare_sleep(3600 * HOARE_SEC); /* far beyond the test: none fires while CPU is measured */
+}
+
+static void test_sleepers_cost_nothing(void) {
+    int n = TEST_SCALE(1000000);
+    int threads_before = thread_count();
+    hoare_wg_add(&long_sleep_started, n);
+    for (int i = 0; i < n; i++) REQUIRE(hoare_go(sleep_long, NULL) == 0);
+    hoare_wg_wait(&long_sleep_started);
+    hoare_sleep(50 * HOARE_MS); /* let the last ones park */
+    int64_t cpu0 = process_cpu();
+    hoare_sleep(500 * HOARE_MS);
+    int64_t cpu = process_cpu() - cpu0;
+    CHECK(cpu < 50 * HOARE_MS); /* 10% of one CPU at most, in practice ~0 */
+    if (cpu >= 50 * HOARE_MS) fprintf(stderr, "CPU while %d goroutines sleep: %lld ns in 500 ms\n", n, (long long)cpu);
+    CHECK(thread_count() <= threads_before + hoare_procs(0) + 2);
+    /* they stay asleep: this is the last test, and the process ends with them */
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    test_begin(argv, 180);
+    test_sleep_accuracy();
+    test_after();
+    test_after_released_early();
+    test_ticker_drops();
+    test_timer_stop_reset();
+    test_many_sleepers();
+    test_sleepers_cost_nothing();
+    TEST_MAIN_END();
+}
