@@ -12,7 +12,7 @@
  *    only, PD_EITHER (the waiter of hoare_fd_wait(READ|WRITE) sleeps in rg: wake that one).
  *  - rd / wd: deadlines (0 none, > 0 armed, -1 expired) and their runtime timers rt / wt.
  *  - seq: bumped at each registration and each close; the poller drops events tagged with another.
- * The full rules (who may touch what, when) are in docs/design-io.md.
+ * The full rules (who may touch what, when) are in docs/design.md ("Network poller").
  *
  * Lock order: rmu before wmu (hoare_fd_wait takes both); either of them before pd->lock; pd->lock
  * before the timer heap locks (hoare__timer_stop/start) and the scheduler's (hoare__ready is called

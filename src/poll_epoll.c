@@ -1,5 +1,5 @@
 /*
- * poll_epoll.c - the Linux epoll backend of the network poller (see netpoll.h and docs/design-io.md).
+ * poll_epoll.c - the Linux epoll backend of the network poller (see netpoll.h and docs/design.md ("Network poller")).
  *
  * One epoll instance for the process. Each descriptor is registered once, edge-triggered, for read,
  * write and peer hang-up; its event data carries the descriptor number and the registration's
