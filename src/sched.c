@@ -1247,6 +1247,9 @@ static void checkdead_locked(void) {
     /* Every other thread of the process must be blocked in the runtime too. */
     int threads = process_threads();
     int runtime_threads = sched.nm + 1; /* Ms and the monitor */
+#ifdef HOARE_TSAN
+    runtime_threads += 1; /* TSan's background thread, started with the first pthread_create */
+#endif
     if (threads < 0 || threads - runtime_threads != sched.nthreads_blocked) return;
     hoare__fatal("all goroutines are asleep - deadlock!");
 }
