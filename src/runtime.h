@@ -162,6 +162,10 @@ HIDDEN void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), voi
 /* Make a parked g runnable. Exactly one ready per park. Callable from anywhere: goroutines (puts g in
  * the current processor's runnext, so it runs next), plain threads, timer callbacks, the poller. */
 HIDDEN void hoare__ready(G *g);
+/* hoare__ready for a waker that is the only possible one by construction: it took g's waiter record
+ * out of a queue under the lock that g's park commit released (channels, select after winning
+ * select_done). Saves the status CAS (an atomic read-modify-write per hand-off). */
+HIDDEN void hoare__ready_exclusive(G *g);
 /* Ready a list (linked by schedlink) of goroutines at once, e.g. from the poller. */
 HIDDEN void hoare__ready_list(G *list);
 

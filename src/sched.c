@@ -48,7 +48,8 @@ static _Atomic bool initialised;
 static _Atomic uint64_t goid_gen;   /* ids handed out in batches to Ps and plain threads */
 static _Atomic int32_t mid_gen;
 
-static RUNTIME_TLS M *tls_m;              /* the M this thread is, NULL on plain threads */
+HIDDEN RUNTIME_TLS M *hoare__tls_m;       /* the M this thread is, NULL on plain threads */
+#define tls_m hoare__tls_m
 static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 
 /* Read thread-local state through opaque calls: after a switch the goroutine may be on another
@@ -56,8 +57,6 @@ static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 NOIPA M *hoare__getm(void) { return tls_m; }
 /* The same, for use at the start of a function before any switch (the compiler may keep it). */
 static inline M *getm_here(void) { return tls_m; }
-static NOIPA int get_errno(void) { return errno; }
-static NOIPA void set_errno(int e) { errno = e; }
 
 P *hoare__curp(void) {
     M *m = getm_here();
@@ -177,6 +176,12 @@ static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
  * Returns true if the queue proper got a goroutine (stealable work for an idle processor). */
 static bool runq_put(P *p, G *g, bool next) {
     if (next) {
+        /* Only the owner makes runnext non-NULL; a thief only clears it (by CAS). So an empty
+         * runnext stays empty until our store: no read-modify-write needed (the usual hand-off). */
+        if (!atomic_load_explicit(&p->runnext, memory_order_relaxed)) {
+            atomic_store_explicit(&p->runnext, g, memory_order_release);
+            return false;
+        }
         G *old = atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
         if (!old) return false;
         g = old;
@@ -273,7 +278,8 @@ static G *take_preempted(M *m) {
 }
 
 static G *next_local(M *m, P *p) {
-    if (++p->picks % 61 == 0) {
+    if (unlikely(--p->picks_left == 0)) {
+        p->picks_left = 61;
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
             hoare__lock(&sched.lock);
             G *g = globrunq_get_locked(p, 1);
@@ -416,7 +422,7 @@ static inline void resumed(G *self) {
 #endif
     M *m = hoare__getm();
     run_pending(m);
-    if (!(self->flags & G_G0)) set_errno(self->saved_errno);
+    if (!(self->flags & G_G0)) *m->errno_loc = self->saved_errno;
 }
 
 /* g starts running on m. A goroutine taken from runnext inherits the time slice (the monitor
@@ -435,7 +441,7 @@ static void execute(M *m, G *g, bool inherit_slice) {
  * goroutine directly, or the scheduler context. Returns when g runs again (unless it died). */
 static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
-    g->saved_errno = dies ? 0 : get_errno();
+    g->saved_errno = dies ? 0 : *m->errno_loc;
     P *p = m->p;
     G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(m, p) : NULL;
     g->m = NULL;
@@ -532,16 +538,8 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     g->preempt_off--;
 }
 
-void hoare__ready(G *g) {
-    if (g->flags & G_THREAD) {
-        ready_thread(g);
-        return;
-    }
-    uint32_t expect = G_WAITING;
-    if (!atomic_compare_exchange_strong_explicit(&g->status, &expect, G_RUNNABLE,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
-                     (unsigned long long)g->id, expect);
+/* g is RUNNABLE and ours: queue it (runnext of the current P, else the global queue). */
+static inline void ready_runnable(G *g) {
     M *m = getm_here();
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
@@ -556,6 +554,34 @@ void hoare__ready(G *g) {
     /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off. Waking an
      * idle thread here would cost a futex wake per hand-off; if the current goroutine keeps
      * running instead, the monitor sees the stranded runnext and wakes an idle processor. */
+}
+
+void hoare__ready(G *g) {
+    if (g->flags & G_THREAD) {
+        ready_thread(g);
+        return;
+    }
+    uint32_t expect = G_WAITING;
+    if (!atomic_compare_exchange_strong_explicit(&g->status, &expect, G_RUNNABLE,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, expect);
+    ready_runnable(g);
+}
+
+void hoare__ready_exclusive(G *g) {
+    if (g->flags & G_THREAD) {
+        ready_thread(g);
+        return;
+    }
+    /* No other waker can exist, so a plain store does what the CAS does; a ready of a goroutine
+     * that is not waiting is still caught (it cannot race with another ready here). */
+    uint32_t status = atomic_load_explicit(&g->status, memory_order_acquire);
+    if (unlikely(status != G_WAITING))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, status);
+    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+    ready_runnable(g);
 }
 
 void hoare__ready_list(G *list) {
@@ -853,6 +879,7 @@ HIDDEN void hoare__signals_thread_init(void);
 static void *mstart(void *arg) {
     M *m = arg;
     tls_m = m;
+    m->errno_loc = &errno;
     hoare__signals_thread_init();
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -888,7 +915,7 @@ void hoare__g_start(void) {
     M *m = hoare__getm();
     run_pending(m);
     G *g = m->curg;
-    set_errno(0);
+    *m->errno_loc = 0;
     g->fn(g->arg);
     hoare_exit();
 }
@@ -967,7 +994,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
         g->m = m;
         m->pend_kind = PEND_SPAWN;
         m->pend_g = cur;
-        cur->saved_errno = get_errno();
+        cur->saved_errno = *m->errno_loc;
         cur->m = NULL;
         execute(m, g, false);
         switch_context(cur, g, false);
@@ -1127,6 +1154,7 @@ static P *make_p(int32_t id) {
     if (!p) hoare__fatal("out of memory for processor %d", id);
     memset(p, 0, sizeof *p);
     p->id = id;
+    p->picks_left = 61;
     atomic_store(&p->timers.first, INT64_MAX);
     atomic_store_explicit(&hoare__allp[id], p, memory_order_release);
     return p;

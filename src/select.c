@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "chan.h"
+#include "proc.h"
 
 /* As Go: more cases than this is a malformed select. */
 #define SELECT_MAX_CASES 65536u
@@ -159,7 +160,7 @@ static bool select_commit(G *g, void *arg) {
 /* Passes 2 and 3, all locks held on entry: wait, then clean up. Returns the winning case or -1
  * (timeout). */
 static int select_wait(select_state *st, bool no_cases) {
-    G *g = hoare__g();
+    G *g = hoare__g_here();
     atomic_store_explicit(&g->select_done, 0, memory_order_relaxed);
     g->param = NULL;
     for (uint32_t k = 0; k < st->nchan; k++) {
@@ -271,7 +272,7 @@ static int select_run(hoare_case *cs, size_t n, enum select_mode mode, int64_t d
     chosen = select_poll(&st, &wake);
     if (chosen >= 0 || mode == SELECT_TRY) {
         select_unlock(&st);
-        if (wake) hoare__ready(wake);
+        if (wake) hoare__ready_exclusive(wake);
         if (chosen < 0) errno = EAGAIN;
     } else {
         chosen = select_wait(&st, n == 0);
