@@ -171,6 +171,7 @@ HIDDEN void hoare__ready_list(G *list);
 
 /* A goroutine-or-thread-wide unique random number (for select's shuffle, stealing order). */
 HIDDEN uint32_t hoare__rand(void);
+HIDDEN uint64_t hoare__rand64(void);
 HIDDEN uint32_t hoare__rand_n(uint32_t n); /* uniform in [0, n) */
 
 /* Start the runtime if it has not started (idempotent, thread-safe). Public calls that need the

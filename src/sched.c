@@ -76,14 +76,16 @@ static void ready_thread(G *g);
 
 static RUNTIME_TLS uint64_t tls_rand_state;
 
-uint32_t hoare__rand(void) {
-    M *m = hoare__getm();
+uint64_t hoare__rand64(void) {
+    M *m = getm_here();
     uint64_t *s = m ? &m->rand_state : &tls_rand_state;
     if (*s == 0) *s = (uint64_t)hoare__nanotime() ^ (uint64_t)(uintptr_t)s;
     *s += 0xa0761d6478bd642full;
     __uint128_t t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
-    return (uint32_t)((uint64_t)(t >> 64) ^ (uint64_t)t);
+    return (uint64_t)(t >> 64) ^ (uint64_t)t;
 }
+
+uint32_t hoare__rand(void) { return (uint32_t)hoare__rand64(); }
 
 uint32_t hoare__rand_n(uint32_t n) {
     /* Lemire's multiply-shift; the bias for n << 2^32 is negligible */
