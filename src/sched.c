@@ -12,9 +12,11 @@
  *
  * Who owns what:
  *  - G.status moves RUNNABLE -> RUNNING (the M that takes it), RUNNING -> WAITING (run_pending of
- *    the parking M, before commit publishes it), WAITING -> RUNNABLE (the one waker, by CAS).
- *  - A P's run queue tail and its runnext are written by the M owning the P; head by CAS from the
- *    owner or a thief. The global queue, the idle P and idle M lists are guarded by sched.lock.
+ *    the parking M, before commit publishes it), WAITING -> RUNNABLE (the one waker, by CAS; or
+ *    by load-check-store in hoare__ready_exclusive, for wakers that are the only one by construction).
+ *  - A P's run queue tail is written by the M owning the P; head by CAS from the owner or a thief.
+ *    runnext is made non-NULL only by the owner and emptied by the owner or a thief by CAS, so the
+ *    owner may fill an empty runnext with a plain store. The global queue, the idle P and idle M lists are guarded by sched.lock.
  *  - Spinning: an M looking for work without finding it yet is "spinning" (sched.nmspinning).
  *    Readying work wakes an idle M only when there is an idle P and no spinner; a spinner that
  *    gives up decrements nmspinning and then re-checks every queue (the decrement is a full fence),
@@ -546,6 +548,9 @@ static inline void ready_runnable(G *g) {
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
+    /* Inside a blocking region the monitor may hand m->p to another M at any time: not ours to
+     * queue on. */
+    if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
     if (!p) {
         globrunq_put(g);
         hoare__wakep();
