@@ -6,7 +6,7 @@
  * buffer, and only then enqueues a waiter record on its own stack and parks; the commit step of
  * hoare__park drops the lock once the goroutine is switched out, so a waker can never ready a
  * goroutine that has not finished parking. The non-blocking forms never park, so timer callbacks
- * may call them. Invariants: docs/design-chan.md.
+ * may call them. Invariants: docs/design.md ("Channels and select").
  */
 #include <errno.h>
 #include <stdlib.h>

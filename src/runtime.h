@@ -194,6 +194,8 @@ HIDDEN void hoare__netpoll_break(void);
 /* Number of goroutines waiting on descriptors (the deadlock check counts them as alive). */
 HIDDEN int32_t hoare__netpoll_waiters(void);
 HIDDEN void hoare__netpoll_init(void);
+/* hoare_now() when a poll last returned (0: never). */
+HIDDEN int64_t hoare__netpoll_last(void);
 
 /* ---------------------------------------------------------------- diagnostics (diag.c) */
 

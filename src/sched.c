@@ -470,12 +470,13 @@ void hoare__preempt_switch(M *m, G *g) {
     g->preempt_off--;
 }
 
+/* Runs on whatever context comes next on m, often a goroutine's own stack: pend_kind stays set
+ * until the work is done, so that the preemption handler (which refuses while it is set) never
+ * switches out in the middle of it. */
 static void run_pending(M *m) {
     enum pend_kind kind = m->pend_kind;
     if (kind == PEND_NONE) return;
     G *g = m->pend_g;
-    m->pend_kind = PEND_NONE;
-    m->pend_g = NULL;
     switch (kind) {
     case PEND_PARK:
         atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
@@ -513,6 +514,9 @@ static void run_pending(M *m) {
     case PEND_NONE:
         break;
     }
+    m->pend_g = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    m->pend_kind = PEND_NONE;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1029,6 +1033,8 @@ void hoare_blocking_begin(void) {
     P *p = m->p;
     if (!p) hoare__fatal("hoare_blocking_begin inside a blocking region (goroutine %llu)",
                          (unsigned long long)g->id);
+    /* not preemptible from here to the end of the region: the region owns the M's state */
+    g->preempt_off++;
     atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);
     atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
@@ -1048,6 +1054,7 @@ void hoare_blocking_end(void) {
     atomic_fetch_sub_explicit(&sched.nblocking, 1, memory_order_relaxed);
     if (likely(atomic_compare_exchange_strong(&p->blocking, &mine, 0))) {
         atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+        g->preempt_off--;
         return;
     }
     /* The monitor gave our P away. Any idle P will do; if none, wait in the global queue. */
@@ -1058,11 +1065,13 @@ void hoare_blocking_end(void) {
     if (q) {
         acquirep(m, q);
         atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+        g->preempt_off--;
         return;
     }
     m->pend_kind = PEND_BLOCKED;
     m->pend_g = g;
     switch_out(m, g);
+    g->preempt_off--;
 }
 
 bool hoare__p_has_queued(P *p) { return !runq_empty(p); }

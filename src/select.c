@@ -13,7 +13,7 @@
  *     so does the timeout timer: exactly one case (or the timeout) wins.
  *  4. After the wake-up: stop the timer (waiting out a running callback), lock everything again,
  *     take the losing records out of their queues, unlock. The winner is g->param (NULL: timeout).
- * Invariants: docs/design-chan.md.
+ * Invariants: docs/design.md ("Channels and select").
  */
 #include <errno.h>
 #include <limits.h>
