@@ -6,12 +6,13 @@
  * buffer, and only then enqueues a waiter record on its own stack and parks; the commit step of
  * hoare__park drops the lock once the goroutine is switched out, so a waker can never ready a
  * goroutine that has not finished parking. The non-blocking forms never park, so timer callbacks
- * may call them. Invariants: docs/design-chan.md.
+ * may call them. Invariants: docs/design.md ("Channels and select").
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "chan.h"
+#include "proc.h"
 
 /* Go refuses element types above 64 KiB; so do we (a waiter copies one element under the lock). */
 #define CHAN_MAX_ELEM_SIZE ((size_t)1 << 16)
@@ -95,7 +96,7 @@ static bool unlock_chan(G *g, void *arg) {
  * reference holder can wake us, and once woken we never touch c again. If the last reference goes
  * while we wait, nobody can ever wake us (Go's goroutine blocked on an unreachable channel). */
 static bool chan_wait(hoare_chan *c, chan_waitq *q, void *elem, const char *reason) {
-    chan_waiter w = {.g = hoare__g(), .elem = elem, .c = c};
+    chan_waiter w = {.g = hoare__g_here(), .elem = elem, .c = c};
     waitq_enqueue(q, &w);
     hoare__park(reason, unlock_chan, c);
     return w.success;
@@ -123,7 +124,7 @@ static int chan_send(hoare_chan *c, const void *elem, bool block) {
     if (r) {
         G *g = chan_send_to_waiter(c, r, elem);
         hoare__unlock(&c->lock);
-        hoare__ready(g);
+        hoare__ready_exclusive(g);
         return 0;
     }
     if (chan_count(c) < c->cap) {
@@ -178,7 +179,7 @@ static int chan_recv(hoare_chan *c, void *elem, bool block) {
     if (s) {
         G *g = chan_recv_from_waiter(c, s, elem);
         hoare__unlock(&c->lock);
-        hoare__ready(g);
+        hoare__ready_exclusive(g);
         return 0;
     }
     if (chan_count(c) > 0) {
@@ -244,7 +245,7 @@ int hoare_close(hoare_chan *c) {
         G *g = wake;
         wake = g->schedlink;
         g->schedlink = NULL;
-        hoare__ready(g);
+        hoare__ready_exclusive(g);
     }
     return 0;
 }

@@ -4,7 +4,7 @@
  * The design is Go's (runtime/chan.go, select.go): one hoare_lock per channel guards everything in
  * it; blocked goroutines and threads wait in FIFO queues of waiter records that live on the waiter's
  * own stack and point at its element slot, so that the other side copies the value straight into
- * (or out of) the waiter's memory and then readies it. See docs/design-chan.md for the invariants.
+ * (or out of) the waiter's memory and then readies it. See docs/design.md ("Channels and select") for the invariants.
  */
 #ifndef HOARE_CHAN_H
 #define HOARE_CHAN_H

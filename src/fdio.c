@@ -12,7 +12,7 @@
  *    only, PD_EITHER (the waiter of hoare_fd_wait(READ|WRITE) sleeps in rg: wake that one).
  *  - rd / wd: deadlines (0 none, > 0 armed, -1 expired) and their runtime timers rt / wt.
  *  - seq: bumped at each registration and each close; the poller drops events tagged with another.
- * The full rules (who may touch what, when) are in docs/design-io.md.
+ * The full rules (who may touch what, when) are in docs/design.md ("Network poller").
  *
  * Lock order: rmu before wmu (hoare_fd_wait takes both); either of them before pd->lock; pd->lock
  * before the timer heap locks (hoare__timer_stop/start) and the scheduler's (hoare__ready is called
@@ -388,8 +388,17 @@ static void pd_release(poll_desc *pd) {
 }
 
 int hoare_fd_close(int fd) {
-    poll_desc *pd = pd_get(fd, false);
-    if (!pd || atomic_load(&pd->life) == 0) return close(fd) == 0 ? 0 : errno; /* never registered */
+    poll_desc *pd = pd_get(fd, true);
+    if (!pd) return close(fd) == 0 ? 0 : errno; /* beyond the table: never registered */
+    if (atomic_load(&pd->life) == 0) {
+        /* Never registered (or closed): close it, unless a first call registers it meanwhile
+         * (registration holds the lock too). */
+        hoare__lock(&pd->lock);
+        bool unregistered = atomic_load(&pd->life) == 0;
+        int err = unregistered && close(fd) != 0 ? errno : 0;
+        hoare__unlock(&pd->lock);
+        if (unregistered) return err;
+    }
     int err;
     if (!pd_acquire(fd, &err)) return -err;
     if (atomic_fetch_or(&pd->life, PD_CLOSING) & PD_CLOSING) {

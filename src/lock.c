@@ -42,8 +42,14 @@ HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 
 /* Classic three-state futex mutex: 0 free, 1 held, 2 held and somebody may sleep. A short spin
  * first: the sections it guards are a few hundred instructions at most. */
+/* hoare__locks_held covers the whole time the lock is held, and a little more: it goes up before
+ * the lock is taken and down after it is released, with signal fences so that the compiler keeps
+ * that order. The preemption handler, which runs on this thread, must never see 0 while a runtime
+ * lock is held (a goroutine preempted with a lock held stays on this thread; the next one here to
+ * take the lock would block the thread for good). */
 void hoare__lock(hoare_lock *l) {
     hoare__locks_held++;
+    atomic_signal_fence(memory_order_seq_cst);
     uint32_t c = 0;
     if (likely(atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
                                                        memory_order_relaxed)))
@@ -64,9 +70,10 @@ void hoare__lock(hoare_lock *l) {
 }
 
 void hoare__unlock(hoare_lock *l) {
-    hoare__locks_held--;
     if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
         hoare__futex_wake(&l->state, 1);
+    atomic_signal_fence(memory_order_seq_cst);
+    hoare__locks_held--;
 }
 
 /* Note: key 0 = not signalled, 1 = signalled. One sleeper, any number of wakers. */

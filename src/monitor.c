@@ -4,6 +4,8 @@
  * asks goroutines that have run for too long without yielding to stop (preemption, see
  * preempt.c).
  *
+ * It also polls the network when nobody has for 10 ms (all processors busy).
+ *
  * It polls every 20 us while it finds things to do, backing off to 1 ms when it does not, and
  * sleeps for good while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting
  * to run goroutines, a goroutine entering a blocking region).
@@ -15,6 +17,7 @@
 enum {
     RETAKE_AFTER_NS = 20 * 1000,          /* a blocking region older than this loses its P ... */
     RETAKE_IDLE_AFTER_NS = 10 * 1000000,  /* ... or this, if there is no other work */
+    NETPOLL_AFTER_NS = 10 * 1000 * 1000,  /* poll the network ourselves when nobody has for this */
     POLL_MIN_NS = 20 * 1000,
     POLL_MAX_NS = 1000 * 1000,            /* while goroutines run: bounds how long queued work can
                                              wait for an idle processor to be woken */
@@ -41,6 +44,16 @@ static bool nothing_runs(void) {
 
 static bool watch(int64_t now) {
     bool acted = false;
+    /* While every processor is busy nobody waits in the poller: descriptors that became ready
+     * would wait until a processor runs out of work. Poll for them (Go's sysmon does too). */
+    if (hoare__netpoll_waiters() > 0 && !atomic_load(&hoare__sched.netpoll_blocked) &&
+        now - hoare__netpoll_last() > NETPOLL_AFTER_NS) {
+        G *list = hoare__netpoll(0);
+        if (list) {
+            hoare__ready_list(list);
+            acted = true;
+        }
+    }
     int32_t n = atomic_load(&hoare__sched.nprocs);
     for (int32_t i = 0; i < n; i++) {
         P *p = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);

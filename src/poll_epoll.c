@@ -1,5 +1,5 @@
 /*
- * poll_epoll.c - the Linux epoll backend of the network poller (see netpoll.h and docs/design-io.md).
+ * poll_epoll.c - the Linux epoll backend of the network poller (see netpoll.h and docs/design.md ("Network poller")).
  *
  * One epoll instance for the process. Each descriptor is registered once, edge-triggered, for read,
  * write and peer hang-up; its event data carries the descriptor number and the registration's
@@ -12,6 +12,9 @@
  * hoare__netpoll, hoare__netpoll_break, hoare__netpoll_open and hoare__netpoll_close, and report
  * readiness through hoare__netpoll_ready.
  */
+#ifdef HOARE_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -37,6 +40,8 @@ static struct {
     _Atomic uint32_t break_pending;
     /* epoll_pwait2 (ns timeout) exists: 1 yes, 0 no (fall back to epoll_wait, ms rounded up). */
     _Atomic int have_pwait2;
+    /* when a poll last returned: the monitor polls itself if nobody has for a while */
+    _Atomic int64_t last_poll;
 } netpoll = {.once = PTHREAD_ONCE_INIT, .have_pwait2 = 1};
 
 static void netpoll_init_once(void) {
@@ -47,8 +52,14 @@ static void netpoll_init_once(void) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = BREAK_TAG};
     if (epoll_ctl(netpoll.epfd, EPOLL_CTL_ADD, netpoll.breakfd, &ev) != 0)
         hoare__fatal("netpoll: epoll_ctl(eventfd) failed: %s", strerror(errno));
+#ifdef HOARE_HAVE_VALGRIND
+    /* valgrind does not know epoll_pwait2 (and warns about it): use epoll_wait there */
+    if (RUNNING_ON_VALGRIND) atomic_store(&netpoll.have_pwait2, 0);
+#endif
     atomic_store_explicit(&netpoll.ready, true, memory_order_release);
 }
+
+int64_t hoare__netpoll_last(void) { return atomic_load_explicit(&netpoll.last_poll, memory_order_relaxed); }
 
 void hoare__netpoll_init(void) {
     if (likely(atomic_load_explicit(&netpoll.ready, memory_order_acquire))) return;
@@ -117,6 +128,7 @@ G *hoare__netpoll(int64_t delay) {
         /* Interrupted: a bounded wait returns so that the caller recomputes its timeout. */
         if (delay > 0) return NULL;
     }
+    atomic_store_explicit(&netpoll.last_poll, hoare__nanotime(), memory_order_relaxed);
     G *list = NULL;
     for (int i = 0; i < n; i++) {
         uint64_t data = evs[i].data.u64;

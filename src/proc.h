@@ -36,7 +36,7 @@ struct hoare_p {
     M *m;                            /* owner while RUNNING/BLOCKING */
     P *link;                         /* idle list, guarded by sched.lock */
     _Atomic uint32_t schedtick;      /* time slices started on this P (owner writes, monitor reads) */
-    uint32_t picks;                  /* owner only: every 61st local pick checks the global queue */
+    uint32_t picks_left;             /* owner only: at 0 (every 61st local pick) check the global queue */
     _Atomic uint32_t runq_head;      /* next to take: owner and thieves, by CAS */
     _Atomic uint32_t runq_tail;      /* next free slot: written by the owner only */
     G *_Atomic runq[RUNQ_SIZE];
@@ -70,6 +70,8 @@ struct hoare_m {
     G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
+    int *errno_loc;        /* this thread's errno: saved/restored per goroutine at each switch
+                            * without a call to __errno_location (m is re-read after a switch) */
     pthread_t thread;
     uint64_t rand_state;
     /* What the context we switch to must do first for the one we left (see run_pending). */
@@ -106,6 +108,14 @@ extern HIDDEN struct sched hoare__sched;
 extern HIDDEN _Atomic int64_t hoare__coarse_now;
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
 
+/* The calling thread's M: read it directly only before any switch in the reading function. */
+extern HIDDEN RUNTIME_TLS M *hoare__tls_m;
+/* hoare__g() without a call on a goroutine; valid only before any switch in the calling function. */
+static inline G *hoare__g_here(void) {
+    M *m = hoare__tls_m;
+    G *g = m ? m->curg : NULL;
+    return likely(g != NULL) ? g : hoare__g();
+}
 /* The calling thread's M (NULL on a plain thread), read afresh (the goroutine may have migrated). */
 HIDDEN M *hoare__getm(void);
 /* The P of the calling goroutine/scheduler context, NULL on a plain thread. */

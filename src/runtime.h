@@ -162,11 +162,16 @@ HIDDEN void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), voi
 /* Make a parked g runnable. Exactly one ready per park. Callable from anywhere: goroutines (puts g in
  * the current processor's runnext, so it runs next), plain threads, timer callbacks, the poller. */
 HIDDEN void hoare__ready(G *g);
+/* hoare__ready for a waker that is the only possible one by construction: it took g's waiter record
+ * out of a queue under the lock that g's park commit released (channels, select after winning
+ * select_done). Saves the status CAS (an atomic read-modify-write per hand-off). */
+HIDDEN void hoare__ready_exclusive(G *g);
 /* Ready a list (linked by schedlink) of goroutines at once, e.g. from the poller. */
 HIDDEN void hoare__ready_list(G *list);
 
 /* A goroutine-or-thread-wide unique random number (for select's shuffle, stealing order). */
 HIDDEN uint32_t hoare__rand(void);
+HIDDEN uint64_t hoare__rand64(void);
 HIDDEN uint32_t hoare__rand_n(uint32_t n); /* uniform in [0, n) */
 
 /* Start the runtime if it has not started (idempotent, thread-safe). Public calls that need the
@@ -189,6 +194,8 @@ HIDDEN void hoare__netpoll_break(void);
 /* Number of goroutines waiting on descriptors (the deadlock check counts them as alive). */
 HIDDEN int32_t hoare__netpoll_waiters(void);
 HIDDEN void hoare__netpoll_init(void);
+/* hoare_now() when a poll last returned (0: never). */
+HIDDEN int64_t hoare__netpoll_last(void);
 
 /* ---------------------------------------------------------------- diagnostics (diag.c) */
 

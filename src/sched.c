@@ -12,9 +12,11 @@
  *
  * Who owns what:
  *  - G.status moves RUNNABLE -> RUNNING (the M that takes it), RUNNING -> WAITING (run_pending of
- *    the parking M, before commit publishes it), WAITING -> RUNNABLE (the one waker, by CAS).
- *  - A P's run queue tail and its runnext are written by the M owning the P; head by CAS from the
- *    owner or a thief. The global queue, the idle P and idle M lists are guarded by sched.lock.
+ *    the parking M, before commit publishes it), WAITING -> RUNNABLE (the one waker, by CAS; or
+ *    by load-check-store in hoare__ready_exclusive, for wakers that are the only one by construction).
+ *  - A P's run queue tail is written by the M owning the P; head by CAS from the owner or a thief.
+ *    runnext is made non-NULL only by the owner and emptied by the owner or a thief by CAS, so the
+ *    owner may fill an empty runnext with a plain store. The global queue, the idle P and idle M lists are guarded by sched.lock.
  *  - Spinning: an M looking for work without finding it yet is "spinning" (sched.nmspinning).
  *    Readying work wakes an idle M only when there is an idle P and no spinner; a spinner that
  *    gives up decrements nmspinning and then re-checks every queue (the decrement is a full fence),
@@ -48,7 +50,8 @@ static _Atomic bool initialised;
 static _Atomic uint64_t goid_gen;   /* ids handed out in batches to Ps and plain threads */
 static _Atomic int32_t mid_gen;
 
-static RUNTIME_TLS M *tls_m;              /* the M this thread is, NULL on plain threads */
+HIDDEN RUNTIME_TLS M *hoare__tls_m;       /* the M this thread is, NULL on plain threads */
+#define tls_m hoare__tls_m
 static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 
 /* Read thread-local state through opaque calls: after a switch the goroutine may be on another
@@ -56,8 +59,6 @@ static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 NOIPA M *hoare__getm(void) { return tls_m; }
 /* The same, for use at the start of a function before any switch (the compiler may keep it). */
 static inline M *getm_here(void) { return tls_m; }
-static NOIPA int get_errno(void) { return errno; }
-static NOIPA void set_errno(int e) { errno = e; }
 
 P *hoare__curp(void) {
     M *m = getm_here();
@@ -77,14 +78,16 @@ static void ready_thread(G *g);
 
 static RUNTIME_TLS uint64_t tls_rand_state;
 
-uint32_t hoare__rand(void) {
-    M *m = hoare__getm();
+uint64_t hoare__rand64(void) {
+    M *m = getm_here();
     uint64_t *s = m ? &m->rand_state : &tls_rand_state;
     if (*s == 0) *s = (uint64_t)hoare__nanotime() ^ (uint64_t)(uintptr_t)s;
     *s += 0xa0761d6478bd642full;
     __uint128_t t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
-    return (uint32_t)((uint64_t)(t >> 64) ^ (uint64_t)t);
+    return (uint64_t)(t >> 64) ^ (uint64_t)t;
 }
+
+uint32_t hoare__rand(void) { return (uint32_t)hoare__rand64(); }
 
 uint32_t hoare__rand_n(uint32_t n) {
     /* Lemire's multiply-shift; the bias for n << 2^32 is negligible */
@@ -177,6 +180,12 @@ static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
  * Returns true if the queue proper got a goroutine (stealable work for an idle processor). */
 static bool runq_put(P *p, G *g, bool next) {
     if (next) {
+        /* Only the owner makes runnext non-NULL; a thief only clears it (by CAS). So an empty
+         * runnext stays empty until our store: no read-modify-write needed (the usual hand-off). */
+        if (!atomic_load_explicit(&p->runnext, memory_order_relaxed)) {
+            atomic_store_explicit(&p->runnext, g, memory_order_release);
+            return false;
+        }
         G *old = atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
         if (!old) return false;
         g = old;
@@ -273,7 +282,8 @@ static G *take_preempted(M *m) {
 }
 
 static G *next_local(M *m, P *p) {
-    if (++p->picks % 61 == 0) {
+    if (unlikely(--p->picks_left == 0)) {
+        p->picks_left = 61;
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
             hoare__lock(&sched.lock);
             G *g = globrunq_get_locked(p, 1);
@@ -416,7 +426,7 @@ static inline void resumed(G *self) {
 #endif
     M *m = hoare__getm();
     run_pending(m);
-    if (!(self->flags & G_G0)) set_errno(self->saved_errno);
+    if (!(self->flags & G_G0)) *m->errno_loc = self->saved_errno;
 }
 
 /* g starts running on m. A goroutine taken from runnext inherits the time slice (the monitor
@@ -435,7 +445,7 @@ static void execute(M *m, G *g, bool inherit_slice) {
  * goroutine directly, or the scheduler context. Returns when g runs again (unless it died). */
 static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
-    g->saved_errno = dies ? 0 : get_errno();
+    g->saved_errno = dies ? 0 : *m->errno_loc;
     P *p = m->p;
     G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(m, p) : NULL;
     g->m = NULL;
@@ -460,12 +470,13 @@ void hoare__preempt_switch(M *m, G *g) {
     g->preempt_off--;
 }
 
+/* Runs on whatever context comes next on m, often a goroutine's own stack: pend_kind stays set
+ * until the work is done, so that the preemption handler (which refuses while it is set) never
+ * switches out in the middle of it. */
 static void run_pending(M *m) {
     enum pend_kind kind = m->pend_kind;
     if (kind == PEND_NONE) return;
     G *g = m->pend_g;
-    m->pend_kind = PEND_NONE;
-    m->pend_g = NULL;
     switch (kind) {
     case PEND_PARK:
         atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
@@ -503,6 +514,9 @@ static void run_pending(M *m) {
     case PEND_NONE:
         break;
     }
+    m->pend_g = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    m->pend_kind = PEND_NONE;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -532,20 +546,15 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     g->preempt_off--;
 }
 
-void hoare__ready(G *g) {
-    if (g->flags & G_THREAD) {
-        ready_thread(g);
-        return;
-    }
-    uint32_t expect = G_WAITING;
-    if (!atomic_compare_exchange_strong_explicit(&g->status, &expect, G_RUNNABLE,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
-                     (unsigned long long)g->id, expect);
+/* g is RUNNABLE and ours: queue it (runnext of the current P, else the global queue). */
+static inline void ready_runnable(G *g) {
     M *m = getm_here();
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
+    /* Inside a blocking region the monitor may hand m->p to another M at any time: not ours to
+     * queue on. */
+    if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
     if (!p) {
         globrunq_put(g);
         hoare__wakep();
@@ -556,6 +565,34 @@ void hoare__ready(G *g) {
     /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off. Waking an
      * idle thread here would cost a futex wake per hand-off; if the current goroutine keeps
      * running instead, the monitor sees the stranded runnext and wakes an idle processor. */
+}
+
+void hoare__ready(G *g) {
+    if (g->flags & G_THREAD) {
+        ready_thread(g);
+        return;
+    }
+    uint32_t expect = G_WAITING;
+    if (!atomic_compare_exchange_strong_explicit(&g->status, &expect, G_RUNNABLE,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, expect);
+    ready_runnable(g);
+}
+
+void hoare__ready_exclusive(G *g) {
+    if (g->flags & G_THREAD) {
+        ready_thread(g);
+        return;
+    }
+    /* No other waker can exist, so a plain store does what the CAS does; a ready of a goroutine
+     * that is not waiting is still caught (it cannot race with another ready here). */
+    uint32_t status = atomic_load_explicit(&g->status, memory_order_acquire);
+    if (unlikely(status != G_WAITING))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, status);
+    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+    ready_runnable(g);
 }
 
 void hoare__ready_list(G *list) {
@@ -853,6 +890,7 @@ HIDDEN void hoare__signals_thread_init(void);
 static void *mstart(void *arg) {
     M *m = arg;
     tls_m = m;
+    m->errno_loc = &errno;
     hoare__signals_thread_init();
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -888,7 +926,7 @@ void hoare__g_start(void) {
     M *m = hoare__getm();
     run_pending(m);
     G *g = m->curg;
-    set_errno(0);
+    *m->errno_loc = 0;
     g->fn(g->arg);
     hoare_exit();
 }
@@ -967,7 +1005,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
         g->m = m;
         m->pend_kind = PEND_SPAWN;
         m->pend_g = cur;
-        cur->saved_errno = get_errno();
+        cur->saved_errno = *m->errno_loc;
         cur->m = NULL;
         execute(m, g, false);
         switch_context(cur, g, false);
@@ -995,6 +1033,8 @@ void hoare_blocking_begin(void) {
     P *p = m->p;
     if (!p) hoare__fatal("hoare_blocking_begin inside a blocking region (goroutine %llu)",
                          (unsigned long long)g->id);
+    /* not preemptible from here to the end of the region: the region owns the M's state */
+    g->preempt_off++;
     atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);
     atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
@@ -1014,6 +1054,7 @@ void hoare_blocking_end(void) {
     atomic_fetch_sub_explicit(&sched.nblocking, 1, memory_order_relaxed);
     if (likely(atomic_compare_exchange_strong(&p->blocking, &mine, 0))) {
         atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+        g->preempt_off--;
         return;
     }
     /* The monitor gave our P away. Any idle P will do; if none, wait in the global queue. */
@@ -1024,11 +1065,13 @@ void hoare_blocking_end(void) {
     if (q) {
         acquirep(m, q);
         atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
+        g->preempt_off--;
         return;
     }
     m->pend_kind = PEND_BLOCKED;
     m->pend_g = g;
     switch_out(m, g);
+    g->preempt_off--;
 }
 
 bool hoare__p_has_queued(P *p) { return !runq_empty(p); }
@@ -1127,6 +1170,7 @@ static P *make_p(int32_t id) {
     if (!p) hoare__fatal("out of memory for processor %d", id);
     memset(p, 0, sizeof *p);
     p->id = id;
+    p->picks_left = 61;
     atomic_store(&p->timers.first, INT64_MAX);
     atomic_store_explicit(&hoare__allp[id], p, memory_order_release);
     return p;
@@ -1238,6 +1282,9 @@ static void checkdead_locked(void) {
     /* Every other thread of the process must be blocked in the runtime too. */
     int threads = process_threads();
     int runtime_threads = sched.nm + 1; /* Ms and the monitor */
+#ifdef HOARE_TSAN
+    runtime_threads += 1; /* TSan's background thread, started with the first pthread_create */
+#endif
     if (threads < 0 || threads - runtime_threads != sched.nthreads_blocked) return;
     hoare__fatal("all goroutines are asleep - deadlock!");
 }

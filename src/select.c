@@ -4,20 +4,23 @@
  *  1. Poll order: the cases with a channel, uniformly shuffled (so the choice among ready cases is
  *     uniform). Lock order: the same cases sorted by channel address; each distinct channel is
  *     locked once, in that order (the one lock order for several channel locks in the runtime).
- *  2. Pass 1, all locks held: the first case in poll order that can proceed now wins.
+ *  2. Pass 0, no locks held: each case that looks ready (lock-free peek), in poll order, is tried
+ *     under its own channel's lock; the first that proceeds wins. Else pass 1, all locks held: the
+ *     first case in poll order that can proceed now wins.
  *  3. Otherwise (unless non-blocking) enqueue one waiter record per case, on this stack, reset
  *     g->select_done to 0 and park; the park commit arms the timeout timer (if any) and drops the
  *     locks. A waker must CAS g->select_done 0 -> 1 to use any of our records (waitq_dequeue), and
  *     so does the timeout timer: exactly one case (or the timeout) wins.
  *  4. After the wake-up: stop the timer (waiting out a running callback), lock everything again,
  *     take the losing records out of their queues, unlock. The winner is g->param (NULL: timeout).
- * Invariants: docs/design-chan.md.
+ * Invariants: docs/design.md ("Channels and select").
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
 #include "chan.h"
+#include "proc.h"
 
 /* As Go: more cases than this is a malformed select. */
 #define SELECT_MAX_CASES 65536u
@@ -96,42 +99,79 @@ static void sort_by_chan(const hoare_case *cs, uint32_t *order, uint32_t n) {
     }
 }
 
+/* Try one case, its channel's lock held: true if it proceeded (err set; the partner to ready, if
+ * any, in *wake). */
+static bool case_try_locked(hoare_case *cas, G **wake) {
+    hoare_chan *c = cas->chan;
+    if (cas->dir == HOARE_CASE_RECV) {
+        chan_waiter *s = waitq_dequeue(&c->sendq);
+        if (s) {
+            *wake = chan_recv_from_waiter(c, s, cas->elem);
+            cas->err = 0;
+        } else if (chan_count(c) > 0) {
+            chan_buf_take(c, cas->elem);
+            cas->err = 0;
+        } else if (chan_closed(c)) {
+            chan_zero(c, cas->elem);
+            cas->err = EPIPE;
+        } else {
+            return false;
+        }
+    } else {
+        chan_waiter *r;
+        if (chan_closed(c)) {
+            cas->err = EPIPE;
+        } else if ((r = waitq_dequeue(&c->recvq)) != NULL) {
+            *wake = chan_send_to_waiter(c, r, cas->elem);
+            cas->err = 0;
+        } else if (chan_count(c) < c->cap) {
+            chan_buf_put(c, cas->elem);
+            cas->err = 0;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Lock-free guess whether a case could proceed now (a hint: the locked test decides). */
+static inline bool case_looks_ready(const hoare_case *cas) {
+    const hoare_chan *c = cas->chan;
+    if (atomic_load_explicit(&c->closed, memory_order_relaxed)) return true;
+    if (cas->dir == HOARE_CASE_RECV)
+        return __atomic_load_n(&c->sendq.first, __ATOMIC_RELAXED) != NULL || chan_count(c) > 0;
+    return __atomic_load_n(&c->recvq.first, __ATOMIC_RELAXED) != NULL || chan_count(c) < c->cap;
+}
+
+/* Pass 0, no locks held: in poll order, each case that looks ready is tried under its own channel's
+ * lock alone. A case that proceeds does so atomically under that lock, so it is a valid outcome,
+ * and the poll order keeps the choice uniform among ready cases. Finding nothing proves nothing
+ * (the cases were seen at different moments): the caller then runs pass 1 with every lock held.
+ * Returns the index of the case that proceeded, or -1. */
+static int select_poll_each(const select_state *st) {
+    for (uint32_t k = 0; k < st->nchan; k++) {
+        uint32_t i = st->pollorder[k];
+        hoare_case *cas = &st->cs[i];
+        if (!case_looks_ready(cas)) continue;
+        hoare_chan *c = cas->chan;
+        G *wake = NULL;
+        hoare__lock(&c->lock);
+        bool done = case_try_locked(cas, &wake);
+        hoare__unlock(&c->lock);
+        if (done) {
+            if (wake) hoare__ready_exclusive(wake);
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 /* Pass 1, all locks held: try each case in poll order. Returns the index of the case that
  * proceeded (its err set) and the partner to ready in *wake, or -1. */
 static int select_poll(const select_state *st, G **wake) {
     for (uint32_t k = 0; k < st->nchan; k++) {
         uint32_t i = st->pollorder[k];
-        hoare_case *cas = &st->cs[i];
-        hoare_chan *c = cas->chan;
-        if (cas->dir == HOARE_CASE_RECV) {
-            chan_waiter *s = waitq_dequeue(&c->sendq);
-            if (s) {
-                *wake = chan_recv_from_waiter(c, s, cas->elem);
-                cas->err = 0;
-            } else if (chan_count(c) > 0) {
-                chan_buf_take(c, cas->elem);
-                cas->err = 0;
-            } else if (chan_closed(c)) {
-                chan_zero(c, cas->elem);
-                cas->err = EPIPE;
-            } else {
-                continue;
-            }
-        } else {
-            chan_waiter *r;
-            if (chan_closed(c)) {
-                cas->err = EPIPE;
-            } else if ((r = waitq_dequeue(&c->recvq)) != NULL) {
-                *wake = chan_send_to_waiter(c, r, cas->elem);
-                cas->err = 0;
-            } else if (chan_count(c) < c->cap) {
-                chan_buf_put(c, cas->elem);
-                cas->err = 0;
-            } else {
-                continue;
-            }
-        }
-        return (int)i;
+        if (case_try_locked(&st->cs[i], wake)) return (int)i;
     }
     return -1;
 }
@@ -159,7 +199,7 @@ static bool select_commit(G *g, void *arg) {
 /* Passes 2 and 3, all locks held on entry: wait, then clean up. Returns the winning case or -1
  * (timeout). */
 static int select_wait(select_state *st, bool no_cases) {
-    G *g = hoare__g();
+    G *g = hoare__g_here();
     atomic_store_explicit(&g->select_done, 0, memory_order_relaxed);
     g->param = NULL;
     for (uint32_t k = 0; k < st->nchan; k++) {
@@ -253,25 +293,45 @@ static int select_run(hoare_case *cs, size_t n, enum select_mode mode, int64_t d
         st.lockorder = st.pollorder + nchan;
     }
 
-    /* Inside-out Fisher-Yates: a uniform permutation of the cases with a channel. */
+    /* Inside-out Fisher-Yates: a uniform permutation of the cases with a channel. The indices come
+     * from one 64-bit random number as mixed-radix digits (j is the high word of r * (k + 1), the
+     * low word carries the rest); a fresh number is drawn before the digits used exceed 2^20, so
+     * 44 bits or more stay behind each digit and the bias is negligible. */
     uint32_t k = 0;
+    uint64_t r = 0, used = UINT64_MAX;
     for (uint32_t i = 0; i < (uint32_t)n; i++) {
         if (!cs[i].chan) continue;
-        uint32_t j = k ? hoare__rand_n(k + 1) : 0;
+        uint32_t j = 0;
+        if (k) {
+            uint64_t bound = (uint64_t)k + 1;
+            if (used > ((uint64_t)1 << 20) / bound) {
+                r = hoare__rand64();
+                used = 1;
+            }
+            used *= bound;
+            __uint128_t t = (__uint128_t)r * bound;
+            j = (uint32_t)(t >> 64);
+            r = (uint64_t)t;
+        }
         st.pollorder[k] = st.pollorder[j];
         st.pollorder[j] = i;
         k++;
     }
+
+    int chosen = select_poll_each(&st);
+    if (chosen >= 0) {
+        free(heap_scratch);
+        return chosen;
+    }
     memcpy(st.lockorder, st.pollorder, nchan * sizeof(uint32_t));
     sort_by_chan(cs, st.lockorder, nchan);
 
-    int chosen;
     select_lock(&st);
     G *wake = NULL;
     chosen = select_poll(&st, &wake);
     if (chosen >= 0 || mode == SELECT_TRY) {
         select_unlock(&st);
-        if (wake) hoare__ready(wake);
+        if (wake) hoare__ready_exclusive(wake);
         if (chosen < 0) errno = EAGAIN;
     } else {
         chosen = select_wait(&st, n == 0);

@@ -103,9 +103,11 @@ static void test_deadlock_reported(void) {
 
 static void test_no_false_reports(void) {
     char out[1 << 16];
-    int status = test_run_self("timer-pending", NULL, out, sizeof out);
+    /* these children end with a goroutine stuck for good: not a leak to report */
+    char *no_leak_check[] = {"ASAN_OPTIONS=detect_leaks=0", NULL};
+    int status = test_run_self("timer-pending", no_leak_check, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    status = test_run_self("thread-outside", NULL, out, sizeof out);
+    status = test_run_self("thread-outside", no_leak_check, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fprintf(stderr, "child said: %s\n", out);
 }

@@ -9,7 +9,9 @@
  *    take about twice the CPU time of one, never running in parallel (process CPU time stays
  *    about equal to wall time): concurrency, not parallelism. CPU time, not wall time, so that
  *    the check holds on a loaded machine;
- *  - inside hoare_preempt_disable() a spinning goroutine is not preempted.
+ *  - inside hoare_preempt_disable() a spinning goroutine is not preempted;
+ *  - a goroutine that keeps yielding (the processor never idles into the poller) does not keep an
+ *    I/O waiter from waking: the monitor polls.
  * Under TSan preemption is off (see preempt.c): only the blocking region case runs.
  */
 #include "test.h"
@@ -157,6 +159,50 @@ static void test_two_spinners_take_turns(void) {
     CHECK(atomic_load(&saw_other_progress[0]) && atomic_load(&saw_other_progress[1]));
 }
 
+/* ---- the monitor polls the network when no processor ever idles into the poller */
+
+static int io_pipe[2];
+static _Atomic int io_woke, woke_while_busy;
+
+static void io_reader(void *arg) {
+    char c;
+    if (hoare_fd_read(io_pipe[0], &c, 1) == 1) atomic_store(&io_woke, 1);
+    hoare_wg_done(arg);
+}
+
+static void busy_yielder(void *arg) {
+    /* Yields return at once while nothing else is runnable, and without preemption this goroutine
+     * never passes through the scheduler: only the monitor's poll can wake the reader. */
+    hoare_preempt_disable();
+    int64_t deadline = hoare_now() + 3 * HOARE_SEC;
+    while (!atomic_load(&io_woke) && hoare_now() < deadline) hoare_yield();
+    atomic_store(&woke_while_busy, atomic_load(&io_woke));
+    hoare_preempt_enable();
+    hoare_wg_done(arg);
+}
+
+/* In a fresh process (a child), so that no idle thread from earlier tests waits in the poller. */
+static int child_io_busy(void) {
+    hoare_procs(1);
+    REQUIRE(pipe(io_pipe) == 0);
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 2);
+    /* The busy goroutine first, so that it holds the only processor; the reader then runs between
+     * its yields and parks: no thread is left idle to wait in the poller. */
+    REQUIRE(hoare_go(busy_yielder, &wg) == 0);
+    REQUIRE(hoare_go(io_reader, &wg) == 0);
+    hoare_sleep(50 * HOARE_MS); /* the reader parks */
+    CHECK(write(io_pipe[1], "x", 1) == 1);
+    hoare_wg_wait(&wg);
+    return atomic_load(&woke_while_busy) ? 0 : 1;
+}
+
+static void test_io_wakes_beside_busy_goroutine(void) {
+    char out[4096];
+    int status = test_run_self("io-busy", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- no preemption inside hoare_preempt_disable */
 
 static void unpreemptible_hog(void *arg) {
@@ -172,10 +218,11 @@ static void test_preempt_disable(void) {
 }
 
 int main(int argc, char **argv) {
-    (void)argc;
+    if (argc > 1 && strcmp(argv[1], "io-busy") == 0) return child_io_busy();
     test_begin(argv, 120);
     hoare_procs(1);
     test_blocking_region_does_not_stop_ticker();
+    test_io_wakes_beside_busy_goroutine();
     if (!TEST_TSAN) {
         test_hog_does_not_stop_ticker();
         test_two_spinners_take_turns();

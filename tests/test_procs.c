@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 static _Atomic int running, max_running, stop;
+static _Atomic long chunks;
 
 static void worker(void *arg) {
     (void)arg;
@@ -20,6 +21,7 @@ static void worker(void *arg) {
         while (now > seen && !atomic_compare_exchange_weak(&max_running, &seen, now)) {}
         for (volatile int i = 0; i < 20000; i++) {}
         atomic_fetch_sub(&running, 1);
+        atomic_fetch_add(&chunks, 1);
         hoare_preempt_enable();
         hoare_yield();
     }
@@ -44,7 +46,11 @@ static void test_change_while_running(void) {
      * (the workers yield every few microseconds), then measure a fresh window. */
     hoare_sleep(50 * HOARE_MS);
     atomic_store(&max_running, 0);
-    hoare_sleep(200 * HOARE_MS);
+    /* observe a window of at least 2000 chunks (time alone says nothing on a loaded machine) */
+    long start = atomic_load(&chunks);
+    int64_t deadline = hoare_now() + 10 * HOARE_SEC;
+    while (atomic_load(&chunks) - start < 2000 && hoare_now() < deadline) hoare_sleep(5 * HOARE_MS);
+    CHECK(atomic_load(&chunks) - start >= 2000);
     CHECK_EQ(atomic_load(&max_running), 1);
 
     CHECK_EQ(hoare_procs(2), 1);
