@@ -553,6 +553,12 @@ on the p99 line, of p99 latencies.
                  "in the tables.\n")
     else:
         text += "(no chart: gnuplot not found or no ratios)\n"
+    # What holds the missed targets back: written by hand from profiles (bench/analysis.md), kept
+    # with the numbers so that every regenerated report carries it.
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(analysis):
+        with open(analysis) as f:
+            text += "\n" + f.read().rstrip() + "\n"
     if failures:
         text += "\n## Failed runs\n\n" + "\n".join(failures) + "\n"
     text += "\n## Raw values\n\n" + "\n".join(raw) + "\n"

@@ -395,21 +395,13 @@ void hoare__wakep(void) {
 /* ------------------------------------------------------------------------------------------
  * The context switch and what runs right after it */
 
-static void stack_bounds(G *g, const void **bottom, size_t *size) {
-    *bottom = g->stack_lo;
-    *size = g->stack_size;
-}
-
 /* Switch from `from` to `to` on this M. from_dies: from's stack will never run again. */
 static inline void switch_context(G *from, G *to, bool from_dies) {
 #ifdef HOARE_ASAN
-    const void *bottom;
-    size_t size;
-    stack_bounds(to, &bottom, &size);
-    __sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake_stack, bottom, size);
+    /* g0's bounds are the thread's stack (set at M start), a goroutine's its slot's */
+    __sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake_stack, to->stack_lo, to->stack_size);
 #else
     (void)from_dies;
-    (void)stack_bounds;
 #endif
 #ifdef HOARE_TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);

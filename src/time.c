@@ -16,14 +16,17 @@
 #include <errno.h>
 #include <stdlib.h>
 
-struct hoare_ticker {
+/* A runtime timer and the channel it delivers to: hoare_after's record, tickers and one-shot
+ * timers are all this (a ticker's timer has a period). */
+struct timed_chan {
     hoare_rtimer timer;
     hoare_chan *c;
 };
-
+struct hoare_ticker {
+    struct timed_chan tc;
+};
 struct hoare_timer {
-    hoare_rtimer timer;
-    hoare_chan *c;
+    struct timed_chan tc;
 };
 
 /* Timer callback: deliver the time if the channel has room, else drop it. */
@@ -34,13 +37,9 @@ static void deliver_now(void *arg, int64_t now) {
 
 /* ---------------------------------------------------------------- hoare_after */
 
-struct after {
-    hoare_rtimer timer;
-    hoare_chan *c;
-};
-
+/* hoare_after's record holds no reference to its channel: the channel's free hook frees it. */
 static void after_channel_freed(void *arg) {
-    struct after *a = arg;
+    struct timed_chan *a = arg;
     hoare__timer_stop(&a->timer);
     free(a);
 }
@@ -48,7 +47,7 @@ static void after_channel_freed(void *arg) {
 hoare_chan *hoare_after(int64_t ns) {
     hoare_chan *c = hoare_chan_make(sizeof(int64_t), 1);
     if (!c) return NULL;
-    struct after *a = calloc(1, sizeof *a);
+    struct timed_chan *a = calloc(1, sizeof *a);
     if (!a) {
         hoare_chan_release(c);
         errno = ENOMEM;
@@ -62,63 +61,58 @@ hoare_chan *hoare_after(int64_t ns) {
     return c;
 }
 
-/* ---------------------------------------------------------------- tickers */
+/* ---------------------------------------------------------------- tickers and timers */
+
+/* A started timed channel: first delivery `first` ns from now, then every `period` if > 0. */
+static struct timed_chan *timed_chan_start(int64_t first, int64_t period) {
+    struct timed_chan *tc = calloc(1, sizeof *tc);
+    if (!tc || !(tc->c = hoare_chan_make(sizeof(int64_t), 1))) {
+        free(tc);
+        errno = ENOMEM;
+        return NULL;
+    }
+    tc->timer.fn = deliver_now;
+    tc->timer.arg = &tc->c;
+    tc->timer.period = period;
+    hoare__timer_start(&tc->timer, hoare__nanotime() + (first > 0 ? first : 0));
+    return tc;
+}
+
+static void timed_chan_free(struct timed_chan *tc) {
+    hoare__timer_stop(&tc->timer);
+    hoare_chan_release(tc->c);
+    free(tc);
+}
 
 hoare_ticker *hoare_ticker_start(int64_t period) {
     if (period <= 0) {
         errno = EINVAL;
         return NULL;
     }
-    hoare_ticker *t = calloc(1, sizeof *t);
-    if (!t || !(t->c = hoare_chan_make(sizeof(int64_t), 1))) {
-        free(t);
-        errno = ENOMEM;
-        return NULL;
-    }
-    t->timer.fn = deliver_now;
-    t->timer.arg = &t->c;
-    t->timer.period = period;
-    hoare__timer_start(&t->timer, hoare__nanotime() + period);
-    return t;
+    return (hoare_ticker *)timed_chan_start(period, period);
 }
 
-hoare_chan *hoare_ticker_chan(hoare_ticker *t) { return t ? t->c : NULL; }
+hoare_chan *hoare_ticker_chan(hoare_ticker *t) { return t ? t->tc.c : NULL; }
 
 void hoare_ticker_reset(hoare_ticker *t, int64_t period) {
     if (!t || period <= 0) return;
-    hoare__timer_stop(&t->timer);
-    t->timer.period = period;
-    hoare__timer_start(&t->timer, hoare__nanotime() + period);
+    hoare__timer_stop(&t->tc.timer);
+    t->tc.timer.period = period;
+    hoare__timer_start(&t->tc.timer, hoare__nanotime() + period);
 }
 
 void hoare_ticker_stop(hoare_ticker *t) {
-    if (!t) return;
-    hoare__timer_stop(&t->timer);
-    hoare_chan_release(t->c);
-    free(t);
+    if (t) timed_chan_free(&t->tc);
 }
 
-/* ---------------------------------------------------------------- one-shot timers */
+hoare_timer *hoare_timer_start(int64_t ns) { return (hoare_timer *)timed_chan_start(ns, 0); }
 
-hoare_timer *hoare_timer_start(int64_t ns) {
-    hoare_timer *t = calloc(1, sizeof *t);
-    if (!t || !(t->c = hoare_chan_make(sizeof(int64_t), 1))) {
-        free(t);
-        errno = ENOMEM;
-        return NULL;
-    }
-    t->timer.fn = deliver_now;
-    t->timer.arg = &t->c;
-    hoare__timer_start(&t->timer, hoare__nanotime() + (ns > 0 ? ns : 0));
-    return t;
-}
-
-hoare_chan *hoare_timer_chan(hoare_timer *t) { return t ? t->c : NULL; }
+hoare_chan *hoare_timer_chan(hoare_timer *t) { return t ? t->tc.c : NULL; }
 
 /* Stop, and discard a fired value nobody took (Go 1.23: no stale value after Stop or Reset). */
 static int stop_and_drain(hoare_timer *t) {
-    bool was_pending = hoare__timer_stop(&t->timer);
-    hoare_tryrecv(t->c, NULL);
+    bool was_pending = hoare__timer_stop(&t->tc.timer);
+    hoare_tryrecv(t->tc.c, NULL);
     return was_pending ? 1 : 0;
 }
 
@@ -127,13 +121,10 @@ int hoare_timer_stop(hoare_timer *t) { return t ? stop_and_drain(t) : 0; }
 int hoare_timer_reset(hoare_timer *t, int64_t ns) {
     if (!t) return 0;
     int was_pending = stop_and_drain(t);
-    hoare__timer_start(&t->timer, hoare__nanotime() + (ns > 0 ? ns : 0));
+    hoare__timer_start(&t->tc.timer, hoare__nanotime() + (ns > 0 ? ns : 0));
     return was_pending;
 }
 
 void hoare_timer_free(hoare_timer *t) {
-    if (!t) return;
-    hoare__timer_stop(&t->timer);
-    hoare_chan_release(t->c);
-    free(t);
+    if (t) timed_chan_free(&t->tc);
 }

@@ -159,4 +159,14 @@ static inline int test_run_self(const char *arg, char *const *extra_env, char *o
     return status;
 }
 
+/* Run child scenario `scenario` and check that it died of a fatal error (exit status 2) whose
+ * message contains `message`. */
+static inline void test_expect_fatal(const char *scenario, const char *message) {
+    char out[8192];
+    int status = test_run_self(scenario, NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(out, message) != NULL);
+    if (!strstr(out, message)) fprintf(stderr, "child %s said: %s\n", scenario, out);
+}
+
 #endif /* HOARE_TEST_H */

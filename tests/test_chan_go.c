@@ -5,47 +5,7 @@
  */
 #include "test.h"
 
-#include "chan.h"
-
-static hoare_chan *make_chan(size_t elem_size, size_t cap) {
-    hoare_chan *c = hoare_chan_make(elem_size, cap);
-    REQUIRE(c != NULL);
-    return c;
-}
-
-/* Goroutines started with spawn() report their end on `exited`; join(n) waits for n of them. */
-static hoare_chan *exited;
-typedef struct {
-    void (*fn)(void *);
-    void *arg;
-} spawn_rec;
-static void spawned(void *p) {
-    spawn_rec r = *(spawn_rec *)p;
-    free(p);
-    r.fn(r.arg);
-    REQUIRE(hoare_send(exited, NULL) == 0);
-}
-static void spawn(void (*fn)(void *), void *arg) {
-    spawn_rec *r = malloc(sizeof *r);
-    REQUIRE(r != NULL);
-    *r = (spawn_rec){fn, arg};
-    REQUIRE(hoare_go(spawned, r) == 0);
-}
-static void join(int n) {
-    for (int i = 0; i < n; i++) REQUIRE(hoare_recv(exited, NULL) == 0);
-}
-
-static size_t queued(hoare_chan *c, int dir) {
-    hoare__lock(&c->lock);
-    size_t n = 0;
-    for (chan_waiter *w = dir == HOARE_CASE_RECV ? c->recvq.first : c->sendq.first; w; w = w->next)
-        n++;
-    hoare__unlock(&c->lock);
-    return n;
-}
-static void wait_queued(hoare_chan *c, int dir, size_t n) {
-    while (queued(c, dir) < n) hoare_sleep(50 * HOARE_US);
-}
+#include "chan_test_util.h"
 
 /* ---------------------------------------------------------------- TestChan */
 

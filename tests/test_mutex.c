@@ -247,14 +247,6 @@ static void child_scenario(const char *name) {
     exit(0); /* the fatal error did not happen */
 }
 
-static void expect_fatal(const char *scenario, const char *message) {
-    char out[8192];
-    int status = test_run_self(scenario, NULL, out, sizeof out);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
-    CHECK(strstr(out, message) != NULL);
-    if (!strstr(out, message)) fprintf(stderr, "child %s said: %s\n", scenario, out);
-}
-
 int main(int argc, char **argv) {
     if (argc > 1) child_scenario(argv[1]);
     test_begin(argv, 120);
@@ -264,7 +256,7 @@ int main(int argc, char **argv) {
     test_starvation_bound();
     test_handoff();
     test_dump_reason();
-    expect_fatal("unlock-unlocked", "fatal error: sync: unlock of unlocked mutex");
-    expect_fatal("double-unlock", "fatal error: sync: unlock of unlocked mutex");
+    test_expect_fatal("unlock-unlocked", "fatal error: sync: unlock of unlocked mutex");
+    test_expect_fatal("double-unlock", "fatal error: sync: unlock of unlocked mutex");
     TEST_MAIN_END();
 }

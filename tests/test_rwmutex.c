@@ -190,14 +190,6 @@ static void child_scenario(const char *name) {
     exit(0);
 }
 
-static void expect_fatal(const char *scenario, const char *message) {
-    char out[8192];
-    int status = test_run_self(scenario, NULL, out, sizeof out);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
-    CHECK(strstr(out, message) != NULL);
-    if (!strstr(out, message)) fprintf(stderr, "child %s said: %s\n", scenario, out);
-}
-
 int main(int argc, char **argv) {
     if (argc > 1) child_scenario(argv[1]);
     test_begin(argv, 120);
@@ -205,8 +197,8 @@ int main(int argc, char **argv) {
     test_readers_overlap();
     test_exclusion();
     test_writer_holds_back_readers();
-    expect_fatal("runlock-unlocked", "fatal error: sync: RUnlock of unlocked RWMutex");
-    expect_fatal("runlock-write-locked", "fatal error: sync: RUnlock of unlocked RWMutex");
-    expect_fatal("unlock-unlocked", "fatal error: sync: Unlock of unlocked RWMutex");
+    test_expect_fatal("runlock-unlocked", "fatal error: sync: RUnlock of unlocked RWMutex");
+    test_expect_fatal("runlock-write-locked", "fatal error: sync: RUnlock of unlocked RWMutex");
+    test_expect_fatal("unlock-unlocked", "fatal error: sync: Unlock of unlocked RWMutex");
     TEST_MAIN_END();
 }

@@ -122,14 +122,6 @@ static void child_scenario(const char *name) {
     exit(0);
 }
 
-static void expect_fatal(const char *scenario, const char *message) {
-    char out[8192];
-    int status = test_run_self(scenario, NULL, out, sizeof out);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
-    CHECK(strstr(out, message) != NULL);
-    if (!strstr(out, message)) fprintf(stderr, "child %s said: %s\n", scenario, out);
-}
-
 int main(int argc, char **argv) {
     if (argc > 1) child_scenario(argv[1]);
     test_begin(argv, 120);
@@ -137,7 +129,7 @@ int main(int argc, char **argv) {
     test_many();
     test_several_waiters();
     test_reuse();
-    expect_fatal("negative", "fatal error: sync: negative WaitGroup counter");
-    expect_fatal("negative-after-add", "fatal error: sync: negative WaitGroup counter");
+    test_expect_fatal("negative", "fatal error: sync: negative WaitGroup counter");
+    test_expect_fatal("negative-after-add", "fatal error: sync: negative WaitGroup counter");
     TEST_MAIN_END();
 }
