@@ -1199,6 +1199,8 @@ static bool retire_p(M *m) {
 int hoare_procs(int n) {
     ensure_init();
     if (n > HOARE_MAX_PROCS) n = HOARE_MAX_PROCS;
+    P *retired_idle[HOARE_MAX_PROCS];
+    int nretired = 0;
     hoare__lock(&sched.lock);
     int old = atomic_load(&sched.nprocs);
     if (n <= 0 || n == old) {
@@ -1220,6 +1222,7 @@ int hoare_procs(int n) {
                 *link = p->link;
                 atomic_fetch_sub(&sched.npidle, 1);
                 atomic_store(&p->status, P_RETIRED);
+                retired_idle[nretired++] = p;
             } else {
                 link = &p->link;
             }
@@ -1227,11 +1230,9 @@ int hoare_procs(int n) {
     }
     atomic_store(&sched.nprocs, n);
     hoare__unlock(&sched.lock);
-    /* Idle Ps that retired may still hold timers (a P goes idle with its timers pending). */
-    for (int32_t i = n; i < old; i++) {
-        P *p = atomic_load(&hoare__allp[i]);
-        if (atomic_load(&p->status) == P_RETIRED && !p->m) hoare__timers_move(p, atomic_load(&hoare__allp[0]));
-    }
+    /* Idle Ps retired here may still hold timers (a P goes idle with its timers pending); nobody
+     * else touches a retired idle P. Running ones move their own timers when they retire. */
+    for (int i = 0; i < nretired; i++) hoare__timers_move(retired_idle[i], atomic_load(&hoare__allp[0]));
     for (int i = 0; i < n; i++) hoare__wakep();
     return old;
 }
