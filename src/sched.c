@@ -706,8 +706,10 @@ static G *steal_work(M *m) {
             P *v = atomic_load_explicit(&hoare__allp[(start + (uint32_t)i) % (uint32_t)n], memory_order_acquire);
             if (!v || v == p) continue;
             /* run the victim's expired timers too: its M may be busy with a long goroutine */
-            if (pass == 3 && atomic_load_explicit(&v->timers.first, memory_order_relaxed) <= hoare__nanotime())
-                hoare__timers_run(v, hoare__nanotime());
+            if (pass == 3) {
+                int64_t now = hoare__nanotime();
+                if (atomic_load_explicit(&v->timers.first, memory_order_relaxed) <= now) hoare__timers_run(v, now);
+            }
             G *g = runq_steal(p, v, pass == 3);
             if (g) return g;
         }

@@ -65,7 +65,7 @@ typedef struct slab {
 static hoare_lock pool_lock;     /* guards classes, their free lists, slab carving */
 static size_class *classes;
 static _Atomic(slab *) slabs;    /* prepend-only list (readers need no lock) */
-static slab *carving;            /* the slab slots are being carved from, per class below */
+static slab *carving;            /* the slab last carved from (any class; checked against it) */
 static size_t page_size;
 static int guard_mode = -1;      /* -1 unknown, 0 none, 1 madvise guard, 2 mprotect guard */
 static size_t default_stack;
