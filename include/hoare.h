@@ -49,6 +49,29 @@ typedef struct hoare_attr {
     const char *name;  /* shown in dumps and deadlock reports; copied (first 31 bytes) */
 } hoare_attr;
 
+/* Run fn(argc, argv) as the main goroutine and return its value: the idiomatic form of a program is
+ *
+ *     static int app(int argc, char **argv) { ... }
+ *     int main(int argc, char **argv) { return hoare_main(app, argc, argv); }
+ *
+ * As in Go, the program's main logic is then a goroutine: its sends, receives and spawns hand off
+ * to other goroutines at goroutine speed (a plain thread's cannot: see "Plain threads" below). The
+ * main goroutine is named "main" in dumps and traces; its stack is as large as the process's
+ * main-thread stack limit (RLIMIT_STACK, 8 MiB when unlimited), committed lazily. hoare_main returns
+ * as soon as fn returns, even while other goroutines still run; returning from main() then ends
+ * the program, as in Go. Meanwhile the calling thread waits without using CPU.
+ * A deadlock inside fn is reported like any other ("all goroutines are asleep", status 2).
+ * Called from a goroutine it is a fatal error (call fn directly there); fn NULL is a fatal error.
+ * It may be called again, or from several plain threads at once: each call runs its own main
+ * goroutine. */
+int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
+
+/* Plain threads: every call of this header works from threads the runtime did not start (main()
+ * without hoare_main, thread pools, callbacks from C libraries). A plain thread that must wait
+ * spins for a few tens of microseconds (so a partner that answers quickly wakes it without a
+ * system call on either side), then sleeps in the kernel, costing no CPU however long it waits.
+ * Goroutines it spawns go to the global run queue, where an awake scheduler thread takes them. */
+
 /* Start fn(arg) as a goroutine. 0, or EAGAIN/ENOMEM when none can be created (the runtime stays
  * usable), EINVAL when fn is NULL. */
 int hoare_go(void (*fn)(void *), void *arg);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -20,7 +21,15 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+HIDDEN _Atomic uint64_t hoare__futex_calls;
+HIDDEN RUNTIME_TLS bool hoare__futex_uncounted;
+
+static inline void count_futex_call(void) {
+    if (!hoare__futex_uncounted) atomic_fetch_add_explicit(&hoare__futex_calls, 1, memory_order_relaxed);
+}
+
 void hoare__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t ns) {
+    count_futex_call();
     struct timespec ts, *tsp = NULL;
     if (ns >= 0) {
         ts.tv_sec = ns / 1000000000;
@@ -33,9 +42,38 @@ void hoare__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t ns) {
 }
 
 void hoare__futex_wake(_Atomic uint32_t *addr, int n) {
+    count_futex_call();
     int saved = errno;
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
     errno = saved;
+}
+
+/* Spin phase 1 (pause instructions) lasts this long; phase 2 yields the CPU between polls. */
+enum { SPIN_PAUSE_NS = 4 * 1000 };
+
+bool hoare__spin_step(hoare_spin *s, int64_t budget_ns) {
+    if ((++s->polls & 31) != 0 && s->yielding == 0) {
+        cpu_relax();
+        return true;
+    }
+    int64_t now = hoare__nanotime();
+    if (!s->start) s->start = now;
+    if (now - s->start >= budget_ns) return false;
+    if (s->yielding || now - s->start >= SPIN_PAUSE_NS) {
+        s->yielding = 1;
+        sched_yield();
+    } else {
+        cpu_relax();
+    }
+    return true;
+}
+
+bool hoare__spin_until(_Atomic uint32_t *word, uint32_t value, int64_t budget_ns) {
+    hoare_spin s = {0};
+    do {
+        if (atomic_load_explicit(word, memory_order_acquire) == value) return true;
+    } while (hoare__spin_step(&s, budget_ns));
+    return atomic_load_explicit(word, memory_order_acquire) == value;
 }
 
 HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;

@@ -7,8 +7,9 @@
  * It also polls the network when nobody has for 10 ms (all processors busy).
  *
  * It polls every 20 us while it finds things to do, backing off to 1 ms when it does not, and
- * sleeps for good while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting
- * to run goroutines, a goroutine entering a blocking region).
+ * sleeps while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting to run
+ * goroutines, a goroutine entering a blocking region, a plain thread going to sleep). In that
+ * state it also watches for a deadlock (deadlock.c).
  */
 #include "proc.h"
 
@@ -81,13 +82,17 @@ static bool watch(int64_t now) {
 
 static void *monitor_main(void *arg) {
     (void)arg;
+    hoare__futex_uncounted = true;
     int64_t delay = POLL_MIN_NS;
     int quiet_rounds = 0;
     for (;;) {
         if (nothing_runs()) {
+            /* while nothing runs, the program may be deadlocked (deadlock.c says how long to
+             * sleep before it looks again) */
+            int64_t sleep_ns = hoare__deadlock_watch(hoare__nanotime());
             hoare__note_clear(&monitor_note);
             atomic_store(&monitor_sleeping, 1);
-            if (nothing_runs()) hoare__note_sleep(&monitor_note, -1);
+            if (nothing_runs()) hoare__note_sleep(&monitor_note, sleep_ns);
             atomic_store(&monitor_sleeping, 0);
             delay = POLL_MIN_NS;
             quiet_rounds = 0;

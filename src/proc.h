@@ -93,13 +93,17 @@ struct sched {
     int32_t nmidle;               /* guarded by lock */
     int32_t nm;                   /* Ms created, guarded by lock */
     _Atomic int32_t nmspinning;
-    G *runq_head, *runq_tail;     /* global run queue, guarded by lock */
-    _Atomic int32_t runq_size;
+    G *runq_head, *runq_tail;     /* global run queue: a list guarded by lock ... */
+    int32_t runq_n;               /* ... this long, */
+    _Atomic(G *) inject;          /* plus a lock-free stack of newer ones (see sched.c) */
+    _Atomic int32_t runq_size;    /* both together */
     _Atomic(M *) allm;
     _Atomic uint32_t netpoll_blocked; /* an M is blocked in hoare__netpoll */
     _Atomic int64_t netpoll_until;    /* ...until this time (INT64_MAX: forever) */
     _Atomic int64_t ngoroutines;      /* alive goroutines */
-    int32_t nthreads_blocked;         /* plain threads parked without timeout, guarded by lock */
+    int32_t nthreads_blocked;         /* plain threads asleep without timeout, guarded by lock */
+    uint64_t deadlock_epoch;          /* bumped by every event that can end a deadlock (an M
+                                       * woken, a blocked thread woken), guarded by lock */
     _Atomic int32_t nblocking;        /* goroutines inside blocking regions */
 };
 
@@ -133,5 +137,28 @@ HIDDEN bool hoare__p_has_work(P *p);
 /* Monitor: p has had goroutines waiting behind a long-running one; wake an idle processor. */
 HIDDEN bool hoare__p_has_queued(P *p);
 HIDDEN void hoare__timers_move(P *from, P *to);
+/* A goroutine id: from p's batch, or (p NULL) straight from the global counter. */
+HIDDEN uint64_t hoare__new_goid(P *p);
+/* Some P's local run queue is not empty. */
+HIDDEN bool hoare__any_local_work(void);
+
+/* Plain threads (thread.c). */
+HIDDEN void hoare__threads_init(void);
+/* hoare__park and hoare__ready for a thread waiter record g (the calling thread's own, for park). */
+HIDDEN void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg);
+HIDDEN void hoare__ready_thread(G *g);
+/* The calling plain thread's cache of goroutine slots (for spawning). */
+HIDDEN g_cache *hoare__thread_gcache(void);
+/* Call fn for every thread waiter record that waits now (dumps). */
+HIDDEN void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg);
+
+/* Deadlock detection (deadlock.c). */
+/* A thread starts (+1) or stops (-1) sleeping without a timer. Caller holds sched.lock. */
+HIDDEN void hoare__deadlock_count_locked(int delta);
+/* The monitor, while no processor runs: check for a deadlock; returns how long the monitor may
+ * sleep before it must call again (-1: until kicked). Fatal when the program is deadlocked. */
+HIDDEN int64_t hoare__deadlock_watch(int64_t now);
+/* Reads of the process's thread count so far (tests: the idle path makes none). */
+extern HIDDEN _Atomic uint64_t hoare__deadlock_probes;
 
 #endif

@@ -61,7 +61,25 @@ HIDDEN void hoare__note_clear(hoare_note *n);
 HIDDEN bool hoare__note_sleep(hoare_note *n, int64_t ns);
 HIDDEN void hoare__note_wakeup(hoare_note *n);
 
+/* Polite spinning, for waits that are usually short: pause instructions for a few microseconds,
+ * then sched_yield between polls (a partner waiting for this CPU gets it: spinning must not starve
+ * the thread it waits for when threads outnumber CPUs). Zero-initialise, then call
+ * hoare__spin_step between polls until it returns false: budget_ns have passed. */
+typedef struct hoare_spin {
+    int64_t start;
+    uint32_t polls;
+    uint32_t yielding;
+} hoare_spin;
+HIDDEN bool hoare__spin_step(hoare_spin *s, int64_t budget_ns);
+/* Spin until *word == value (true) or budget_ns pass (false). */
+HIDDEN bool hoare__spin_until(_Atomic uint32_t *word, uint32_t value, int64_t budget_ns);
+
 HIDDEN void hoare__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t ns);
+/* Futex calls made so far by all threads but the monitor (whose timed polls are not hand-offs):
+ * what the tests count to show that hand-offs do not cost a thread wake-up each. A relaxed
+ * increment next to a system call. The monitor sets hoare__futex_uncounted for itself. */
+extern HIDDEN _Atomic uint64_t hoare__futex_calls;
+extern HIDDEN RUNTIME_TLS bool hoare__futex_uncounted;
 HIDDEN void hoare__futex_wake(_Atomic uint32_t *addr, int n);
 
 /* ---------------------------------------------------------------- timers (timer.c) */
@@ -107,6 +125,8 @@ enum g_status {
 enum g_flags {
     G_THREAD = 1, /* a plain thread's waiter record: no stack, parks on wake_key */
     G_G0 = 2,     /* an M's scheduler context (runs on the thread's own stack) */
+    G_HIDDEN = 4, /* a thread waiter left out of dumps (hoare_main's caller: the main goroutine
+                   * stands for it) */
 };
 
 struct hoare_g {
@@ -126,8 +146,8 @@ struct hoare_g {
     /* wake-up handshake, for channels/select/sync: meaning defined by the waker's module */
     void *param;                    /* e.g. the waiter record that fired */
     _Atomic uint32_t select_done;   /* select: 0 while undecided; the winner CASes it to 1 */
-    _Atomic uint32_t wake_key;      /* thread waiters: futex word, 1 = woken */
-    bool deadlock_counted;             /* thread waiters: counted as blocked (sched.lock guards) */
+    _Atomic uint32_t wake_key;      /* thread waiters: wake word and futex (thread.c) */
+    bool deadlock_counted;          /* thread waiters: counted as blocked (sched.lock guards) */
 
     hoare_rtimer sleep_timer; /* for hoare_sleep and select timeouts of this goroutine */
 

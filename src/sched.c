@@ -16,11 +16,17 @@
  *    by load-check-store in hoare__ready_exclusive, for wakers that are the only one by construction).
  *  - A P's run queue tail is written by the M owning the P; head by CAS from the owner or a thief.
  *    runnext is made non-NULL only by the owner and emptied by the owner or a thief by CAS, so the
- *    owner may fill an empty runnext with a plain store. The global queue, the idle P and idle M lists are guarded by sched.lock.
+ *    owner may fill an empty runnext with a plain store. The global queue, the idle P and idle M lists are guarded by
+ *    sched.lock.
  *  - Spinning: an M looking for work without finding it yet is "spinning" (sched.nmspinning).
  *    Readying work wakes an idle M only when there is an idle P and no spinner; a spinner that
  *    gives up decrements nmspinning and then re-checks every queue (the decrement is a full fence),
  *    so work queued concurrently is never stranded.
+ *  - Before it gives up its P, a spinner polls for new work for a short while (IDLE_SPIN_NS): work
+ *    that plain threads hand over (spawns, channel hand-offs with main()) then finds a thread that
+ *    is awake, instead of costing a futex wake per hand-off.
+ *
+ * Plain threads live in thread.c, the deadlock check in deadlock.c.
  */
 #include "proc.h"
 
@@ -52,7 +58,6 @@ static _Atomic int32_t mid_gen;
 
 HIDDEN RUNTIME_TLS M *hoare__tls_m;       /* the M this thread is, NULL on plain threads */
 #define tls_m hoare__tls_m
-static RUNTIME_TLS G *tls_thread_waiter;  /* a plain thread's waiter record */
 
 /* Read thread-local state through opaque calls: after a switch the goroutine may be on another
  * thread, and the compiler must not reuse a thread-local address computed before it. */
@@ -71,7 +76,6 @@ G *hoare__curg(void) {
 }
 
 static void ensure_init(void);
-static void ready_thread(G *g);
 
 /* ------------------------------------------------------------------------------------------
  * Random numbers: wyrand per M (or per plain thread), seeded from the clock and the address. */
@@ -107,12 +111,19 @@ HIDDEN _Atomic int64_t hoare__coarse_now;
 /* ------------------------------------------------------------------------------------------
  * Run queues */
 
+/* The global queue is a list guarded by sched.lock (runq_n long) plus a lock-free stack where
+ * goroutines readied or spawned outside a processor (plain threads, blocking regions) are pushed
+ * without the lock; whoever takes from the global queue first moves the stack, reversed, to the
+ * list's tail. sched.runq_size counts both, and is raised before a push, so that work is never
+ * invisible to a thread that checks for it (it may briefly count a goroutine not yet pushed). */
+
 /* Put g on the global queue. Caller holds sched.lock. */
 static void globrunq_put_locked(G *g) {
     g->schedlink = NULL;
     if (sched.runq_tail) sched.runq_tail->schedlink = g;
     else sched.runq_head = g;
     sched.runq_tail = g;
+    sched.runq_n++;
     atomic_fetch_add_explicit(&sched.runq_size, 1, memory_order_relaxed);
 }
 
@@ -122,20 +133,44 @@ static void globrunq_put_batch_locked(G *head, G *tail, int32_t n) {
     if (sched.runq_tail) sched.runq_tail->schedlink = head;
     else sched.runq_head = head;
     sched.runq_tail = tail;
+    sched.runq_n += n;
     atomic_fetch_add_explicit(&sched.runq_size, n, memory_order_relaxed);
 }
 
+/* Put g on the global queue without the lock. */
 static void globrunq_put(G *g) {
-    hoare__lock(&sched.lock);
-    globrunq_put_locked(g);
-    hoare__unlock(&sched.lock);
+    atomic_fetch_add_explicit(&sched.runq_size, 1, memory_order_seq_cst);
+    G *head = atomic_load_explicit(&sched.inject, memory_order_relaxed);
+    do g->schedlink = head;
+    while (!atomic_compare_exchange_weak_explicit(&sched.inject, &head, g, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Move the lock-free stack to the list (oldest first). Caller holds sched.lock. */
+static void inject_drain_locked(void) {
+    G *g = atomic_exchange_explicit(&sched.inject, NULL, memory_order_acquire);
+    if (!g) return;
+    G *tail = g, *head = NULL;
+    int32_t n = 0;
+    while (g) {
+        G *next = g->schedlink;
+        g->schedlink = head;
+        head = g;
+        g = next;
+        n++;
+    }
+    if (sched.runq_tail) sched.runq_tail->schedlink = head;
+    else sched.runq_head = head;
+    sched.runq_tail = tail;
+    sched.runq_n += n;
 }
 
 /* Take up to max goroutines from the global queue: return one, move the rest to p's local queue.
  * Caller holds sched.lock. */
 static bool runq_put(P *p, G *g, bool next);
 static G *globrunq_get_locked(P *p, int32_t max) {
-    int32_t size = atomic_load_explicit(&sched.runq_size, memory_order_relaxed);
+    inject_drain_locked();
+    int32_t size = sched.runq_n;
     if (size == 0) return NULL;
     int32_t n = size / atomic_load_explicit(&sched.nprocs, memory_order_relaxed) + 1;
     if (n > size) n = size;
@@ -143,6 +178,7 @@ static G *globrunq_get_locked(P *p, int32_t max) {
     uint32_t room = RUNQ_SIZE - (atomic_load(&p->runq_tail) - atomic_load(&p->runq_head));
     if (n > (int32_t)room / 2) n = (int32_t)room / 2;
     if (n < 1) n = 1; /* the one returned does not go through the local queue */
+    sched.runq_n -= n;
     atomic_fetch_sub_explicit(&sched.runq_size, n, memory_order_relaxed);
     G *g = sched.runq_head;
     sched.runq_head = g->schedlink;
@@ -336,6 +372,7 @@ static void startm(P *p, bool spinning) {
         }
     }
     hoare__monitor_kick();
+    sched.deadlock_epoch++;
     M *m = sched.idle_m;
     if (m) {
         sched.idle_m = m->link;
@@ -384,7 +421,10 @@ static void startm(P *p, bool spinning) {
 
 /* New work exists: make sure some M will look for it (Go's wakep). */
 void hoare__wakep(void) {
-    if (atomic_load_explicit(&sched.npidle, memory_order_seq_cst) == 0) return;
+    /* the caller queued work: order that before our reads (a spinner giving up decrements
+     * nmspinning, then looks at the queues) */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&sched.npidle, memory_order_relaxed) == 0) return;
     int32_t zero = 0;
     if (atomic_load_explicit(&sched.nmspinning, memory_order_relaxed) != 0 ||
         !atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1))
@@ -445,6 +485,16 @@ static void switch_out(M *m, G *g) {
         execute(m, next, true);
         switch_context(g, next, dies);
     } else {
+        /* This M goes looking for work: count it as spinning before g's park commit publishes g,
+         * so that whoever readies g next (often a plain thread answering at once) sees a spinner
+         * and wakes no other thread. */
+        if (p && !m->spinning &&
+            2 * atomic_load_explicit(&sched.nmspinning, memory_order_relaxed) <
+                atomic_load_explicit(&sched.nprocs, memory_order_relaxed) -
+                    atomic_load_explicit(&sched.npidle, memory_order_relaxed)) {
+            m->spinning = true;
+            atomic_fetch_add(&sched.nmspinning, 1);
+        }
         m->curg = NULL;
         switch_context(g, &m->g0, dies);
     }
@@ -514,15 +564,13 @@ static void run_pending(M *m) {
 /* ------------------------------------------------------------------------------------------
  * Parking and readying */
 
-static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg);
-static void checkdead_locked(void);
 
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
     M *m = getm_here();
     G *g = m ? m->curg : NULL;
     if (!g) {
         if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
-        park_thread(hoare__g(), reason, commit, arg);
+        hoare__park_thread(hoare__g(), reason, commit, arg);
         return;
     }
     if (!m->p) hoare__fatal("goroutine %llu parks (%s) inside a blocking region",
@@ -561,7 +609,7 @@ static inline void ready_runnable(G *g) {
 
 void hoare__ready(G *g) {
     if (g->flags & G_THREAD) {
-        ready_thread(g);
+        hoare__ready_thread(g);
         return;
     }
     uint32_t expect = G_WAITING;
@@ -574,7 +622,7 @@ void hoare__ready(G *g) {
 
 void hoare__ready_exclusive(G *g) {
     if (g->flags & G_THREAD) {
-        ready_thread(g);
+        hoare__ready_thread(g);
         return;
     }
     /* No other waker can exist, so a plain store does what the CAS does; a ready of a goroutine
@@ -602,95 +650,6 @@ void hoare__ready_list(G *list) {
     globrunq_put_batch_locked(list, tail, n);
     hoare__unlock(&sched.lock);
     for (int32_t i = 0; i < n && atomic_load(&sched.npidle) > 0; i++) hoare__wakep();
-}
-
-/* ------------------------------------------------------------------------------------------
- * Plain threads: a waiter record per thread, recycled (never freed) when the thread exits so that
- * a late waker never touches freed memory. */
-
-static hoare_lock waiter_pool_lock;
-static G *waiter_pool;               /* free records, guarded by waiter_pool_lock */
-static _Atomic(G *) all_waiters;     /* every record ever made, prepend-only, for dumps */
-static pthread_key_t waiter_key;
-
-void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg);
-void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg) {
-    for (G *g = atomic_load(&all_waiters); g; g = g->alllink)
-        if (atomic_load(&g->status) == G_WAITING) fn(g, arg);
-}
-
-static void waiter_release(void *p) {
-    G *g = p;
-    hoare__lock(&waiter_pool_lock);
-    g->schedlink = waiter_pool;
-    waiter_pool = g;
-    hoare__unlock(&waiter_pool_lock);
-}
-
-G *hoare__g(void) {
-    M *m = hoare__getm();
-    if (m && m->curg) return m->curg;
-    G *g = tls_thread_waiter;
-    if (g) return g;
-    ensure_init();
-    hoare__lock(&waiter_pool_lock);
-    g = waiter_pool;
-    if (g) waiter_pool = g->schedlink;
-    hoare__unlock(&waiter_pool_lock);
-    if (!g) {
-        g = calloc(1, sizeof *g);
-        if (!g) hoare__fatal("out of memory for a thread waiter record");
-        g->flags = G_THREAD;
-        g->id = atomic_fetch_add(&goid_gen, 1) + 1;
-        G *head = atomic_load(&all_waiters);
-        do g->alllink = head;
-        while (!atomic_compare_exchange_weak(&all_waiters, &head, g));
-    }
-    g->schedlink = NULL;
-    atomic_store(&g->status, G_RUNNING);
-    tls_thread_waiter = g;
-    pthread_setspecific(waiter_key, g);
-    return g;
-}
-
-static void park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg) {
-    g->wait_reason = reason;
-    g->wait_since = hoare__nanotime();
-    atomic_store_explicit(&g->wake_key, 0, memory_order_relaxed);
-    atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
-    if (commit && !commit(g, arg)) {
-        atomic_store(&g->status, G_RUNNING);
-        return;
-    }
-    /* A thread waiting with no timer of its own counts for the deadlock check until its waker
-     * uncounts it (the waker, not the woken thread: the check must not see a woken thread as
-     * blocked while it is on its way out). */
-    if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) == 0) {
-        hoare__lock(&sched.lock);
-        if (atomic_load(&g->wake_key) == 0) {
-            g->deadlock_counted = true;
-            sched.nthreads_blocked++;
-            checkdead_locked();
-        }
-        hoare__unlock(&sched.lock);
-    }
-    while (atomic_load_explicit(&g->wake_key, memory_order_acquire) == 0)
-        hoare__futex_wait(&g->wake_key, 0, -1);
-    atomic_store(&g->status, G_RUNNING);
-}
-
-static void ready_thread(G *g) {
-    uint32_t expect = G_WAITING;
-    if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
-        hoare__fatal("ready of a thread that is not waiting (status %u)", expect);
-    hoare__lock(&sched.lock);
-    if (g->deadlock_counted) {
-        g->deadlock_counted = false;
-        sched.nthreads_blocked--;
-    }
-    atomic_store_explicit(&g->wake_key, 1, memory_order_release);
-    hoare__unlock(&sched.lock);
-    hoare__futex_wake(&g->wake_key, 1);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -722,11 +681,16 @@ static G *steal_work(M *m) {
 static void stop_spinning(M *m) {
     if (!m->spinning) return;
     m->spinning = false;
-    /* The last spinner to find work wakes another, in case there is more (Go's resetspinning). */
-    if (atomic_fetch_sub(&sched.nmspinning, 1) == 1) hoare__wakep();
+    /* The last spinner to find work wakes another if there is more work (Go's resetspinning
+     * wakes one unconditionally: with work handed over one goroutine at a time, by a plain thread,
+     * that is a futex wake per hand-off). The decrement is a full fence, so work queued by somebody
+     * who saw us spinning (and woke nobody) is visible to the check. */
+    if (atomic_fetch_sub(&sched.nmspinning, 1) == 1 &&
+        (atomic_load(&sched.runq_size) > 0 || hoare__any_local_work()))
+        hoare__wakep();
 }
 
-static bool any_local_work(void) {
+bool hoare__any_local_work(void) {
     int32_t n = atomic_load(&sched.nprocs);
     for (int32_t i = 0; i < n; i++) {
         P *v = atomic_load(&hoare__allp[i]);
@@ -736,6 +700,38 @@ static bool any_local_work(void) {
 }
 
 static bool retire_p(M *m);
+
+/* A spinner that found nothing polls for new work a little longer before it gives up its P (see
+ * the header): up to IDLE_SPIN_NS, about two futex wake-ups' worth. Not while goroutines wait for
+ * descriptors and no thread waits in the poller: their events would wait for the spin to end. */
+static G *idle_spin(M *m) {
+    enum { IDLE_SPIN_NS = 40 * 1000 };
+    P *p = m->p;
+    if (hoare__netpoll_waiters() > 0 && !atomic_load(&sched.netpoll_blocked)) return NULL;
+    hoare_spin spin = {0};
+    while (hoare__spin_step(&spin, IDLE_SPIN_NS)) {
+        if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
+            hoare__lock(&sched.lock);
+            G *g = globrunq_get_locked(p, 0);
+            hoare__unlock(&sched.lock);
+            if (g) return g;
+        }
+        if ((spin.polls & 31) != 0) continue;
+        /* now and then: other processors' queues, our timers */
+        if (p->id >= atomic_load(&sched.nprocs) || m->preempted_head) return NULL;
+        int64_t now = hoare__nanotime();
+        if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now) {
+            hoare__timers_run(p, now);
+            G *g = runq_get(p);
+            if (g) return g;
+        }
+        if (hoare__any_local_work()) {
+            G *g = steal_work(m);
+            if (g) return g;
+        }
+    }
+    return NULL;
+}
 
 /* Block until a goroutine can run on this M; return it with m->p set. */
 static G *find_runnable(M *m) {
@@ -784,6 +780,7 @@ static G *find_runnable(M *m) {
                     atomic_fetch_add(&sched.nmspinning, 1);
                 }
                 g = steal_work(m);
+                if (!g) g = idle_spin(m);
                 if (g) {
                     stop_spinning(m);
                     return g;
@@ -803,7 +800,7 @@ static G *find_runnable(M *m) {
             if (m->spinning) {
                 m->spinning = false;
                 atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst: a full fence before the re-check */
-                if (any_local_work() || atomic_load(&sched.runq_size) > 0) {
+                if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) {
                     hoare__lock(&sched.lock);
                     P *q = pidle_get_locked();
                     hoare__unlock(&sched.lock);
@@ -856,7 +853,6 @@ static G *find_runnable(M *m) {
         m->link = sched.idle_m;
         sched.idle_m = m;
         sched.nmidle++;
-        checkdead_locked();
         hoare__note_clear(&m->park);
         hoare__unlock(&sched.lock);
         hoare__note_sleep(&m->park, -1);
@@ -946,7 +942,7 @@ void hoare_exit(void) {
     __builtin_unreachable();
 }
 
-static uint64_t new_goid(P *p) {
+uint64_t hoare__new_goid(P *p) {
     enum { BATCH = 16 };
     if (!p) return atomic_fetch_add(&goid_gen, 1) + 1;
     if (p->goid_next == p->goid_end) {
@@ -963,14 +959,14 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
-    G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : NULL);
+    G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : cur ? NULL : hoare__thread_gcache());
     if (!g) {
         if (cur) cur->preempt_off--;
         return errno == ENOMEM ? ENOMEM : EAGAIN;
     }
     g->fn = fn;
     g->arg = arg;
-    g->id = new_goid(p);
+    g->id = hoare__new_goid(p);
     g->schedlink = NULL;
     g->m = NULL;
     g->wait_reason = NULL;
@@ -1240,58 +1236,13 @@ int hoare_procs(int n) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * Deadlock detection (Go's checkdead). Called with sched.lock held whenever an M goes idle or a
- * plain thread blocks without a timeout. */
-
-static int process_threads(void) {
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (!f) return -1;
-    char buf[1024];
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = 0;
-    char *s = strrchr(buf, ')');
-    if (!s) return -1;
-    /* fields after the command: state(3) ... num_threads is field 20 */
-    int field = 2;
-    for (; *s && field < 20; s++)
-        if (*s == ' ') field++;
-    return atoi(s);
-}
-
-static int deadlock_check = -1;
-
-static void checkdead_locked(void) {
-    if (deadlock_check < 0) {
-        const char *env = getenv("HOARE_DEADLOCK");
-        deadlock_check = !(env && env[0] == '0');
-    }
-    if (!deadlock_check) return;
-    if (sched.nmidle != sched.nm) return;                  /* some M is running or polling */
-    if (atomic_load(&sched.netpoll_blocked)) return;
-    if (atomic_load(&sched.nblocking) > 0) return;
-    if (atomic_load(&sched.runq_size) > 0 || any_local_work()) return;
-    if (hoare__timers_next() != INT64_MAX) return;
-    if (hoare__netpoll_waiters() > 0) return;
-    if (atomic_load(&sched.ngoroutines) == 0 && sched.nthreads_blocked == 0) return;
-    /* Every other thread of the process must be blocked in the runtime too. */
-    int threads = process_threads();
-    int runtime_threads = sched.nm + 1; /* Ms and the monitor */
-#ifdef HOARE_TSAN
-    runtime_threads += 1; /* TSan's background thread, started with the first pthread_create */
-#endif
-    if (threads < 0 || threads - runtime_threads != sched.nthreads_blocked) return;
-    hoare__fatal("all goroutines are asleep - deadlock!");
-}
-
-/* ------------------------------------------------------------------------------------------
  * Start-up */
 
 HIDDEN void hoare__signals_init(void);
 
 static void do_init(void) {
     int n = default_procs();
-    pthread_key_create(&waiter_key, waiter_release);
+    hoare__threads_init();
     hoare__netpoll_init();
     hoare__signals_init();
     hoare__preempt_init();

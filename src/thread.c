@@ -1,0 +1,151 @@
+/*
+ * thread.c - plain threads (main() and any thread the runtime did not start) as first-class
+ * waiters.
+ *
+ * A plain thread that blocks on a runtime object gets a waiter record: a G without a stack, so
+ * channels, select, sync and timers treat it like a goroutine. It waits in two phases:
+ *  1. it spins for a short while (THREAD_SPIN_NS), watching its wake word: a partner that answers
+ *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
+ *     no system call on either side;
+ *  2. then it sleeps on a futex, costing no CPU however long the wait.
+ *
+ * The wake word (G.wake_key) moves WAKE_SPINNING -> WAKE_WOKEN (the waker, by CAS: the fast path)
+ * or WAKE_SPINNING -> WAKE_SLEEPING (the waiter, giving up the spin) -> WAKE_WOKEN (the waker, who
+ * then makes the futex call). A waiter without a timer of its own counts as blocked for the
+ * deadlock check (deadlock.c) while it sleeps. It is counted when it moves to WAKE_SLEEPING and
+ * uncounted by its waker when the waker moves it to WAKE_WOKEN, both under sched.lock: the check
+ * never sees a woken thread as blocked, and a thread never parks again before its waker uncounted it.
+ *
+ * Records are recycled (never freed) when their thread exits, so a late waker never touches freed
+ * memory. Each record also carries a cache of goroutine slots, so that a thread spawning goroutines
+ * does not take the stack pool's lock for each.
+ */
+#include "proc.h"
+
+#include <stdlib.h>
+
+/* How long a plain thread spins before it sleeps: about two futex sleep-and-wake round trips on
+ * the machines we measured (18 us each), so a partner that answers within that never pays one. */
+enum { THREAD_SPIN_NS = 40 * 1000 };
+
+enum { WAKE_SPINNING = 0, WAKE_WOKEN = 1, WAKE_SLEEPING = 2 };
+
+/* A plain thread's record: the waiter G first (records are found from a G by a cast). */
+typedef struct thread_rec {
+    G g;
+    g_cache gcache; /* owned by the thread; flushed to the global pool when it exits */
+} thread_rec;
+
+static hoare_lock pool_lock;         /* guards free_recs */
+static thread_rec *free_recs;        /* linked by g.schedlink */
+static _Atomic(G *) all_waiters;     /* every record ever made, prepend-only, for dumps */
+static pthread_key_t rec_key;        /* its destructor recycles the thread's record */
+static RUNTIME_TLS thread_rec *tls_rec;
+
+static void rec_release(void *p) {
+    thread_rec *r = p;
+    hoare__g_cache_flush(&r->gcache);
+    hoare__lock(&pool_lock);
+    r->g.schedlink = (G *)free_recs;
+    free_recs = r;
+    hoare__unlock(&pool_lock);
+}
+
+void hoare__threads_init(void) { pthread_key_create(&rec_key, rec_release); }
+
+void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg) {
+    for (G *g = atomic_load(&all_waiters); g; g = g->alllink)
+        if (atomic_load(&g->status) == G_WAITING && !(g->flags & G_HIDDEN)) fn(g, arg);
+}
+
+static thread_rec *thread_record(void) {
+    thread_rec *r = tls_rec;
+    if (likely(r != NULL)) return r;
+    hoare__init();
+    hoare__lock(&pool_lock);
+    r = free_recs;
+    if (r) free_recs = (thread_rec *)r->g.schedlink;
+    hoare__unlock(&pool_lock);
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) hoare__fatal("out of memory for a thread waiter record");
+        r->g.flags = G_THREAD;
+        r->g.id = hoare__new_goid(NULL);
+        G *head = atomic_load(&all_waiters);
+        do r->g.alllink = head;
+        while (!atomic_compare_exchange_weak(&all_waiters, &head, &r->g));
+    }
+    r->g.schedlink = NULL;
+    r->g.flags &= ~(uint32_t)G_HIDDEN;
+    atomic_store(&r->g.status, G_RUNNING);
+    tls_rec = r;
+    pthread_setspecific(rec_key, r);
+    return r;
+}
+
+G *hoare__g(void) {
+    M *m = hoare__getm();
+    if (m && m->curg) return m->curg;
+    return &thread_record()->g;
+}
+
+g_cache *hoare__thread_gcache(void) { return &thread_record()->gcache; }
+
+/* Phase 1: true if woken while spinning. A wait with a timer that fires later than the spin could
+ * last (a sleep) skips it. */
+static bool spin_for_wake(G *g) {
+    if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0 &&
+        g->sleep_timer.when - hoare__nanotime() > THREAD_SPIN_NS)
+        return false;
+    return hoare__spin_until(&g->wake_key, WAKE_WOKEN, THREAD_SPIN_NS);
+}
+
+void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg) {
+    g->wait_reason = reason;
+    g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    atomic_store_explicit(&g->wake_key, WAKE_SPINNING, memory_order_relaxed);
+    atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
+    if (commit && !commit(g, arg)) {
+        atomic_store(&g->status, G_RUNNING);
+        return;
+    }
+    if (!spin_for_wake(g)) {
+        uint32_t spinning = WAKE_SPINNING;
+        if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0) {
+            /* a timer will wake it: no deadlock to count */
+            atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_SLEEPING);
+        } else {
+            hoare__lock(&hoare__sched.lock);
+            if (atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_SLEEPING)) {
+                g->deadlock_counted = true;
+                hoare__deadlock_count_locked(+1);
+            }
+            hoare__unlock(&hoare__sched.lock);
+        }
+        while (atomic_load_explicit(&g->wake_key, memory_order_acquire) != WAKE_WOKEN)
+            hoare__futex_wait(&g->wake_key, WAKE_SLEEPING, -1);
+    }
+    atomic_store(&g->status, G_RUNNING);
+}
+
+void hoare__ready_thread(G *g) {
+    uint32_t expect = G_WAITING;
+    if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
+        hoare__fatal("ready of a thread that is not waiting (status %u)", expect);
+    /* Fast path: the waiter still spins. */
+    uint32_t spinning = WAKE_SPINNING;
+    if (atomic_compare_exchange_strong_explicit(&g->wake_key, &spinning, WAKE_WOKEN,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return;
+    /* It sleeps (it moved to WAKE_SLEEPING, and only we can move it on). */
+    if (g->deadlock_counted) {
+        hoare__lock(&hoare__sched.lock);
+        g->deadlock_counted = false;
+        hoare__deadlock_count_locked(-1);
+        atomic_store_explicit(&g->wake_key, WAKE_WOKEN, memory_order_release);
+        hoare__unlock(&hoare__sched.lock);
+    } else {
+        atomic_store_explicit(&g->wake_key, WAKE_WOKEN, memory_order_release);
+    }
+    hoare__futex_wake(&g->wake_key, 1);
+}
