@@ -8,7 +8,8 @@ Each workload is a C program (bench/c/<name>.c, built by CMake as bench_<name>) 
 (bench/go/<name>/main.go, built here with `go build`, no network). Both print one line
 "RESULT name=... procs=... n=... value=... unit=..." and exit non-zero when their result is wrong.
 Every workload runs with the default number of processors and with one (HOARE_PROCS=1 /
-GOMAXPROCS=1), C and Go alternating, --runs times each. The ratio of a row is the median of the
+GOMAXPROCS=1), C and Go alternating, --runs times each; then its C side runs twice more at the
+default processors, driven from main()'s plain thread and through hoare_main (MODES). The ratio of a row is the median of the
 per-pair ratios C/Go. http loads examples/http_hello and bench/go/http with wrk in turn.
 
 Only python3's standard library is used. Exit status: 0, or 1 when a run failed (a wrong result, a
@@ -49,6 +50,15 @@ WORKLOADS = [
     ("yield", "yield", [], 10000000, 100000, ("ratio", 0.25)),
     ("http", "http", [], None, None, ("http", 1.5)),
 ]
+# The same C code driven two more ways (bench.h's HOARE_BENCH_MODE), default processors only, each
+# compared with the Go runs of its goroutine row: "thread", straight from main()'s plain thread;
+# "main", in hoare_main's main goroutine. Targets: C/Go for "thread" (where the issue set one), and
+# for "main" the C time over the same code's time in a goroutine.
+MODES = ["thread", "main"]
+THREAD_TARGETS = {"pingpong": 1.0, "select": 1.0, "buffered": 0.5, "mpmc": 0.5, "spawn": 0.3,
+                  "sleepers": 0.5}
+MAIN_VS_GOROUTINE = 1.1
+
 # Rows whose Go column is another row's (same processor setting) instead of runs of their own:
 # Go has no per-goroutine stack size, so the C small-stack run is compared with the ordinary Go run.
 GO_SHARED_WITH = {"parked-2k": "parked"}
@@ -63,8 +73,10 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_env(procs):
-    env = {k: v for k, v in os.environ.items() if k not in TUNING_ENV}
+def run_env(procs, mode=None):
+    env = {k: v for k, v in os.environ.items() if k not in TUNING_ENV + ["HOARE_BENCH_MODE"]}
+    if mode:
+        env["HOARE_BENCH_MODE"] = mode
     if procs == 1:
         env["HOARE_PROCS"] = "1"
         env["GOMAXPROCS"] = "1"
@@ -84,10 +96,10 @@ class Outcome:
         return self.error is None and self.skip is None
 
 
-def run_program(argv, procs, timeout):
+def run_program(argv, procs, timeout, mode=None):
     """Run one benchmark program and parse its RESULT line."""
     try:
-        proc = subprocess.run(argv, env=run_env(procs), stdout=subprocess.PIPE,
+        proc = subprocess.run(argv, env=run_env(procs, mode), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return Outcome(error=f"timed out after {timeout} s")
@@ -208,8 +220,10 @@ def build_go(build_dir):
 class Row:
     """One workload at one processor setting: the C and Go outcomes, in run order."""
 
-    def __init__(self, key, procs_setting, target):
+    def __init__(self, key, procs_setting, target, mode="goroutine", base=None):
         self.key, self.procs_setting, self.target = key, procs_setting, target
+        self.mode = mode  # how the C side drives the workload (bench.h's HOARE_BENCH_MODE)
+        self.base = base  # for mode "main": the goroutine row it is compared with
         self.c, self.go = [], []
         self.note = None  # why the row has no numbers ("not available", a skip reason)
         self.go_shared = False  # self.go belongs to another row (GO_SHARED_WITH)
@@ -247,9 +261,21 @@ class Row:
         r = self.pair_ratios(field)
         return statistics.median(r) if r else None
 
+    def vs_goroutine(self):
+        """Median C time of this row over the median C time of its goroutine row."""
+        mine, theirs = self.values("c"), self.base.values("c") if self.base else []
+        if not mine or not theirs or statistics.median(theirs) <= 0:
+            return None
+        return statistics.median(mine) / statistics.median(theirs)
+
     def verdict(self):
         """'met', 'missed' or None (no target at this processor setting, or no numbers)."""
+        if self.target is None:
+            return None
         kind, limit = self.target
+        if kind == "vs-goroutine":
+            r = self.vs_goroutine()
+            return None if r is None else ("met" if r <= limit else "missed")
         if self.procs_setting != "default":
             return None
         if kind == "ratio":
@@ -269,7 +295,11 @@ class Row:
 
 
 def target_text(target):
+    if target is None:
+        return ""
     kind, limit = target
+    if kind == "vs-goroutine":
+        return f"<= {limit:g}x goroutine"
     if kind == "ratio":
         return f"<= {limit:g}"
     if kind == "bytes":
@@ -319,6 +349,26 @@ def run_all(args, build_dir):
             skips = [o.skip for o in row.c if o.skip]
             if skips:
                 row.note = skips[0]
+        if key == "http" or args.no_modes:
+            continue
+        goroutine_row = next(r for r in rows if r.key == key and r.procs_setting == "default"
+                             and r.mode == "goroutine")
+        for mode in MODES:
+            if mode == "thread":
+                target = ("ratio", THREAD_TARGETS[key]) if key in THREAD_TARGETS else None
+            else:
+                target = ("vs-goroutine", MAIN_VS_GOROUTINE)
+            row = Row(key, "default", target, mode, base=goroutine_row)
+            row.go, row.go_shared = goroutine_row.go, True
+            rows.append(row)
+            for i in range(runs):
+                size = [str(quick if args.quick else full)]
+                o = run_program([os.path.join(c_bin, f"bench_{c_name}")] + size + c_extra,
+                                "default", timeout, mode)
+                row.c.append(o)
+                shown = (o.error and "FAILED " + o.error) or (o.skip and "skip: " + o.skip) or \
+                    f"{o.value:g} {o.unit}"
+                log(f"  {key:<10} mode={mode:<8} run {i + 1}/{runs} c   {shown}")
     return rows
 
 
@@ -344,12 +394,21 @@ def stats(values):
 
 HEADER = ["workload", "procs", "unit", "C median", "C min", "C max", "Go median", "Go min",
           "Go max", "C/Go", "target", "status"]
+# The hoare_main table has one more column: its C time over the same code's in a goroutine.
+MAIN_HEADER = HEADER[:10] + ["C/C in goroutine"] + HEADER[10:]
 
 
 def table_rows(rows):
     """Lists of cells, one per table line (http gives two: requests/s and p99)."""
     out = []
     for row in rows:
+        if row.mode == "main":
+            ratio, vs = row.median_ratio(), row.vs_goroutine()
+            out.append([row.key, str(row.procs()), row.unit(), *stats(row.values("c")),
+                        *stats(row.values("go")), fmt(ratio) if ratio is not None else "-",
+                        fmt(vs) if vs is not None else "-", target_text(row.target),
+                        (row.verdict() or "") + (" FAILED" if row.errors() else "")])
+            continue
         if row.note and not row.values("c"):
             out.append([row.key, str(row.procs()), "", "", "", "", "", "", "", "",
                         target_text(row.target) if row.procs_setting == "default" else "",
@@ -372,17 +431,17 @@ def table_rows(rows):
     return out
 
 
-def print_table(rows):
-    lines = [HEADER] + table_rows(rows)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+def print_table(rows, header=HEADER):
+    lines = [header] + table_rows(rows)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for j, line in enumerate(lines):
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
 
 
-def markdown_table(rows):
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+def markdown_table(rows, header=HEADER):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cells in table_rows(rows):
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -446,14 +505,15 @@ def write_chart(rows, chart_path, work_dir):
         return False
     by_key = {}
     for row in rows:
-        by_key.setdefault(row.key, {})[row.procs_setting] = row
+        if row.mode == "goroutine":
+            by_key.setdefault(row.key, {})[row.procs_setting] = row
     data = []
     for key, _, _, _, _, (kind, limit) in WORKLOADS:
         if kind == "bytes" or key not in by_key:
             continue
         ratios = []
         for setting in ("default", 1):
-            row = by_key[key].get(setting)
+            row = by_key[key].get(setting)  # the goroutine rows (the first of each setting)
             r = row.median_ratio() if row else None
             if r is not None and kind == "http":
                 r = 1 / r
@@ -505,7 +565,10 @@ def write_markdown(rows, args, build_dir, path, chart_name):
     failures = [f"- {row.key} (procs {row.procs_setting}): {e}" for row in rows for e in row.errors()]
     raw = []
     for row in rows:
-        if row.c or row.go:
+        if row.mode != "goroutine" and row.c:
+            c = ", ".join(fmt(v) for v in row.values("c"))
+            raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]")
+        elif row.c or row.go:
             c = ", ".join(fmt(v) for v in row.values("c"))
             g = ", ".join(fmt(v) for v in row.values("go"))
             raw.append(f"- {row.key}, procs {row.procs_setting} ({row.unit()}): C [{c}]; Go [{g}]")
@@ -537,11 +600,26 @@ on the p99 line, of p99 latencies.
 
 ## Results, default processors
 
-{markdown_table([r for r in rows if r.procs_setting == "default"])}
+{markdown_table([r for r in rows if r.procs_setting == "default" and r.mode == "goroutine"])}
 
 ## Results, one processor
 
-{markdown_table([r for r in rows if r.procs_setting == 1])}
+{markdown_table([r for r in rows if r.procs_setting == 1 and r.mode == "goroutine"])}
+
+## Driven from a plain thread (main() without hoare_main), default processors
+
+The same C code called on main()'s own thread (`HOARE_BENCH_MODE=thread`), as a C program that
+does not use `hoare_main` is written; Go columns repeat the goroutine rows' Go runs (Go's main is
+always a goroutine).
+
+{markdown_table([r for r in rows if r.mode == "thread"])}
+
+## Through hoare_main, default processors
+
+The same C code in `hoare_main`'s main goroutine (`HOARE_BENCH_MODE=main`). "C/C in goroutine" is
+its median time over the median time of the goroutine rows above; the target is within 10%.
+
+{markdown_table([r for r in rows if r.mode == "main"], MAIN_HEADER)}
 
 ## Ratios against targets
 
@@ -577,6 +655,8 @@ def main():
                     help="do not build the C side (it is already built in --build-dir)")
     ap.add_argument("--no-go", action="store_true", help="run the C side only")
     ap.add_argument("--only", type=lambda s: s.split(","), help="comma-separated workloads")
+    ap.add_argument("--no-modes", action="store_true",
+                    help="skip the plain-thread and hoare_main runs")
     ap.add_argument("--out", help="report file (default docs/BENCHMARKS.md; none in quick mode)")
     ap.add_argument("--note", help="a paragraph for the report (conditions of this run)")
     args = ap.parse_args()
@@ -602,7 +682,11 @@ def main():
     started = time.monotonic()
     rows = run_all(args, build_dir)
     print()
-    print_table(rows)
+    print_table([r for r in rows if r.mode == "goroutine"])
+    for mode, header in (("thread", HEADER), ("main", MAIN_HEADER)):
+        if any(r.mode == mode for r in rows):
+            print(f"\nmode {mode}:")
+            print_table([r for r in rows if r.mode == mode], header)
     print(f"\n({time.monotonic() - started:.0f} s)")
 
     out = args.out or (None if args.quick else os.path.join(ROOT, "docs", "BENCHMARKS.md"))

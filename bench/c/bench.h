@@ -3,9 +3,9 @@
  *
  * Each benchmark is the twin of bench/go/<name>/main.go: same work, same result line.
  *  - argv[1], when given, is the workload size (the runner's quick mode passes small sizes).
- *  - The workload runs inside a goroutine ("the bench goroutine"), as Go's main is one: main() is a
- *    plain thread here, and a plain thread that waits on a channel sleeps on a futex, which is not
- *    what the Go twin measures.
+ *  - The workload runs inside a goroutine ("the bench goroutine"), as Go's main is one. The
+ *    environment variable HOARE_BENCH_MODE runs the same code two other ways, as users write it:
+ *    "thread" calls it on main()'s own plain thread, "main" in the main goroutine of hoare_main.
  *  - The result is one line: RESULT name=<workload> procs=<P> n=<size> value=<v> unit=<u>
  *  - A wrong result (a count, a sum, a prime) prints "FAIL ..." and exits 1.
  */
@@ -98,8 +98,18 @@ static inline void bench_nothing(void *p)
     hoare_wg_done(p);
 }
 
+static struct bench_main_ctx *bench_main_ctx; /* what hoare_main's function runs */
+
+static inline int bench_main_fn(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    bench_main_ctx->fn(bench_main_ctx->arg);
+    return 0;
+}
+
 /* Start the runtime (one goroutine started and joined, as the Go twin does before its clock
- * starts), then run fn(arg) in the bench goroutine and wait for it from main(). */
+ * starts), then run fn(arg): in the bench goroutine, waited for from main() (the default), on
+ * main()'s thread itself (HOARE_BENCH_MODE=thread) or through hoare_main (HOARE_BENCH_MODE=main). */
 static inline void bench_run(void (*fn)(void *), void *arg)
 {
     hoare_wg warm = HOARE_WG_INIT;
@@ -107,10 +117,20 @@ static inline void bench_run(void (*fn)(void *), void *arg)
     BENCH_OK(hoare_go(bench_nothing, &warm));
     hoare_wg_wait(&warm);
 
+    const char *mode = getenv("HOARE_BENCH_MODE");
     struct bench_main_ctx ctx = {fn, arg, HOARE_WG_INIT};
-    hoare_wg_add(&ctx.done, 1);
-    BENCH_OK(hoare_go_with(&(hoare_attr){.name = "bench"}, bench_main_trampoline, &ctx));
-    hoare_wg_wait(&ctx.done);
+    if (mode && strcmp(mode, "thread") == 0) {
+        fn(arg);
+    } else if (mode && strcmp(mode, "main") == 0) {
+        bench_main_ctx = &ctx;
+        BENCH_OK(hoare_main(bench_main_fn, 0, NULL));
+    } else if (!mode || !*mode || strcmp(mode, "goroutine") == 0) {
+        hoare_wg_add(&ctx.done, 1);
+        BENCH_OK(hoare_go_with(&(hoare_attr){.name = "bench"}, bench_main_trampoline, &ctx));
+        hoare_wg_wait(&ctx.done);
+    } else {
+        bench_fail("HOARE_BENCH_MODE=%s: expected goroutine, thread or main", mode);
+    }
 }
 
 #endif /* HOARE_BENCH_H */
