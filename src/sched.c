@@ -952,6 +952,22 @@ uint64_t hoare__new_goid(P *p) {
     return p->goid_next++;
 }
 
+/* A plain thread spawning in a loop would run ahead of the processors by thousands of goroutines,
+ * each on a stack slot of its own that nobody has touched yet (a page fault each, ~10 us on some
+ * VMs), where a goroutine spawning runs its child first and reuses one hot slot. So past a backlog
+ * of SPAWN_BACKLOG goroutines per processor in the global queue, the spawner yields its CPU until
+ * the processors have taken half of it. Bounded (SPAWN_WAIT_NS): processors busy with goroutines
+ * that do not yield must not hold the spawner back for long. */
+static void spawn_backpressure(void) {
+    enum { SPAWN_BACKLOG = 64, SPAWN_WAIT_NS = 50 * 1000 };
+    int32_t high = SPAWN_BACKLOG * atomic_load_explicit(&sched.nprocs, memory_order_relaxed);
+    if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) <= high) return;
+    int64_t deadline = hoare__nanotime() + SPAWN_WAIT_NS;
+    do sched_yield();
+    while (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > high / 2 &&
+           hoare__nanotime() < deadline);
+}
+
 int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     if (!fn) return EINVAL;
     ensure_init();
@@ -1006,6 +1022,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     globrunq_put(g);
     hoare__wakep();
     if (cur) cur->preempt_off--;
+    else spawn_backpressure();
     return 0;
 }
 
