@@ -137,15 +137,14 @@ void hoare__ready_thread(G *g) {
     if (atomic_compare_exchange_strong_explicit(&g->wake_key, &spinning, WAKE_WOKEN,
                                                 memory_order_acq_rel, memory_order_acquire))
         return;
-    /* It sleeps (it moved to WAKE_SLEEPING, and only we can move it on). */
+    /* It sleeps (it moved to WAKE_SLEEPING, and only we can move it on). It set deadlock_counted
+     * under the lock after that move: read it under the lock too. */
+    hoare__lock(&hoare__sched.lock);
     if (g->deadlock_counted) {
-        hoare__lock(&hoare__sched.lock);
         g->deadlock_counted = false;
         hoare__deadlock_count_locked(-1);
-        atomic_store_explicit(&g->wake_key, WAKE_WOKEN, memory_order_release);
-        hoare__unlock(&hoare__sched.lock);
-    } else {
-        atomic_store_explicit(&g->wake_key, WAKE_WOKEN, memory_order_release);
     }
+    atomic_store_explicit(&g->wake_key, WAKE_WOKEN, memory_order_release);
+    hoare__unlock(&hoare__sched.lock);
     hoare__futex_wake(&g->wake_key, 1);
 }

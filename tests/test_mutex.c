@@ -4,6 +4,7 @@
  * error for unlocking an unlocked mutex.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "test.h"
@@ -215,19 +216,24 @@ static void test_dump_reason(void) {
     hoare_mutex_lock(&dump_mu);
     hoare_wg_add(&dump_wg, 1);
     REQUIRE(hoare_go(dump_waiter, NULL) == 0);
-    /* Wait until the waiter is queued: it then shows up in the mutex's waiter count. */
-    while (__atomic_load_n(&dump_mu.state, __ATOMIC_ACQUIRE) >> 3 == 0) hoare_yield();
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    hoare_dump(fds[1]);
-    close(fds[1]);
+    /* The waiter counts itself in the mutex before it has parked: dump until it shows as parked
+     * (bounded). */
     static char buf[65536];
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
-    buf[len] = 0;
-    close(fds[0]);
-    CHECK(strstr(buf, "sync.Mutex.Lock") != NULL);
+    bool found = false;
+    for (int64_t deadline = hoare_now() + 20 * HOARE_SEC; !found && hoare_now() < deadline;) {
+        int fds[2];
+        REQUIRE(pipe(fds) == 0);
+        hoare_dump(fds[1]);
+        close(fds[1]);
+        size_t len = 0;
+        ssize_t n;
+        while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+        buf[len] = 0;
+        close(fds[0]);
+        found = strstr(buf, "sync.Mutex.Lock") != NULL;
+        if (!found) hoare_sleep(HOARE_MS);
+    }
+    CHECK(found);
     hoare_mutex_unlock(&dump_mu);
     hoare_wg_wait(&dump_wg);
 }
