@@ -128,7 +128,8 @@ static int run_pool(int64_t timeout) {
     return done;
 }
 
-int main(void) {
+static int app(int argc, char **argv) {
+    (void)argc, (void)argv;
     int all = run_pool(10 * HOARE_SEC); /* plenty of time: all jobs complete */
     int some = run_pool(15 * HOARE_MS); /* too short: the pool is cut off */
     if (all != JOBS || some < 0 || some >= JOBS) {
@@ -137,3 +138,5 @@ int main(void) {
     }
     return 0;
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }
