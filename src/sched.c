@@ -956,16 +956,27 @@ uint64_t hoare__new_goid(P *p) {
  * each on a stack slot of its own that nobody has touched yet (a page fault each, ~10 us on some
  * VMs), where a goroutine spawning runs its child first and reuses one hot slot. So past a backlog
  * of SPAWN_BACKLOG goroutines per processor in the global queue, the spawner yields its CPU until
- * the processors have taken half of it. Bounded (SPAWN_WAIT_NS): processors busy with goroutines
- * that do not yield must not hold the spawner back for long. */
+ * the processors have taken half of it. Bounded: processors busy with goroutines that do not yield
+ * must not hold the spawner back, so a wait of SPAWN_WAIT_NS in which the backlog did not shrink
+ * turns the pressure off for this thread's next SPAWN_SKIP spawns. */
+static RUNTIME_TLS uint32_t tls_backpressure_skip;
+
 static void spawn_backpressure(void) {
-    enum { SPAWN_BACKLOG = 64, SPAWN_WAIT_NS = 50 * 1000 };
+    enum { SPAWN_BACKLOG = 64, SPAWN_WAIT_NS = 50 * 1000, SPAWN_SKIP = 4096 };
+    if (tls_backpressure_skip) {
+        tls_backpressure_skip--;
+        return;
+    }
     int32_t high = SPAWN_BACKLOG * atomic_load_explicit(&sched.nprocs, memory_order_relaxed);
-    if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) <= high) return;
+    int32_t size = atomic_load_explicit(&sched.runq_size, memory_order_relaxed);
+    if (size <= high) return;
+    int32_t start = size;
     int64_t deadline = hoare__nanotime() + SPAWN_WAIT_NS;
-    do sched_yield();
-    while (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > high / 2 &&
-           hoare__nanotime() < deadline);
+    do {
+        sched_yield();
+        size = atomic_load_explicit(&sched.runq_size, memory_order_relaxed);
+    } while (size > high / 2 && hoare__nanotime() < deadline);
+    if (size >= start) tls_backpressure_skip = SPAWN_SKIP;
 }
 
 int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
