@@ -13,6 +13,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR ?= $(if $(CI),ON,OFF)
 # python3, golang-go and wrk: the benchmarks' quick mode runs in the suite, both C and Go sides
 DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golang-go wrk
+# diagnostics: libdw for tracebacks, gdb for the gdb extension's test, gnuplot for make demo's picture
+DEB_PKGS += libdw-dev gdb gnuplot-nox
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
 .PHONY: all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
