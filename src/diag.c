@@ -22,6 +22,7 @@
  *  - HOARE_TRACEBACK=crash: fatal errors and SIGQUIT abort (a core dump) instead of exiting 2.
  */
 #include "proc.h"
+#include "trace.h"
 #include "traceback.h"
 
 #include <dlfcn.h>
@@ -129,6 +130,7 @@ static bool traceback_crash; /* HOARE_TRACEBACK=crash: abort (core dump) instead
 
 /* Leave after a fatal report: exit status 2, or abort for a core dump. */
 static __attribute__((noreturn)) void die(void) {
+    hoare__trace_finish();
     if (traceback_crash) {
         signal(SIGABRT, SIG_DFL);
         abort();

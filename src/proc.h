@@ -12,6 +12,7 @@
 
 #include "runtime.h"
 #include "stack.h"
+#include "stats.h"
 
 #define RUNQ_SIZE 256
 
@@ -79,6 +80,7 @@ struct hoare_m {
     G *pend_g;
     bool (*pend_commit)(G *g, void *arg);
     void *pend_arg;
+    struct m_stats stats;  /* stats.h: counters this M writes, hoare_stats_read sums */
 };
 
 /* Scheduler-wide state. Lock order: sched.lock before a timer heap lock; channel and sync locks are

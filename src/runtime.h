@@ -143,6 +143,8 @@ struct hoare_g {
     uintptr_t creator_pc;     /* where hoare_go was called, for dumps */
     uint64_t creator_id;
     G *alllink;               /* thread waiters: list of all of them, for dumps */
+    uint64_t trace_flow;      /* trace.c: the flow arrow to draw when it next runs (0: none) */
+    int64_t runnable_since;   /* stats.h: sampled time it became runnable (0: not sampled) */
     char name[32];
 };
 

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "arch.h"
+#include "trace.h"
 
 #ifdef HOARE_ASAN
 #include <sanitizer/common_interface_defs.h>
@@ -299,6 +300,7 @@ static G *next_local(M *m, P *p) {
  * Idle Ps and Ms */
 
 static void pidle_put_locked(P *p) {
+    trace_proc(p, false);
     atomic_store_explicit(&p->status, P_IDLE, memory_order_relaxed);
     p->m = NULL;
     p->link = sched.idle_p;
@@ -316,6 +318,7 @@ static P *pidle_get_locked(void) {
 }
 
 static void acquirep(M *m, P *p) {
+    trace_proc(p, true);
     m->p = p;
     p->m = m;
     atomic_store_explicit(&p->status, P_RUNNING, memory_order_relaxed);
@@ -427,6 +430,8 @@ static void execute(M *m, G *g, bool inherit_slice) {
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
     __atomic_store_n(&m->curg, g, __ATOMIC_RELEASE); /* the monitor reads it */
+    trace_go_start(m, g);
+    stats_execute(&m->stats, g);
     P *p = m->p;
     if (!inherit_slice && p)
         atomic_store_explicit(&p->schedtick, atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
@@ -446,6 +451,7 @@ static void switch_out(M *m, G *g) {
         switch_context(g, next, dies);
     } else {
         m->curg = NULL;
+        trace_go_stop();
         switch_context(g, &m->g0, dies);
     }
     resumed(g);
@@ -456,6 +462,8 @@ static void exit_finish(M *m, G *g);
 void hoare__preempt_switch(M *m, G *g) {
     g->preempt_off++;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+    trace_go_preempt(g);
+    stats_preempt(&m->stats);
     m->pend_kind = PEND_PREEMPT;
     m->pend_g = g;
     switch_out(m, g);
@@ -520,6 +528,7 @@ static void checkdead_locked(void);
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
     M *m = getm_here();
     G *g = m ? m->curg : NULL;
+    stats_park(m ? &m->stats : NULL, reason);
     if (!g) {
         if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
         park_thread(hoare__g(), reason, commit, arg);
@@ -530,6 +539,7 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     g->preempt_off++;
     g->wait_reason = reason;
     g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    trace_go_block(g, reason);
     m->pend_kind = PEND_PARK;
     m->pend_g = g;
     m->pend_commit = commit;
@@ -541,6 +551,8 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
 /* g is RUNNABLE and ours: queue it (runnext of the current P, else the global queue). */
 static inline void ready_runnable(G *g) {
     M *m = getm_here();
+    trace_go_unblock(g);
+    stats_ready(m ? &m->stats : NULL, g);
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
@@ -594,6 +606,7 @@ void hoare__ready_list(G *list) {
         uint32_t expect = G_WAITING;
         if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
             hoare__fatal("ready of goroutine %llu which is not waiting", (unsigned long long)g->id);
+        trace_go_unblock(g);
         tail = g;
         n++;
     }
@@ -710,7 +723,7 @@ static G *steal_work(M *m) {
                 int64_t now = hoare__nanotime();
                 if (atomic_load_explicit(&v->timers.first, memory_order_relaxed) <= now) hoare__timers_run(v, now);
             }
-            G *g = runq_steal(p, v, pass == 3);
+            G *g = stats_steal(&m->stats, trace_steal(v, runq_steal(p, v, pass == 3)));
             if (g) return g;
         }
         G *g = runq_get(p); /* timers run above may have readied goroutines onto our P */
@@ -939,6 +952,7 @@ void hoare_exit(void) {
     if (!g) pthread_exit(NULL);
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
+    trace_go_exit(g);
     atomic_fetch_sub(&sched.ngoroutines, 1);
     m->pend_kind = PEND_EXIT;
     m->pend_g = g;
@@ -975,6 +989,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     g->m = NULL;
     g->wait_reason = NULL;
     g->param = NULL;
+    g->trace_flow = 0;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
     g->preempt_off = 0;
     g->start_pc = (uintptr_t)fn;
@@ -989,6 +1004,8 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
 #ifdef HOARE_TSAN
     g->tsan_fiber = __tsan_create_fiber(0);
 #endif
+    trace_go_create(g);
+    stats_create(m ? &m->stats : NULL, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
     if (cur && p) {
@@ -1030,6 +1047,7 @@ void hoare_blocking_begin(void) {
     /* not preemptible from here to the end of the region: the region owns the M's state */
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);
+    trace_blocking(g, true);
     atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
     atomic_store_explicit(&p->blocking, (++p->blocking_tick << 1) | 1, memory_order_release);
@@ -1045,6 +1063,7 @@ void hoare_blocking_end(void) {
         hoare__fatal("hoare_blocking_end without hoare_blocking_begin (goroutine %llu)",
                      (unsigned long long)g->id);
     uint64_t mine = (p->blocking_tick << 1) | 1;
+    trace_blocking(g, false);
     atomic_fetch_sub_explicit(&sched.nblocking, 1, memory_order_relaxed);
     if (likely(atomic_compare_exchange_strong(&p->blocking, &mine, 0))) {
         atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
@@ -1078,6 +1097,7 @@ bool hoare__p_has_work(P *p) {
 bool hoare__retake_blocked(P *p, uint64_t word) {
     if (!atomic_compare_exchange_strong(&p->blocking, &word, 0)) return false;
     /* The P is ours; its old M will find out at hoare_blocking_end. */
+    trace_handoff(p);
     p->m = NULL;
     if (hoare__p_has_work(p)) {
         startm(p, false);
@@ -1299,6 +1319,7 @@ static void do_init(void) {
     atomic_store(&sched.nprocs, n);
     hoare__monitor_start();
     atomic_store_explicit(&initialised, true, memory_order_release);
+    hoare__trace_init();
 }
 
 static void ensure_init(void) {

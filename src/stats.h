@@ -1,0 +1,81 @@
+/*
+ * stats.h - runtime statistics counters (stats.c reads them for hoare_stats_read). Internal.
+ *
+ * Each M owns a struct m_stats (in its M) and is its only writer: increments are a relaxed load
+ * and store (no atomic read-modify-write, no shared cache line), and hoare_stats_read sums every
+ * M's counters with relaxed loads while the program runs (no stop-the-world; a read is a snapshot
+ * that may be a few events behind). What happens on plain threads (no M) is counted in one global
+ * struct with atomic adds (those paths sleep on futexes anyway).
+ *
+ * Run-queue wait: one in STATS_SAMPLE readies (and spawns) stamps the goroutine with the time
+ * (G.runnable_since); when it next starts running, the wait goes into a log2 histogram in µs. The
+ * sampling keeps the clock reads off most hand-offs (Go samples the same way).
+ */
+#ifndef HOARE_STATS_H
+#define HOARE_STATS_H
+
+#include "runtime.h"
+
+enum { STATS_REASONS = HOARE_STATS_REASONS, STATS_SAMPLE = 8 };
+
+struct m_stats {
+    _Atomic uint64_t switches, steals, created, preemptions;
+    struct {
+        const char *_Atomic reason; /* set once by the owner, then read by readers */
+        _Atomic uint64_t count;
+    } parks[STATS_REASONS];
+    _Atomic uint64_t parks_other;   /* reasons beyond the table */
+    _Atomic uint64_t wait[HOARE_STATS_WAIT_BUCKETS];
+    uint32_t sample;                /* owner only */
+};
+
+/* The global counters of plain threads. */
+HIDDEN extern struct m_stats hoare__thread_stats;
+HIDDEN void hoare__stats_count_park(struct m_stats *s, const char *reason);
+HIDDEN void hoare__stats_count_wait(struct m_stats *s, int64_t ns);
+
+static inline void stats_inc(_Atomic uint64_t *c) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+/* g starts running on the M owning s. */
+static inline void stats_execute(struct m_stats *s, G *g) {
+    stats_inc(&s->switches);
+    if (unlikely(g->runnable_since != 0)) {
+        hoare__stats_count_wait(s, hoare__nanotime() - g->runnable_since);
+        g->runnable_since = 0;
+    }
+}
+
+/* g was made runnable (s NULL on a plain thread). */
+static inline void stats_ready(struct m_stats *s, G *g) {
+    uint32_t n = s ? ++s->sample : 0;
+    if (unlikely(n % STATS_SAMPLE == 0) && s) g->runnable_since = hoare__nanotime();
+}
+
+static inline void stats_create(struct m_stats *s, G *g) {
+    if (s) stats_inc(&s->created);
+    else atomic_fetch_add_explicit(&hoare__thread_stats.created, 1, memory_order_relaxed);
+    stats_ready(s, g);
+}
+
+static inline void stats_park(struct m_stats *s, const char *reason) {
+    if (s) {
+        uint32_t h = (uint32_t)((uintptr_t)reason >> 3) % STATS_REASONS;
+        if (likely(atomic_load_explicit(&s->parks[h].reason, memory_order_relaxed) == reason)) {
+            stats_inc(&s->parks[h].count);
+            return;
+        }
+    }
+    hoare__stats_count_park(s ? s : &hoare__thread_stats, reason);
+}
+
+static inline void stats_preempt(struct m_stats *s) { stats_inc(&s->preemptions); }
+
+/* Pass-through for the steal site: counts a successful steal, returns g. */
+static inline G *stats_steal(struct m_stats *s, G *g) {
+    if (g) stats_inc(&s->steals);
+    return g;
+}
+
+#endif /* HOARE_STATS_H */

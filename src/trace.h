@@ -1,0 +1,61 @@
+/*
+ * trace.h - execution trace hooks (trace.c). Internal.
+ *
+ * The scheduler calls these at the points a trace records: a goroutine starts or stops running on
+ * a thread, is created, blocks, is unblocked, exits, is preempted; a thread takes or gives up a
+ * processor, steals, enters or leaves a blocking region; the monitor hands a processor off.
+ * Each hook is one predictable branch on a global flag while tracing is off (the flag is read
+ * relaxed: a hook racing with hoare_trace_start/stop may record or drop one event, harmless).
+ * Building with HOARE_NO_TRACE_HOOKS compiles them out (bench/trace_overhead.sh compares).
+ */
+#ifndef HOARE_TRACE_H
+#define HOARE_TRACE_H
+
+#include "proc.h"
+
+extern HIDDEN _Atomic bool hoare__tracing;
+
+static inline bool trace_on(void) {
+#ifdef HOARE_NO_TRACE_HOOKS
+    return false;
+#else
+    return unlikely(atomic_load_explicit(&hoare__tracing, memory_order_relaxed));
+#endif
+}
+
+/* out-of-line recorders (trace.c) */
+HIDDEN void hoare__trace_go_start(M *m, G *g);
+HIDDEN void hoare__trace_go_stop(void);
+HIDDEN void hoare__trace_go_create(G *g);
+HIDDEN void hoare__trace_go_block(G *g, const char *reason);
+HIDDEN void hoare__trace_go_unblock(G *g);
+HIDDEN void hoare__trace_go_exit(G *g);
+HIDDEN void hoare__trace_go_preempt(G *g);
+HIDDEN void hoare__trace_proc(P *p, bool start);
+HIDDEN void hoare__trace_steal(P *victim, G *g);
+HIDDEN void hoare__trace_blocking(G *g, bool begin);
+HIDDEN void hoare__trace_handoff(P *p);
+/* HOARE_TRACE=<file>: start tracing the whole run (called once at runtime start). */
+HIDDEN void hoare__trace_init(void);
+/* A fatal exit: finish the trace file if one is being written. */
+HIDDEN void hoare__trace_finish(void);
+
+/* g starts running on m (closes the thread's previous slice, if any). */
+static inline void trace_go_start(M *m, G *g) { if (trace_on()) hoare__trace_go_start(m, g); }
+/* The thread goes back to its scheduler context: its goroutine slice ends. */
+static inline void trace_go_stop(void) { if (trace_on()) hoare__trace_go_stop(); }
+static inline void trace_go_create(G *g) { if (trace_on()) hoare__trace_go_create(g); }
+static inline void trace_go_block(G *g, const char *reason) { if (trace_on()) hoare__trace_go_block(g, reason); }
+/* g was made runnable by the caller (a flow arrow from here to g's next slice). */
+static inline void trace_go_unblock(G *g) { if (trace_on()) hoare__trace_go_unblock(g); }
+static inline void trace_go_exit(G *g) { if (trace_on()) hoare__trace_go_exit(g); }
+static inline void trace_go_preempt(G *g) { if (trace_on()) hoare__trace_go_preempt(g); }
+/* The calling thread takes (start) or gives up p. */
+static inline void trace_proc(P *p, bool start) { if (trace_on()) hoare__trace_proc(p, start); }
+/* The caller stole g (and maybe more) from victim; returns g. */
+static inline G *trace_steal(P *victim, G *g) { if (g && trace_on()) hoare__trace_steal(victim, g); return g; }
+static inline void trace_blocking(G *g, bool begin) { if (trace_on()) hoare__trace_blocking(g, begin); }
+/* The monitor took p from a thread stuck in a blocking region. */
+static inline void trace_handoff(P *p) { if (trace_on()) hoare__trace_handoff(p); }
+
+#endif /* HOARE_TRACE_H */
