@@ -134,8 +134,7 @@ typedef struct hoare_stats {
         const char *reason;      /* Go's wait reason ("chan receive", "sleep", ...) */
         uint64_t count;
     } parks_by_reason[HOARE_STATS_REASONS];
-    /* How long runnable goroutines waited before running (1 in 8 readies and spawns on scheduler
-     * threads is timed): runq_wait[0] counts waits under 1 us, runq_wait[i] waits in
+    /* How long runnable goroutines waited before running (1 in 8 readies and spawns is timed): runq_wait[0] counts waits under 1 us, runq_wait[i] waits in
      * [2^(i-1), 2^i) us, the last bucket everything longer. */
     uint64_t runq_wait[HOARE_STATS_WAIT_BUCKETS];
 } hoare_stats;

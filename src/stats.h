@@ -6,6 +6,9 @@
  * M's counters with relaxed loads while the program runs (no stop-the-world; a read is a snapshot
  * that may be a few events behind). What happens on plain threads (no M) is counted in one global
  * struct with atomic adds (those paths sleep on futexes anyway).
+ * The park reasons of an M sit in a small table keyed by the reason's address (string literals):
+ * the usual park finds its reason in its home slot; the same words at two addresses are merged by
+ * the reader.
  *
  * Run-queue wait: one in STATS_SAMPLE readies (and spawns) stamps the goroutine with the time
  * (G.runnable_since); when it next starts running, the wait goes into a log2 histogram in µs. The
@@ -26,10 +29,10 @@ struct m_stats {
     } parks[STATS_REASONS];
     _Atomic uint64_t parks_other;   /* reasons beyond the table */
     _Atomic uint64_t wait[HOARE_STATS_WAIT_BUCKETS];
-    uint32_t sample;                /* owner only */
+    _Atomic uint32_t sample;        /* readies seen, for sampling: owner only (the global one: atomic adds) */
 };
 
-/* The global counters of plain threads. */
+/* The counters of plain threads (declared before the inline functions that use it). */
 HIDDEN extern struct m_stats hoare__thread_stats;
 HIDDEN void hoare__stats_count_park(struct m_stats *s, const char *reason);
 HIDDEN void hoare__stats_count_wait(struct m_stats *s, int64_t ns);
@@ -49,8 +52,14 @@ static inline void stats_execute(struct m_stats *s, G *g) {
 
 /* g was made runnable (s NULL on a plain thread). */
 static inline void stats_ready(struct m_stats *s, G *g) {
-    uint32_t n = s ? ++s->sample : 0;
-    if (unlikely(n % STATS_SAMPLE == 0) && s) g->runnable_since = hoare__nanotime();
+    uint32_t n;
+    if (likely(s != NULL)) {
+        n = atomic_load_explicit(&s->sample, memory_order_relaxed) + 1;
+        atomic_store_explicit(&s->sample, n, memory_order_relaxed);
+    } else {
+        n = atomic_fetch_add_explicit(&hoare__thread_stats.sample, 1, memory_order_relaxed) + 1;
+    }
+    if (unlikely(n % STATS_SAMPLE == 0)) g->runnable_since = hoare__nanotime();
 }
 
 static inline void stats_create(struct m_stats *s, G *g) {
