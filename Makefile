@@ -1,5 +1,5 @@
 # hoare - top-level commands. Each target installs what it needs on a fresh Debian machine.
-#   make demo     build and run the demonstration (concurrency vs parallelism)
+#   make demo     build and run the demonstration (concurrency vs parallelism), draw its traces
 #   make test     build and run the whole suite three ways: optimised, ASan+UBSan, TSan
 #   make test-aarch64  the suite cross-built for AArch64, run under qemu-user
 #   make install  install the libraries, header, pkg-config file and CMake package (PREFIX=/usr/local)
@@ -34,8 +34,10 @@ build/rel/Makefile: deps
 build: build/rel/Makefile
 	cmake --build build/rel -j $(JOBS)
 
+# The demo also traces its two runs and draws them (docs/demo-trace.png, shown in the README).
 demo: build
-	./build/rel/examples/demo
+	./build/rel/examples/demo --trace build/rel/demo-trace
+	python3 examples/demo_timeline.py build/rel/demo-trace-1.json build/rel/demo-trace-2.json docs/demo-trace.png
 
 # The suite three ways. TSan needs the address space layout it was built for: run it without ASLR
 # (setarch -R), as its runtime cannot handle the high mmap entropy of recent kernels.
