@@ -4,6 +4,7 @@
 #   make test-aarch64  the suite cross-built for AArch64, run under qemu-user
 #   make install  install the libraries, header, pkg-config file and CMake package (PREFIX=/usr/local)
 #   make bench    run the benchmarks side by side with Go and write docs/BENCHMARKS.md
+#   make bench-trace  what the trace hooks cost on pingpong while tracing is off (must be < 2%)
 #   make build    just the optimised build (build/rel)
 
 PREFIX ?= /usr/local
@@ -17,7 +18,7 @@ DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golan
 DEB_PKGS += libdw-dev gdb gnuplot-nox
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
-.PHONY: all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
+.PHONY: bench-trace all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
 
 all: build
 
@@ -82,6 +83,10 @@ install: build
 # Full side-by-side run (about 10 minutes): writes docs/BENCHMARKS.md and docs/bench-ratios.png.
 bench: deps
 	sh bench/bench.sh
+
+# What the execution-trace hooks cost while tracing is off (callgrind instruction counts, < 2%).
+bench-trace: deps
+	sh bench/trace_overhead.sh
 
 clean:
 	rm -rf build

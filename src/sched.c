@@ -451,7 +451,7 @@ static void switch_out(M *m, G *g) {
         switch_context(g, next, dies);
     } else {
         m->curg = NULL;
-        trace_go_stop();
+        trace_go_stop(m);
         switch_context(g, &m->g0, dies);
     }
     resumed(g);
@@ -462,7 +462,6 @@ static void exit_finish(M *m, G *g);
 void hoare__preempt_switch(M *m, G *g) {
     g->preempt_off++;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
-    trace_go_preempt(g);
     stats_preempt(&m->stats);
     m->pend_kind = PEND_PREEMPT;
     m->pend_g = g;
@@ -539,7 +538,6 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     g->preempt_off++;
     g->wait_reason = reason;
     g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
-    trace_go_block(g, reason);
     m->pend_kind = PEND_PARK;
     m->pend_g = g;
     m->pend_commit = commit;
@@ -952,7 +950,6 @@ void hoare_exit(void) {
     if (!g) pthread_exit(NULL);
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
-    trace_go_exit(g);
     atomic_fetch_sub(&sched.ngoroutines, 1);
     m->pend_kind = PEND_EXIT;
     m->pend_g = g;

@@ -298,11 +298,30 @@ static uint64_t cur_id(void) {
     return g ? g->id : 0;
 }
 
+static void instant_locked(struct tbuf *b, enum ev_kind kind, G *g, const char *reason, int64_t now) {
+    struct tev *e = ev_add(b, kind, now);
+    e->gid = g->id;
+    e->reason = reason;
+}
+
+/* The thread's goroutine stops: close its slice and say why (m's pending action). */
+static void stopped(struct tbuf *b, M *m, int64_t now) {
+    close_slice(b, now);
+    G *g = m->pend_g;
+    if (!g) return;
+    switch (m->pend_kind) {
+    case PEND_PARK: instant_locked(b, EV_BLOCK, g, g->wait_reason, now); break;
+    case PEND_EXIT: instant_locked(b, EV_EXIT, g, NULL, now); break;
+    case PEND_PREEMPT: instant_locked(b, EV_PREEMPT, g, NULL, now); break;
+    default: break;
+    }
+}
+
 void hoare__trace_go_start(M *m, G *g) {
     struct tbuf *b = buf_lock();
     if (!b) return;
     int64_t now = hoare__nanotime();
-    close_slice(b, now);
+    stopped(b, m, now);
     b->open = true;
     b->open_ts = now;
     b->open_gid = g->id;
@@ -316,31 +335,26 @@ void hoare__trace_go_start(M *m, G *g) {
     hoare__unlock(&b->lock);
 }
 
-void hoare__trace_go_stop(void) {
+void hoare__trace_go_stop(M *m) {
     struct tbuf *b = buf_lock();
     if (!b) return;
-    close_slice(b, hoare__nanotime());
+    stopped(b, m, hoare__nanotime());
     hoare__unlock(&b->lock);
 }
 
-static void instant(enum ev_kind kind, G *g, const char *reason, uint64_t *flow_of) {
+/* create / unblock g: an instant with a flow arrow to g's next slice */
+static void instant(enum ev_kind kind, G *g, uint64_t *flow_of) {
     struct tbuf *b = buf_lock();
     if (!b) return;
     struct tev *e = ev_add(b, kind, hoare__nanotime());
     e->gid = g->id;
-    e->reason = reason;
-    if (flow_of) {
-        e->arg = cur_id();
-        e->flow = *flow_of = new_flow(b, kind == EV_CREATE);
-    }
+    e->arg = cur_id();
+    e->flow = *flow_of = new_flow(b, kind == EV_CREATE);
     hoare__unlock(&b->lock);
 }
 
-void hoare__trace_go_create(G *g) { instant(EV_CREATE, g, NULL, &g->trace_flow); }
-void hoare__trace_go_block(G *g, const char *reason) { instant(EV_BLOCK, g, reason, NULL); }
-void hoare__trace_go_unblock(G *g) { instant(EV_UNBLOCK, g, NULL, &g->trace_flow); }
-void hoare__trace_go_exit(G *g) { instant(EV_EXIT, g, NULL, NULL); }
-void hoare__trace_go_preempt(G *g) { instant(EV_PREEMPT, g, NULL, NULL); }
+void hoare__trace_go_create(G *g) { instant(EV_CREATE, g, &g->trace_flow); }
+void hoare__trace_go_unblock(G *g) { instant(EV_UNBLOCK, g, &g->trace_flow); }
 
 static void proc_event(enum ev_kind kind, P *p, G *g, int32_t thief) {
     struct tbuf *b = buf_lock();

@@ -14,6 +14,8 @@
 #include "proc.h"
 
 extern HIDDEN _Atomic bool hoare__tracing;
+/* the recorders run only while tracing: kept out of the hot paths' layout */
+#define COLD __attribute__((cold))
 
 static inline bool trace_on(void) {
 #ifdef HOARE_NO_TRACE_HOOKS
@@ -24,32 +26,28 @@ static inline bool trace_on(void) {
 }
 
 /* out-of-line recorders (trace.c) */
-HIDDEN void hoare__trace_go_start(M *m, G *g);
-HIDDEN void hoare__trace_go_stop(void);
-HIDDEN void hoare__trace_go_create(G *g);
-HIDDEN void hoare__trace_go_block(G *g, const char *reason);
-HIDDEN void hoare__trace_go_unblock(G *g);
-HIDDEN void hoare__trace_go_exit(G *g);
-HIDDEN void hoare__trace_go_preempt(G *g);
-HIDDEN void hoare__trace_proc(P *p, bool start);
-HIDDEN void hoare__trace_steal(P *victim, G *g);
-HIDDEN void hoare__trace_blocking(G *g, bool begin);
-HIDDEN void hoare__trace_handoff(P *p);
+HIDDEN COLD void hoare__trace_go_start(M *m, G *g);
+HIDDEN COLD void hoare__trace_go_stop(M *m);
+HIDDEN COLD void hoare__trace_go_create(G *g);
+HIDDEN COLD void hoare__trace_go_unblock(G *g);
+HIDDEN COLD void hoare__trace_proc(P *p, bool start);
+HIDDEN COLD void hoare__trace_steal(P *victim, G *g);
+HIDDEN COLD void hoare__trace_blocking(G *g, bool begin);
+HIDDEN COLD void hoare__trace_handoff(P *p);
 /* HOARE_TRACE=<file>: start tracing the whole run (called once at runtime start). */
 HIDDEN void hoare__trace_init(void);
 /* A fatal exit: finish the trace file if one is being written. */
 HIDDEN void hoare__trace_finish(void);
 
-/* g starts running on m (closes the thread's previous slice, if any). */
+/* g starts running on m. It closes the thread's previous slice, if any, and records why that
+ * goroutine stopped, from m's pending action: block (with its wait reason), exit or preempt. So a
+ * hand-off costs two checks of the flag (the ready and the start), not one per event. */
 static inline void trace_go_start(M *m, G *g) { if (trace_on()) hoare__trace_go_start(m, g); }
-/* The thread goes back to its scheduler context: its goroutine slice ends. */
-static inline void trace_go_stop(void) { if (trace_on()) hoare__trace_go_stop(); }
+/* m goes back to its scheduler context: its goroutine's slice ends (and why, as above). */
+static inline void trace_go_stop(M *m) { if (trace_on()) hoare__trace_go_stop(m); }
 static inline void trace_go_create(G *g) { if (trace_on()) hoare__trace_go_create(g); }
-static inline void trace_go_block(G *g, const char *reason) { if (trace_on()) hoare__trace_go_block(g, reason); }
 /* g was made runnable by the caller (a flow arrow from here to g's next slice). */
 static inline void trace_go_unblock(G *g) { if (trace_on()) hoare__trace_go_unblock(g); }
-static inline void trace_go_exit(G *g) { if (trace_on()) hoare__trace_go_exit(g); }
-static inline void trace_go_preempt(G *g) { if (trace_on()) hoare__trace_go_preempt(g); }
 /* The calling thread takes (start) or gives up p. */
 static inline void trace_proc(P *p, bool start) { if (trace_on()) hoare__trace_proc(p, start); }
 /* The caller stole g (and maybe more) from victim; returns g. */
