@@ -45,12 +45,13 @@ static const char *status_name(uint32_t s) {
     }
 }
 
-/* What a dump prints, and which goroutine or thread waiter is the caller (printed first, with the
- * frames of this thread from from_pc). */
+/* What a dump prints, and which goroutine or thread waiter is the caller (its frames are this
+ * thread's, from from_pc; skip_self: it was printed already). */
 struct dump {
     int fd;
     G *self;
     uintptr_t from_pc;
+    bool skip_self;
 };
 
 static void header(int fd, const G *g, uint32_t st) {
@@ -70,7 +71,7 @@ static void header(int fd, const G *g, uint32_t st) {
 static void dump_one(G *g, void *arg) {
     struct dump *d = arg;
     uint32_t st = atomic_load_explicit(&g->status, memory_order_acquire);
-    if (st == G_FREE || (g == d->self && d->from_pc == 0)) return;
+    if (st == G_FREE || (g == d->self && d->skip_self)) return;
     header(d->fd, g, st);
     if (g == d->self) hoare__traceback_here(d->fd, d->from_pc);
     else if (g->flags & G_THREAD) dprintf(d->fd, "\tthread blocked in the runtime; stack unavailable\n");
@@ -106,20 +107,21 @@ static G *current(void) {
     return atomic_load_explicit(&g->status, memory_order_relaxed) == G_WAITING ? g : NULL;
 }
 
-/* Every goroutine, the caller first with the frames of this thread from from_pc. A plain thread
- * that is running (not waiting) prints as "thread [running]". */
+/* Every goroutine, the calling goroutine first, then the plain threads waiting in the runtime; a
+ * calling plain thread that is not waiting comes last, as "thread [running]". */
 static void dump_all_from(int fd, uintptr_t from_pc) {
-    struct dump d = {fd, current(), from_pc};
-    if (d.self) {
+    struct dump d = {fd, current(), from_pc, false};
+    if (d.self && !(d.self->flags & G_THREAD)) {
         dump_one(d.self, &d);
-    } else if (!hoare__getm()) {
+        d.skip_self = true;
+    }
+    hoare__each_g(dump_one, &d);
+    hoare__each_thread_waiter(dump_one, &d);
+    if (!d.self && !hoare__getm()) {
         dprintf(fd, "thread [running]:\n");
         hoare__traceback_here(fd, from_pc);
         dprintf(fd, "\n");
     }
-    d.from_pc = 0; /* from now on: skip self */
-    hoare__each_g(dump_one, &d);
-    hoare__each_thread_waiter(dump_one, &d);
 }
 
 void hoare__dump_all(int fd) { dump_all_from(fd, (uintptr_t)__builtin_return_address(0)); }
@@ -201,7 +203,7 @@ static void report_goroutine(G *g, void *uctx) {
     hoare__traceback_signal(2, uctx);
     hoare__traceback_creator(2, g);
     dprintf(2, "\n");
-    struct dump d = {2, g, 0};
+    struct dump d = {2, g, 0, true};
     hoare__each_g(dump_one, &d);
     hoare__each_thread_waiter(dump_one, &d);
 }
@@ -269,7 +271,7 @@ static void on_quit(int sig, siginfo_t *info, void *uctx) {
         dprintf(2, "thread [running]:\n");
         hoare__traceback_signal(2, uctx);
         dprintf(2, "\n");
-        struct dump d = {2, NULL, 0};
+        struct dump d = {2, NULL, 0, false};
         hoare__each_g(dump_one, &d);
         hoare__each_thread_waiter(dump_one, &d);
     }
