@@ -291,13 +291,16 @@ HIDDEN void hoare__signals_thread_init(void) {
     sigaltstack(&ss, NULL);
 }
 
+/* Faults run on the alternate stack (an overflowing or small goroutine stack has no room for
+ * libdw); SIGQUIT, which only plain threads take, runs on the thread's own stack (the alternate
+ * stack a sanitizer may have given a plain thread is too small). */
 static void install(int sig, void (*fn)(int, siginfo_t *, void *), bool only_if_default) {
     struct sigaction sa, old;
     sigaction(sig, NULL, &old);
     if (only_if_default && (old.sa_flags & SA_SIGINFO || old.sa_handler != SIG_DFL)) return;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = fn;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sa.sa_flags = SA_SIGINFO | (sig == SIGQUIT ? 0 : SA_ONSTACK);
     sigemptyset(&sa.sa_mask);
     sigaction(sig, &sa, &previous[sig]);
 }

@@ -950,6 +950,7 @@ void hoare_exit(void) {
     if (!g) pthread_exit(NULL);
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
+    trace_go_exit(g);
     atomic_fetch_sub(&sched.ngoroutines, 1);
     m->pend_kind = PEND_EXIT;
     m->pend_g = g;

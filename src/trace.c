@@ -311,7 +311,6 @@ static void stopped(struct tbuf *b, M *m, int64_t now) {
     if (!g) return;
     switch (m->pend_kind) {
     case PEND_PARK: instant_locked(b, EV_BLOCK, g, g->wait_reason, now); break;
-    case PEND_EXIT: instant_locked(b, EV_EXIT, g, NULL, now); break;
     case PEND_PREEMPT: instant_locked(b, EV_PREEMPT, g, NULL, now); break;
     default: break;
     }
@@ -355,6 +354,13 @@ static void instant(enum ev_kind kind, G *g, uint64_t *flow_of) {
 
 void hoare__trace_go_create(G *g) { instant(EV_CREATE, g, &g->trace_flow); }
 void hoare__trace_go_unblock(G *g) { instant(EV_UNBLOCK, g, &g->trace_flow); }
+
+void hoare__trace_go_exit(G *g) {
+    struct tbuf *b = buf_lock();
+    if (!b) return;
+    instant_locked(b, EV_EXIT, g, NULL, hoare__nanotime());
+    hoare__unlock(&b->lock);
+}
 
 static void proc_event(enum ev_kind kind, P *p, G *g, int32_t thief) {
     struct tbuf *b = buf_lock();

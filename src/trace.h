@@ -30,6 +30,7 @@ HIDDEN COLD void hoare__trace_go_start(M *m, G *g);
 HIDDEN COLD void hoare__trace_go_stop(M *m);
 HIDDEN COLD void hoare__trace_go_create(G *g);
 HIDDEN COLD void hoare__trace_go_unblock(G *g);
+HIDDEN COLD void hoare__trace_go_exit(G *g);
 HIDDEN COLD void hoare__trace_proc(P *p, bool start);
 HIDDEN COLD void hoare__trace_steal(P *victim, G *g);
 HIDDEN COLD void hoare__trace_blocking(G *g, bool begin);
@@ -40,7 +41,7 @@ HIDDEN void hoare__trace_init(void);
 HIDDEN void hoare__trace_finish(void);
 
 /* g starts running on m. It closes the thread's previous slice, if any, and records why that
- * goroutine stopped, from m's pending action: block (with its wait reason), exit or preempt. So a
+ * goroutine stopped, from m's pending action: block (with its wait reason) or preempt. So a
  * hand-off costs two checks of the flag (the ready and the start), not one per event. */
 static inline void trace_go_start(M *m, G *g) { if (trace_on()) hoare__trace_go_start(m, g); }
 /* m goes back to its scheduler context: its goroutine's slice ends (and why, as above). */
@@ -48,6 +49,8 @@ static inline void trace_go_stop(M *m) { if (trace_on()) hoare__trace_go_stop(m)
 static inline void trace_go_create(G *g) { if (trace_on()) hoare__trace_go_create(g); }
 /* g was made runnable by the caller (a flow arrow from here to g's next slice). */
 static inline void trace_go_unblock(G *g) { if (trace_on()) hoare__trace_go_unblock(g); }
+/* g returns (recorded before it stops counting as alive). */
+static inline void trace_go_exit(G *g) { if (trace_on()) hoare__trace_go_exit(g); }
 /* The calling thread takes (start) or gives up p. */
 static inline void trace_proc(P *p, bool start) { if (trace_on()) hoare__trace_proc(p, start); }
 /* The caller stole g (and maybe more) from victim; returns g. */

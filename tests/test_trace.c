@@ -28,9 +28,16 @@ static void echo(void *arg) {
     while (hoare_recv(c[0], &v) == 0) hoare_send(c[1], &v);
 }
 
+/* Busy for ms milliseconds, nearly all of it in this program's own code (where preemption may
+ * stop it), not in the clock's vDSO (where it may not). */
 static void spin_ms(int64_t ms) {
     int64_t end = hoare_now() + ms * HOARE_MS;
-    while (hoare_now() < end) __asm__ __volatile__("" ::: "memory");
+    unsigned long x = 0;
+    while (hoare_now() < end)
+        for (int i = 0; i < 100000; i++) {
+            x += (unsigned long)i;
+            __asm__ __volatile__("" : "+r"(x));
+        }
 }
 
 static void spinner(void *arg) {
@@ -106,6 +113,7 @@ static void test_every_event(void) {
     hoare_wg_add(&done, 1);
     hoare_go(workload, &done);
     hoare_wg_wait(&done);
+    test_wait_count(0); /* every goroutine has exited: the exits are in the trace */
     CHECK_EQ(hoare_trace_stop(), 0);
     CHECK_EQ(hoare_trace_stop(), EINVAL);
     close(fd);
@@ -121,6 +129,7 @@ static void test_every_event(void) {
     hoare_wg_add(&done, 1);
     hoare_go(spinner, &done);
     hoare_wg_wait(&done);
+    test_wait_count(0);
     CHECK_EQ(hoare_trace_stop(), 0);
     close(fd);
     CHECK_EQ(check_trace(path2, "create exit"), 0);

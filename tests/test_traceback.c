@@ -4,14 +4,20 @@
  * report, a stack overflow, crashes (SIGSEGV, SIGABRT) in goroutine code, SIGQUIT (status 2, or an
  * abort with HOARE_TRACEBACK=crash). Fatal scenarios run in child processes (test_run_self).
  *
- * Source lines are checked only when the library found libdw (HOARE_HAVE_LIBDW, set for this test
- * by CMake); without it tracebacks print module+offset, which is checked instead.
+ * Function names and source lines are checked when the library found libdw (HOARE_HAVE_LIBDW, set
+ * for this test by CMake); without it tracebacks print module+offset, which is checked instead.
  */
 #include "test.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
+
+#ifdef HOARE_HAVE_LIBDW
+static const bool symbols = true;  /* frames have function names and file:line */
+#else
+static const bool symbols = false; /* frames print as module+0xoffset */
+#endif
 
 static int park_line; /* the line of the hoare_recv that parks in leaf_parks */
 
@@ -80,10 +86,10 @@ static int child_overflow(void) {
     return 0;
 }
 
-static int *volatile null_pointer;
+static volatile uintptr_t bad_address = 16; /* not NULL: UBSan would report a null store itself */
 
 static __attribute__((noinline)) void crash_here(void) {
-    *null_pointer = 42;
+    *(volatile int *)bad_address = 42;
 }
 
 static void crash_main(void *arg) {
@@ -149,15 +155,18 @@ static void test_dump_static_function(void) {
     }
     REQUIRE(parked);
     const char *g = strstr(buf, "[chan receive]:\n\tname parker");
-    CHECK(contains(g, "leaf_parks("));
-    CHECK(in_order(g, "leaf_parks(", "mid_calls("));
-    CHECK(contains(g, "created by test_dump_static_function"));
-#ifdef HOARE_HAVE_LIBDW
-    char where[64];
-    snprintf(where, sizeof where, "test_traceback.c:%d\n", park_line);
-    CHECK(contains(g, where));
-    CHECK(in_order(g, "leaf_parks(", where));
-#endif
+    if (symbols) {
+        CHECK(contains(g, "leaf_parks("));
+        CHECK(in_order(g, "leaf_parks(", "mid_calls("));
+        CHECK(contains(g, "created by test_dump_static_function"));
+        char where[64];
+        snprintf(where, sizeof where, "test_traceback.c:%d +0x", park_line);
+        if (!strstr(g, where)) snprintf(where, sizeof where, "test_traceback.c:%d\n", park_line); /* inlined */
+        CHECK(contains(g, where));
+        CHECK(in_order(g, "leaf_parks(", where));
+    } else {
+        CHECK(in_order(g, "test_traceback+0x", "created by"));
+    }
     close(fds[0]);
     close(fds[1]);
     hoare_close(c);
@@ -170,8 +179,10 @@ static void test_deadlock_traceback(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     CHECK(contains(out, "fatal error: all goroutines are asleep - deadlock!"));
     CHECK(contains(out, "[chan receive]:\n\tname stuck\n"));
-    CHECK(in_order(out, "leaf_parks(", "mid_calls("));
-    CHECK(contains(out, "created by child_deadlock"));
+    if (symbols) {
+        CHECK(in_order(out, "leaf_parks(", "mid_calls("));
+        CHECK(contains(out, "created by child_deadlock"));
+    }
 }
 
 static void test_overflow_traceback(void) {
@@ -179,8 +190,14 @@ static void test_overflow_traceback(void) {
     int status = test_run_self("overflow", NULL, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     CHECK(contains(out, "fatal error: stack overflow in goroutine"));
-    CHECK(in_order(out, "[running]:\n\tname deep\nrecurse_deeply(", "...additional frames elided..."));
-    CHECK(contains(out, "created by child_overflow"));
+    if (symbols) {
+        CHECK(contains(out, "[running]:\n\tname deep\nrecurse_deeply("));
+        /* over 100 frames: cut short, as Go does (sanitizers' frames are larger: fewer fit) */
+        if (!TEST_SANITIZED) CHECK(contains(out, "...additional frames elided..."));
+        CHECK(contains(out, "created by child_overflow"));
+    } else {
+        CHECK(contains(out, "[running]:\n\tname deep\n"));
+    }
 }
 
 static void test_segv_report(void) {
@@ -188,13 +205,14 @@ static void test_segv_report(void) {
     int status = test_run_self("segv", NULL, out, sizeof out);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
     CHECK(contains(out, "SIGSEGV: segmentation violation"));
-    CHECK(contains(out, "addr=(nil)"));
-    CHECK(in_order(out, "[running]:\n\tname crasher\ncrash_here(", "crash_main("));
-    CHECK(in_order(out, "crash_main(", "[chan receive]:")); /* then the others */
-    CHECK(contains(out, "mid_calls("));
-#ifdef HOARE_HAVE_LIBDW
-    CHECK(contains(out, "test_traceback.c:"));
-#endif
+    CHECK(contains(out, "addr=0x10 "));
+    CHECK(in_order(out, "[running]:\n\tname crasher\n", "[chan receive]:")); /* then the others */
+    if (symbols) {
+        CHECK(in_order(out, "[running]:\n\tname crasher\ncrash_here(", "crash_main("));
+        CHECK(in_order(out, "crash_main(", "[chan receive]:"));
+        CHECK(contains(out, "mid_calls("));
+        CHECK(contains(out, "test_traceback.c:"));
+    }
 }
 
 static void test_abort_report(void) {
@@ -202,7 +220,7 @@ static void test_abort_report(void) {
     int status = test_run_self("abort", NULL, out, sizeof out);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
     CHECK(contains(out, "SIGABRT: abort"));
-    CHECK(contains(out, "abort_here("));
+    if (symbols) CHECK(contains(out, "abort_here("));
 }
 
 static void test_sigquit(void) {
@@ -211,8 +229,10 @@ static void test_sigquit(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     CHECK(contains(out, "SIGQUIT: quit"));
     CHECK(contains(out, "[chan receive]:\n\tname quitter\n"));
-    CHECK(in_order(out, "leaf_parks(", "mid_calls("));
-    CHECK(contains(out, "child_sigquit(")); /* the thread that took the signal */
+    if (symbols) {
+        CHECK(in_order(out, "leaf_parks(", "mid_calls("));
+        CHECK(contains(out, "child_sigquit(")); /* the thread that took the signal */
+    }
 
     char *env[] = {"HOARE_TRACEBACK=crash", NULL};
     status = test_run_self("sigquit", env, out, sizeof out);
