@@ -63,9 +63,9 @@ static void header(int fd, const G *g, uint32_t st) {
     } else {
         snprintf(state, sizeof state, "%s", status_name(st));
     }
-    if (g->flags & G_THREAD) dprintf(fd, "thread (waiter %llu) [%s]:\n", (unsigned long long)g->id, state);
-    else dprintf(fd, "goroutine %llu [%s]:\n", (unsigned long long)g->id, state);
-    if (g->name[0]) dprintf(fd, "\tname %s\n", g->name);
+    if (g->flags & G_THREAD) hoare__fdprintf(fd, "thread (waiter %llu) [%s]:\n", (unsigned long long)g->id, state);
+    else hoare__fdprintf(fd, "goroutine %llu [%s]:\n", (unsigned long long)g->id, state);
+    if (g->name[0]) hoare__fdprintf(fd, "\tname %s\n", g->name);
 }
 
 static void dump_one(G *g, void *arg) {
@@ -74,11 +74,11 @@ static void dump_one(G *g, void *arg) {
     if (st == G_FREE || (g == d->self && d->skip_self)) return;
     header(d->fd, g, st);
     if (g == d->self) hoare__traceback_here(d->fd, d->from_pc);
-    else if (g->flags & G_THREAD) dprintf(d->fd, "\tthread blocked in the runtime; stack unavailable\n");
-    else if (st == G_RUNNING || st == G_BLOCKING) dprintf(d->fd, "\tgoroutine running on other thread; stack unavailable\n");
+    else if (g->flags & G_THREAD) hoare__fdprintf(d->fd, "\tthread blocked in the runtime; stack unavailable\n");
+    else if (st == G_RUNNING || st == G_BLOCKING) hoare__fdprintf(d->fd, "\tgoroutine running on other thread; stack unavailable\n");
     else if (st != G_DEAD) hoare__traceback_g(d->fd, g);
     if (!(g->flags & G_THREAD)) hoare__traceback_creator(d->fd, g);
-    dprintf(d->fd, "\n");
+    hoare__fdprintf(d->fd, "\n");
 }
 
 struct each_args {
@@ -118,9 +118,9 @@ static void dump_all_from(int fd, uintptr_t from_pc) {
     hoare__each_g(dump_one, &d);
     hoare__each_thread_waiter(dump_one, &d);
     if (!d.self && !hoare__getm()) {
-        dprintf(fd, "thread [running]:\n");
+        hoare__fdprintf(fd, "thread [running]:\n");
         hoare__traceback_here(fd, from_pc);
-        dprintf(fd, "\n");
+        hoare__fdprintf(fd, "\n");
     }
 }
 
@@ -146,7 +146,7 @@ __attribute__((noinline)) void hoare__fatal(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    dprintf(2, "fatal error: %s\n\n", msg);
+    hoare__fdprintf(2, "fatal error: %s\n\n", msg);
     dump_all_from(2, (uintptr_t)__builtin_return_address(0));
     die();
 }
@@ -198,11 +198,11 @@ static uintptr_t signal_pc(void *uctx) {
 
 /* The goroutine g took sig at uctx: it first with its frames, then every other one. */
 static void report_goroutine(G *g, void *uctx) {
-    dprintf(2, "goroutine %llu [running]:\n", (unsigned long long)g->id);
-    if (g->name[0]) dprintf(2, "\tname %s\n", g->name);
+    hoare__fdprintf(2, "goroutine %llu [running]:\n", (unsigned long long)g->id);
+    if (g->name[0]) hoare__fdprintf(2, "\tname %s\n", g->name);
     hoare__traceback_signal(2, uctx);
     hoare__traceback_creator(2, g);
-    dprintf(2, "\n");
+    hoare__fdprintf(2, "\n");
     struct dump d = {2, g, 0, true};
     hoare__each_g(dump_one, &d);
     hoare__each_thread_waiter(dump_one, &d);
@@ -252,7 +252,7 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
         report_goroutine(g, uctx);
         die();
     }
-    dprintf(2, "%s\nPC=0x%lx addr=%p sigcode=%d\n\n", signal_text(sig), (unsigned long)signal_pc(uctx),
+    hoare__fdprintf(2, "%s\nPC=0x%lx addr=%p sigcode=%d\n\n", signal_text(sig), (unsigned long)signal_pc(uctx),
             info->si_addr, info->si_code);
     report_goroutine(g, uctx);
     die_of(sig, info);
@@ -262,15 +262,15 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
  * plain thread: scheduler threads block asynchronous signals. */
 static void on_quit(int sig, siginfo_t *info, void *uctx) {
     (void)info;
-    dprintf(2, "%s\nPC=0x%lx\n\n", signal_text(sig), (unsigned long)signal_pc(uctx));
+    hoare__fdprintf(2, "%s\nPC=0x%lx\n\n", signal_text(sig), (unsigned long)signal_pc(uctx));
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     if (g) {
         report_goroutine(g, uctx);
     } else {
-        dprintf(2, "thread [running]:\n");
+        hoare__fdprintf(2, "thread [running]:\n");
         hoare__traceback_signal(2, uctx);
-        dprintf(2, "\n");
+        hoare__fdprintf(2, "\n");
         struct dump d = {2, NULL, 0, false};
         hoare__each_g(dump_one, &d);
         hoare__each_thread_waiter(dump_one, &d);
@@ -304,6 +304,13 @@ static void install(int sig, void (*fn)(int, siginfo_t *, void *), bool only_if_
     sigemptyset(&sa.sa_mask);
     sigaction(sig, &sa, &previous[sig]);
 }
+
+#ifdef HOARE_TSAN
+/* The crash, overflow and SIGQUIT reports are not async-signal-safe (libdw allocates), which TSan
+ * reports as an error; Go's crash output makes the same trade. A program's own definition wins. */
+__attribute__((weak)) const char *__tsan_default_options(void);
+__attribute__((weak)) const char *__tsan_default_options(void) { return "report_signal_unsafe=0"; }
+#endif
 
 HIDDEN void hoare__signals_init(void) {
     const char *tb = getenv("HOARE_TRACEBACK");

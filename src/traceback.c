@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,22 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #endif
+
+void hoare__fdprintf(int fd, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return;
+    size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        off += (size_t)w;
+    }
+}
 
 enum { MAX_FRAMES = 100 }; /* as Go: deeper stacks end with "...additional frames elided..." */
 
@@ -70,7 +87,7 @@ static void print_raw_frame(int fd, uintptr_t pc) {
     char where[512];
     module_offset(pc, where, sizeof where);
     const char *name = dladdr((void *)pc, &info) && info.dli_sname ? info.dli_sname : "?";
-    dprintf(fd, "%s(...)\n\t%s\n", name, where);
+    hoare__fdprintf(fd, "%s(...)\n\t%s\n", name, where);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -290,7 +307,7 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
     Dwarf_Addr bias;
     Dwarf_Die *cu = file ? dwfl_module_addrdie(mod, lookup, &bias) : NULL;
     if (!file || !cu) {
-        dprintf(fd, "%s(...)\n\t%s+0x%lx\n", sym ? sym : "?", modname ? modname : "?",
+        hoare__fdprintf(fd, "%s(...)\n\t%s+0x%lx\n", sym ? sym : "?", modname ? modname : "?",
                 (unsigned long)(pc - (uintptr_t)mstart));
         return true;
     }
@@ -304,7 +321,7 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
         int tag = dwarf_tag(&scopes[i]);
         if (tag == DW_TAG_inlined_subroutine) {
             const char *name = die_name(&scopes[i]);
-            dprintf(fd, "%s(...)\n\t%s:%d\n", name ? name : "?", file, lineno);
+            hoare__fdprintf(fd, "%s(...)\n\t%s:%d\n", name ? name : "?", file, lineno);
             /* the caller's position is this inlined call's site */
             Dwarf_Attribute a;
             Dwarf_Word v;
@@ -315,7 +332,7 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
             if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &a), &v) == 0) lineno = (int)v;
         } else if (tag == DW_TAG_subprogram) {
             const char *name = die_name(&scopes[i]);
-            dprintf(fd, "%s(...)\n\t%s:%d +0x%lx\n", name ? name : sym ? sym : "?", file, lineno,
+            hoare__fdprintf(fd, "%s(...)\n\t%s:%d +0x%lx\n", name ? name : sym ? sym : "?", file, lineno,
                     (unsigned long)(pc - fstart));
             printed_outer = true;
             break;
@@ -323,14 +340,14 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
     }
     if (n > 0) free(scopes);
     if (!printed_outer)
-        dprintf(fd, "%s(...)\n\t%s:%d +0x%lx\n", sym ? sym : "?", file, lineno, (unsigned long)(pc - fstart));
+        hoare__fdprintf(fd, "%s(...)\n\t%s:%d +0x%lx\n", sym ? sym : "?", file, lineno, (unsigned long)(pc - fstart));
     return true;
 }
 
 static void print_frames(int fd, const struct frames *f, int from) {
     for (int i = from; i < f->n && i < MAX_FRAMES; i++)
         if (!print_frame(fd, f->pc[i], f->exact[i])) return;
-    if (f->n > MAX_FRAMES) dprintf(fd, "...additional frames elided...\n");
+    if (f->n > MAX_FRAMES) hoare__fdprintf(fd, "...additional frames elided...\n");
 }
 
 static bool is_trampoline(uintptr_t pc) {
@@ -347,7 +364,7 @@ void hoare__traceback_g(int fd, G *g) {
     struct regs rg;
     uintptr_t sp = (uintptr_t)g->sp, lo = (uintptr_t)g->stack_lo;
     if (sp < lo || sp >= lo + g->stack_size || !regs_from_saved(&rg, sp)) {
-        dprintf(fd, "\t(no saved context)\n");
+        hoare__fdprintf(fd, "\t(no saved context)\n");
         return;
     }
     if (!dw_acquire()) {
@@ -402,7 +419,7 @@ void hoare__traceback_creator(int fd, const G *g) {
     if (!pc || !dw_acquire()) {
         char where[512];
         module_offset(pc, where, sizeof where);
-        dprintf(fd, "created by ?%s\n\t%s\n", in, where);
+        hoare__fdprintf(fd, "created by ?%s\n\t%s\n", in, where);
         return;
     }
     Dwfl_Module *mod = module_of(pc - 1);
@@ -413,12 +430,12 @@ void hoare__traceback_creator(int fd, const G *g) {
     uintptr_t fstart = pc;
     if (mod) symbol_name(mod, pc - 1, &fstart);
     if (file) {
-        dprintf(fd, "created by %s%s\n\t%s:%d +0x%lx\n", name ? name : "?", in, file, lineno,
+        hoare__fdprintf(fd, "created by %s%s\n\t%s:%d +0x%lx\n", name ? name : "?", in, file, lineno,
                 (unsigned long)(pc - fstart));
     } else {
         char where[512];
         module_offset(pc, where, sizeof where);
-        dprintf(fd, "created by %s%s\n\t%s\n", name ? name : "?", in, where);
+        hoare__fdprintf(fd, "created by %s%s\n\t%s\n", name ? name : "?", in, where);
     }
     pthread_mutex_unlock(&dw_lock);
 }
@@ -429,7 +446,7 @@ void hoare__traceback_g(int fd, G *g) {
     struct regs rg;
     uintptr_t sp = (uintptr_t)g->sp, lo = (uintptr_t)g->stack_lo;
     if (sp >= lo && sp < lo + g->stack_size && regs_from_saved(&rg, sp)) print_raw_frame(fd, (uintptr_t)rg.pc - 1);
-    dprintf(fd, "...\n");
+    hoare__fdprintf(fd, "...\n");
     print_raw_frame(fd, g->start_pc);
 }
 
@@ -455,8 +472,8 @@ void hoare__traceback_creator(int fd, const G *g) {
     Dl_info info;
     module_offset(g->creator_pc, where, sizeof where);
     const char *name = dladdr((void *)g->creator_pc, &info) && info.dli_sname ? info.dli_sname : "?";
-    if (g->creator_id) dprintf(fd, "created by %s in goroutine %llu\n\t%s\n", name, (unsigned long long)g->creator_id, where);
-    else dprintf(fd, "created by %s\n\t%s\n", name, where);
+    if (g->creator_id) hoare__fdprintf(fd, "created by %s in goroutine %llu\n\t%s\n", name, (unsigned long long)g->creator_id, where);
+    else hoare__fdprintf(fd, "created by %s\n\t%s\n", name, where);
 }
 
 #endif

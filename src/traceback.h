@@ -22,6 +22,9 @@ HIDDEN void hoare__traceback_g(int fd, G *g);
 HIDDEN void hoare__traceback_here(int fd, uintptr_t from_pc);
 /* The frames of the code a signal interrupted (uctx: the handler's third argument). */
 HIDDEN void hoare__traceback_signal(int fd, void *uctx);
+/* dprintf without its stdio buffer (no malloc: these print from signal handlers); lines are cut
+ * at 1 KiB. */
+HIDDEN __attribute__((format(printf, 2, 3))) void hoare__fdprintf(int fd, const char *fmt, ...);
 /* "created by FUNC in goroutine N" and its file:line. */
 HIDDEN void hoare__traceback_creator(int fd, const G *g);
 
