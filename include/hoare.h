@@ -115,7 +115,10 @@ void hoare_dump(int fd);
 int hoare_trace_start(int fd);
 int hoare_trace_stop(void);
 
-/* Runtime statistics, read while the program runs (no stop-the-world; a snapshot). */
+/* Runtime statistics, read while the program runs (no stop-the-world; a snapshot). The counters
+ * (created, switches, steals, preemptions, parks, runq_wait) count from the first call of
+ * hoare_stats_read, or from the start with env HOARE_STATS=1; until then counting costs one
+ * predictable branch per event. */
 #define HOARE_STATS_REASONS 24
 #define HOARE_STATS_WAIT_BUCKETS 24
 typedef struct hoare_stats {

@@ -1318,6 +1318,7 @@ static void do_init(void) {
     hoare__monitor_start();
     atomic_store_explicit(&initialised, true, memory_order_release);
     hoare__trace_init();
+    hoare__stats_init();
 }
 
 static void ensure_init(void) {

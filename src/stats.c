@@ -5,11 +5,13 @@
 #include "stats.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proc.h"
 
 HIDDEN struct m_stats hoare__thread_stats;
+HIDDEN _Atomic bool hoare__stats_on;
 static hoare_lock thread_parks_lock; /* guards inserting reasons into hoare__thread_stats */
 
 /* Count a park whose reason is not in its home slot: probe the table (the owner is the only
@@ -17,10 +19,10 @@ static hoare_lock thread_parks_lock; /* guards inserting reasons into hoare__thr
 void hoare__stats_count_park(struct m_stats *s, const char *reason) {
     bool shared = s == &hoare__thread_stats;
     if (shared) hoare__lock(&thread_parks_lock);
-    uint32_t h = (uint32_t)((uintptr_t)reason >> 3) % STATS_REASONS;
+    uint32_t h = stats_slot(reason);
     bool counted = false;
-    for (uint32_t i = 0; i < STATS_REASONS && !counted; i++) {
-        uint32_t k = (h + i) % STATS_REASONS;
+    for (uint32_t i = 0; i < STATS_SLOTS && !counted; i++) {
+        uint32_t k = (h + i) % STATS_SLOTS;
         const char *r = atomic_load_explicit(&s->parks[k].reason, memory_order_relaxed);
         if (!r) atomic_store_explicit(&s->parks[k].reason, r = reason, memory_order_release);
         if (r == reason) {
@@ -60,7 +62,7 @@ static void add(hoare_stats *out, struct m_stats *s) {
     out->steals += atomic_load_explicit(&s->steals, memory_order_relaxed);
     out->preemptions += atomic_load_explicit(&s->preemptions, memory_order_relaxed);
     out->parks += atomic_load_explicit(&s->parks_other, memory_order_relaxed);
-    for (int i = 0; i < STATS_REASONS; i++) {
+    for (int i = 0; i < STATS_SLOTS; i++) {
         const char *r = atomic_load_explicit(&s->parks[i].reason, memory_order_acquire);
         uint64_t n = atomic_load_explicit(&s->parks[i].count, memory_order_relaxed);
         out->parks += n;
@@ -70,9 +72,16 @@ static void add(hoare_stats *out, struct m_stats *s) {
         out->runq_wait[i] += atomic_load_explicit(&s->wait[i], memory_order_relaxed);
 }
 
+/* HOARE_STATS=1: count from the start (called at runtime start). */
+void hoare__stats_init(void) {
+    const char *env = getenv("HOARE_STATS");
+    if (env && env[0] == '1') atomic_store(&hoare__stats_on, true);
+}
+
 int hoare_stats_read(hoare_stats *out) {
     if (!out) return EINVAL;
     hoare__init();
+    atomic_store_explicit(&hoare__stats_on, true, memory_order_relaxed);
     memset(out, 0, sizeof *out);
     for (M *m = atomic_load(&hoare__sched.allm); m; m = m->alllink) add(out, &m->stats);
     add(out, &hoare__thread_stats);
