@@ -430,8 +430,7 @@ static void execute(M *m, G *g, bool inherit_slice) {
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
     __atomic_store_n(&m->curg, g, __ATOMIC_RELEASE); /* the monitor reads it */
-    trace_go_start(m, g);
-    stats_execute(&m->stats, g);
+    observe_go_start(m, g);
     P *p = m->p;
     if (!inherit_slice && p)
         atomic_store_explicit(&p->schedtick, atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
@@ -451,7 +450,7 @@ static void switch_out(M *m, G *g) {
         switch_context(g, next, dies);
     } else {
         m->curg = NULL;
-        trace_go_stop(m);
+        observe_go_stop(m);
         switch_context(g, &m->g0, dies);
     }
     resumed(g);
@@ -462,7 +461,6 @@ static void exit_finish(M *m, G *g);
 void hoare__preempt_switch(M *m, G *g) {
     g->preempt_off++;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
-    stats_preempt(&m->stats);
     m->pend_kind = PEND_PREEMPT;
     m->pend_g = g;
     switch_out(m, g);
@@ -527,9 +525,9 @@ static void checkdead_locked(void);
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
     M *m = getm_here();
     G *g = m ? m->curg : NULL;
-    stats_park(m ? &m->stats : NULL, reason);
     if (!g) {
         if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
+        stats_park(NULL, reason); /* a goroutine's park is counted at its switch (observe_go_*) */
         park_thread(hoare__g(), reason, commit, arg);
         return;
     }
@@ -549,8 +547,7 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
 /* g is RUNNABLE and ours: queue it (runnext of the current P, else the global queue). */
 static inline void ready_runnable(G *g) {
     M *m = getm_here();
-    trace_go_unblock(g);
-    stats_ready(m ? &m->stats : NULL, g);
+    observe_go_ready(m, g);
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
@@ -1002,8 +999,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
 #ifdef HOARE_TSAN
     g->tsan_fiber = __tsan_create_fiber(0);
 #endif
-    trace_go_create(g);
-    stats_create(m ? &m->stats : NULL, g);
+    observe_go_create(m, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
     if (cur && p) {

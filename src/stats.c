@@ -11,7 +11,6 @@
 #include "proc.h"
 
 HIDDEN struct m_stats hoare__thread_stats;
-HIDDEN _Atomic bool hoare__stats_on;
 static hoare_lock thread_parks_lock; /* guards inserting reasons into hoare__thread_stats */
 
 /* Count a park whose reason is not in its home slot: probe the table (the owner is the only
@@ -75,13 +74,13 @@ static void add(hoare_stats *out, struct m_stats *s) {
 /* HOARE_STATS=1: count from the start (called at runtime start). */
 void hoare__stats_init(void) {
     const char *env = getenv("HOARE_STATS");
-    if (env && env[0] == '1') atomic_store(&hoare__stats_on, true);
+    if (env && env[0] == '1') atomic_fetch_or(&hoare__observe, OBSERVE_STATS);
 }
 
 int hoare_stats_read(hoare_stats *out) {
     if (!out) return EINVAL;
     hoare__init();
-    atomic_store_explicit(&hoare__stats_on, true, memory_order_relaxed);
+    if (!(observing() & OBSERVE_STATS)) atomic_fetch_or(&hoare__observe, OBSERVE_STATS);
     memset(out, 0, sizeof *out);
     for (M *m = atomic_load(&hoare__sched.allm); m; m = m->alllink) add(out, &m->stats);
     add(out, &hoare__thread_stats);

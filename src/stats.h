@@ -20,6 +20,7 @@
 #ifndef HOARE_STATS_H
 #define HOARE_STATS_H
 
+#include "observe.h"
 #include "runtime.h"
 
 enum { STATS_SLOTS = 32, STATS_SAMPLE = 8 };
@@ -43,11 +44,9 @@ struct m_stats {
 /* The counters of plain threads (declared before the inline functions that use it). */
 HIDDEN extern struct m_stats hoare__thread_stats;
 /* Counting is on from the first hoare_stats_read (or from the start with HOARE_STATS=1): until
- * then each counting site costs one predictable branch. */
-HIDDEN extern _Atomic bool hoare__stats_on;
-
+ * then each counting site costs one predictable branch (observe.h). */
 static inline bool stats_on(void) {
-    return unlikely(atomic_load_explicit(&hoare__stats_on, memory_order_relaxed));
+    return unlikely(observing() & OBSERVE_STATS);
 }
 HIDDEN void hoare__stats_init(void);
 HIDDEN void hoare__stats_count_park(struct m_stats *s, const char *reason);
@@ -57,7 +56,7 @@ static inline void stats_inc(_Atomic uint64_t *c) {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
-/* g starts running on the M owning s. */
+/* g starts running on the M owning s (called from the combined hooks, trace.c). */
 static inline void stats_execute(struct m_stats *s, G *g) {
     if (!stats_on()) return;
     stats_inc(&s->switches);

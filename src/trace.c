@@ -36,7 +36,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-HIDDEN _Atomic bool hoare__tracing;
+HIDDEN _Atomic uint32_t hoare__observe;
 
 enum ev_kind {
     EV_SLICE, EV_BLOCKING, EV_FLOW_END, EV_CREATE, EV_BLOCK, EV_UNBLOCK, EV_EXIT, EV_PREEMPT,
@@ -316,7 +316,7 @@ static void stopped(struct tbuf *b, M *m, int64_t now) {
     }
 }
 
-void hoare__trace_go_start(M *m, G *g) {
+static void hoare__trace_go_start(M *m, G *g) {
     struct tbuf *b = buf_lock();
     if (!b) return;
     int64_t now = hoare__nanotime();
@@ -334,7 +334,7 @@ void hoare__trace_go_start(M *m, G *g) {
     hoare__unlock(&b->lock);
 }
 
-void hoare__trace_go_stop(M *m) {
+static void trace_go_stop(M *m) {
     struct tbuf *b = buf_lock();
     if (!b) return;
     stopped(b, m, hoare__nanotime());
@@ -397,6 +397,38 @@ void hoare__trace_blocking(G *g, bool begin) {
 }
 
 /* ------------------------------------------------------------------------------------------
+ * The combined hooks (trace.h): the trace's part, then the statistics' */
+
+/* The statistics of the goroutine that stopped on m (its park or preemption). */
+static void stats_stopped(M *m) {
+    G *g = m->pend_g;
+    if (!g || !stats_on()) return;
+    if (m->pend_kind == PEND_PARK) stats_park(&m->stats, g->wait_reason);
+    else if (m->pend_kind == PEND_PREEMPT) stats_preempt(&m->stats);
+}
+
+void hoare__observe_go_start(M *m, G *g) {
+    if (trace_on()) hoare__trace_go_start(m, g);
+    stats_stopped(m);
+    stats_execute(&m->stats, g);
+}
+
+void hoare__observe_go_stop(M *m) {
+    if (trace_on()) trace_go_stop(m);
+    stats_stopped(m);
+}
+
+void hoare__observe_go_ready(M *m, G *g) {
+    if (trace_on()) hoare__trace_go_unblock(g);
+    stats_ready(m ? &m->stats : NULL, g);
+}
+
+void hoare__observe_go_create(M *m, G *g) {
+    if (trace_on()) hoare__trace_go_create(g);
+    stats_create(m ? &m->stats : NULL, g);
+}
+
+/* ------------------------------------------------------------------------------------------
  * Start and stop */
 
 static int trace_start(int fd) {
@@ -418,7 +450,7 @@ static int trace_start(int fd) {
     out_flush();
     atomic_store_explicit(&active_session, session_gen, memory_order_release);
     hoare__unlock(&trace_lock);
-    atomic_store_explicit(&hoare__tracing, true, memory_order_release);
+    atomic_fetch_or(&hoare__observe, OBSERVE_TRACE);
     return 0;
 }
 
@@ -435,7 +467,7 @@ int hoare_trace_stop(void) {
         hoare__unlock(&trace_lock);
         return EINVAL;
     }
-    atomic_store(&hoare__tracing, false);
+    atomic_fetch_and(&hoare__observe, ~(uint32_t)OBSERVE_TRACE);
     atomic_store(&active_session, 0); /* from now on events are dropped */
     hoare__unlock(&trace_lock);
     int64_t now = hoare__nanotime();
