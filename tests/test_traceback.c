@@ -252,7 +252,8 @@ int main(int argc, char **argv) {
     test_begin(argv, 120);
     test_dump_static_function();
     if (!getenv("HOARE_TEST_EMULATOR")) test_deadlock_traceback();
-    test_overflow_traceback();
+    /* qemu-user accepts MADV_GUARD_INSTALL without installing guards: no overflow to catch there */
+    if (!getenv("HOARE_TEST_EMULATOR")) test_overflow_traceback();
     test_segv_report();
     test_abort_report();
     test_sigquit();
