@@ -1,7 +1,8 @@
 /*
  * test_traceback.c - tracebacks in Go's layout: hoare_dump of a goroutine parked in a known static
  * function (the function, its caller, the source line of the park, "created by"), the deadlock
- * report, a stack overflow, crashes (SIGSEGV, SIGABRT) in goroutine code, SIGQUIT (status 2, or an
+ * report, a stack overflow, crashes (SIGSEGV, SIGABRT, SIGFPE) in goroutine code, a goroutine dumping
+ * itself (it comes first, "[running]"), SIGQUIT (status 2, or an
  * abort with HOARE_TRACEBACK=crash). Fatal scenarios run in child processes (test_run_self).
  *
  * Function names and source lines are checked when the library found libdw (HOARE_HAVE_LIBDW, set
@@ -123,6 +124,21 @@ static int child_abort(void) {
     return 0;
 }
 
+static volatile int zero_divisor;
+
+static __attribute__((noinline)) void divide_here(void *arg) {
+    (void)arg;
+    zero_divisor = 1000 / zero_divisor;
+}
+
+static int child_fpe(void) {
+    no_core_dumps();
+    hoare_go(divide_here, NULL);
+    alarm(20);
+    hoare_sleep(30 * HOARE_SEC);
+    return 0;
+}
+
 static int child_sigquit(void) {
     no_core_dumps();
     hoare_chan *c = hoare_chan_make(0, 0);
@@ -223,6 +239,39 @@ static void test_abort_report(void) {
     if (symbols) CHECK(contains(out, "abort_here("));
 }
 
+static void test_fpe_report(void) {
+    static char out[1 << 17];
+    int status = test_run_self("fpe", NULL, out, sizeof out);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGFPE);
+    CHECK(contains(out, "SIGFPE: floating-point exception"));
+    if (symbols) CHECK(contains(out, "divide_here("));
+}
+
+/* hoare_dump from a goroutine: the caller first, "[running]", with its own frames */
+static __attribute__((noinline)) void dump_myself(void *arg) {
+    int *fds = arg;
+    hoare_dump(fds[1]);
+    __asm__ __volatile__("" ::: "memory");
+}
+
+static void test_dump_self(void) {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    hoare_attr attr = {.name = "self-dumper"};
+    REQUIRE(hoare_go_with(&attr, dump_myself, fds) == 0);
+    test_wait_count(0); /* it has written its dump (a few goroutines: fits in the pipe) */
+    close(fds[1]);
+    static char buf[1 << 17];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+    buf[len] = 0;
+    CHECK(strncmp(buf, "goroutine ", 10) == 0);
+    CHECK(contains(buf, "[running]:\n\tname self-dumper\n"));
+    if (symbols) CHECK(in_order(buf, "[running]:\n\tname self-dumper\ndump_myself(", "created by test_dump_self"));
+    close(fds[0]);
+}
+
 static void test_sigquit(void) {
     static char out[1 << 17];
     int status = test_run_self("sigquit", NULL, out, sizeof out);
@@ -247,15 +296,18 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "segv")) return child_segv();
         if (!strcmp(argv[1], "abort")) return child_abort();
         if (!strcmp(argv[1], "sigquit")) return child_sigquit();
+        if (!strcmp(argv[1], "fpe")) return child_fpe();
         return 99;
     }
     test_begin(argv, 120);
     test_dump_static_function();
+    test_dump_self();
     if (!getenv("HOARE_TEST_EMULATOR")) test_deadlock_traceback();
     /* qemu-user accepts MADV_GUARD_INSTALL without installing guards: no overflow to catch there */
     if (!getenv("HOARE_TEST_EMULATOR")) test_overflow_traceback();
     test_segv_report();
     test_abort_report();
+    if (!TEST_SANITIZED) test_fpe_report(); /* UBSan reports the division by zero itself */
     test_sigquit();
     TEST_MAIN_END();
 }
