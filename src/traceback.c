@@ -159,7 +159,7 @@ static bool dw_acquire(void) {
     return false;
 }
 
-static Dwfl *dwfl;               /* guarded by dw_lock */
+static Dwfl *dwfl;               /* guarded by dw_lock, as everything below */
 static bool dwfl_can_unwind;     /* dwfl_attach_state succeeded */
 static const struct regs *unwind_regs; /* the registers of the unwind in progress (dw_lock) */
 
@@ -217,10 +217,17 @@ static Dwfl *dwfl_get(bool rebuild) {
     return dwfl;
 }
 
+/* The module holding pc. An address outside every known module rebuilds the list (a dlopen since),
+ * at most once a second: a garbage frame must not re-read every ELF file each time. */
 static Dwfl_Module *module_of(uintptr_t pc) {
+    static int64_t last_rebuild;
     Dwfl *d = dwfl_get(false);
     Dwfl_Module *mod = d ? dwfl_addrmodule(d, pc) : NULL;
-    if (!mod && d && (d = dwfl_get(true))) mod = dwfl_addrmodule(d, pc);
+    int64_t now = hoare__nanotime();
+    if (!mod && d && now - last_rebuild > HOARE_SEC) {
+        last_rebuild = now;
+        if ((d = dwfl_get(true))) mod = dwfl_addrmodule(d, pc);
+    }
     return mod;
 }
 
