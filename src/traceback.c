@@ -8,9 +8,10 @@
  *    hoare__ctx_switch left at its saved stack pointer (layout in src/arch/switch_*.S);
  *  - the calling thread: getcontext();
  *  - a signal: the interrupted registers in the handler's ucontext.
- * Stack memory is read with process_vm_readv on our own process, so a stale or garbage frame
- * (a dump is a snapshot while goroutines run on) yields EFAULT, never a crash, and no sanitizer
- * sees the reads. Addresses are symbolised by libdw too: function names from the symbol table
+ * Stack memory is read in place when it lies in the unwound goroutine's own stack (always mapped:
+ * slabs are never unmapped), else with process_vm_readv on our own process; so a stale or garbage
+ * frame (a dump is a snapshot while goroutines run on) yields EFAULT, never a crash. Sanitizers do
+ * not see the reads. Symbolised frames are cached by address. Addresses are symbolised by libdw too: function names from the symbol table
  * (static functions included), file:line from the line table, and inlined calls expanded from the
  * DWARF scopes (dwarf_getscopes), as Go lists inlined frames.
  *
@@ -43,21 +44,39 @@
 #include <elfutils/libdwfl.h>
 #endif
 
+static void write_all(int fd, const char *b, size_t n) {
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, b + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        off += (size_t)w;
+    }
+}
+
 void hoare__fdprintf(int fd, const char *fmt, ...) {
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (n <= 0) return;
-    size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return;
-        off += (size_t)w;
-    }
+    if (n > 0) write_all(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
+
+/* A frame's text, built before it is written (and cached: see print_frame). */
+struct text {
+    char b[4096];
+    size_t n;
+};
+
+static __attribute__((format(printf, 2, 3))) void text_printf(struct text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->b + t->n, sizeof t->b - t->n, fmt, ap);
+    va_end(ap);
+    if (n > 0) t->n += (size_t)n < sizeof t->b - t->n ? (size_t)n : sizeof t->b - t->n - 1;
+}
+
+static void text_write(int fd, const struct text *t) { write_all(fd, t->b, t->n); }
 
 enum { MAX_FRAMES = 100 }; /* as Go: deeper stacks end with "...additional frames elided..." */
 
@@ -82,12 +101,18 @@ static void module_offset(uintptr_t pc, char *buf, size_t cap) {
 }
 
 /* A frame without debug information: name from the dynamic symbols if any, module+offset. */
-static void print_raw_frame(int fd, uintptr_t pc) {
+static void format_raw_frame(struct text *t, uintptr_t pc) {
     Dl_info info;
     char where[512];
     module_offset(pc, where, sizeof where);
     const char *name = dladdr((void *)pc, &info) && info.dli_sname ? info.dli_sname : "?";
-    hoare__fdprintf(fd, "%s(...)\n\t%s\n", name, where);
+    text_printf(t, "%s(...)\n\t%s\n", name, where);
+}
+
+static void print_raw_frame(int fd, uintptr_t pc) {
+    struct text t = {.n = 0};
+    format_raw_frame(&t, pc);
+    text_write(fd, &t);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -162,6 +187,13 @@ static bool dw_acquire(void) {
 static Dwfl *dwfl;               /* guarded by dw_lock, as everything below */
 static bool dwfl_can_unwind;     /* dwfl_attach_state succeeded */
 static const struct regs *unwind_regs; /* the registers of the unwind in progress (dw_lock) */
+static uintptr_t unwind_lo, unwind_hi; /* its goroutine's stack, read directly (0, 0: none) */
+
+/* A word of the stack being unwound: mapped for good (slabs are never unmapped), so read in
+ * place, without a system call; sanitizers must not look (redzones, other fibers' frames). */
+__attribute__((no_sanitize("address", "thread"))) static uint64_t read_stack_word(uintptr_t addr) {
+    return *(volatile const uint64_t *)addr;
+}
 
 static pid_t cb_next_thread(Dwfl *d, void *arg, void **thread_argp) {
     (void)d, (void)arg, (void)thread_argp;
@@ -177,7 +209,8 @@ static bool cb_get_thread(Dwfl *d, pid_t tid, void *arg, void **thread_argp) {
 static bool cb_memory_read(Dwfl *d, Dwarf_Addr addr, Dwarf_Word *result, void *arg) {
     (void)d, (void)arg;
     uint64_t w;
-    if (!read_word((uintptr_t)addr, &w)) return false;
+    if (addr >= unwind_lo && addr + 8 <= unwind_hi && (addr & 7) == 0) w = read_stack_word((uintptr_t)addr);
+    else if (!read_word((uintptr_t)addr, &w)) return false;
     *result = w;
     return true;
 }
@@ -203,9 +236,12 @@ static const Dwfl_Callbacks proc_callbacks = {
 };
 
 /* (Re)build the module list of this process. Caller holds dw_lock. */
+static void cache_clear(void);
+
 static Dwfl *dwfl_get(bool rebuild) {
     if (dwfl && !rebuild) return dwfl;
     if (dwfl) dwfl_end(dwfl);
+    cache_clear();
     dwfl = dwfl_begin(&proc_callbacks);
     if (!dwfl) return NULL;
     if (dwfl_linux_proc_report(dwfl, getpid()) != 0 || dwfl_report_end(dwfl, NULL, NULL) != 0) {
@@ -254,6 +290,7 @@ static void unwind(const struct regs *rg, struct frames *f) {
     unwind_regs = rg;
     dwfl_getthread_frames(dwfl, 1, frame_cb, f);
     unwind_regs = NULL;
+    unwind_lo = unwind_hi = 0;
     if (f->n == 0) {
         f->pc[0] = (uintptr_t)rg->pc;
         f->n = 1;
@@ -294,13 +331,13 @@ static const char *function_name(Dwfl_Module *mod, uintptr_t lookup) {
     return symbol_name(mod, lookup, NULL);
 }
 
-/* Print one physical frame with its inlined calls, innermost first. Returns false if it is the
+/* Format one physical frame with its inlined calls, innermost first. Returns false if it is the
  * runtime's goroutine entry (the end of a goroutine's stack). */
-static bool print_frame(int fd, uintptr_t pc, bool exact) {
+static bool format_frame(struct text *t, uintptr_t pc, bool exact) {
     uintptr_t lookup = exact ? pc : pc - 1;
     Dwfl_Module *mod = module_of(lookup);
     if (!mod) {
-        print_raw_frame(fd, pc);
+        format_raw_frame(t, pc);
         return true;
     }
     uintptr_t fstart = 0;
@@ -314,7 +351,7 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
     Dwarf_Addr bias;
     Dwarf_Die *cu = file ? dwfl_module_addrdie(mod, lookup, &bias) : NULL;
     if (!file || !cu) {
-        hoare__fdprintf(fd, "%s(...)\n\t%s+0x%lx\n", sym ? sym : "?", modname ? modname : "?",
+        text_printf(t, "%s(...)\n\t%s+0x%lx\n", sym ? sym : "?", modname ? modname : "?",
                 (unsigned long)(pc - (uintptr_t)mstart));
         return true;
     }
@@ -328,7 +365,7 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
         int tag = dwarf_tag(&scopes[i]);
         if (tag == DW_TAG_inlined_subroutine) {
             const char *name = die_name(&scopes[i]);
-            hoare__fdprintf(fd, "%s(...)\n\t%s:%d\n", name ? name : "?", file, lineno);
+            text_printf(t, "%s(...)\n\t%s:%d\n", name ? name : "?", file, lineno);
             /* the caller's position is this inlined call's site */
             Dwarf_Attribute a;
             Dwarf_Word v;
@@ -339,7 +376,7 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
             if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &a), &v) == 0) lineno = (int)v;
         } else if (tag == DW_TAG_subprogram) {
             const char *name = die_name(&scopes[i]);
-            hoare__fdprintf(fd, "%s(...)\n\t%s:%d +0x%lx\n", name ? name : sym ? sym : "?", file, lineno,
+            text_printf(t, "%s(...)\n\t%s:%d +0x%lx\n", name ? name : sym ? sym : "?", file, lineno,
                     (unsigned long)(pc - fstart));
             printed_outer = true;
             break;
@@ -347,8 +384,46 @@ static bool print_frame(int fd, uintptr_t pc, bool exact) {
     }
     if (n > 0) free(scopes);
     if (!printed_outer)
-        hoare__fdprintf(fd, "%s(...)\n\t%s:%d +0x%lx\n", sym ? sym : "?", file, lineno, (unsigned long)(pc - fstart));
+        text_printf(t, "%s(...)\n\t%s:%d +0x%lx\n", sym ? sym : "?", file, lineno, (unsigned long)(pc - fstart));
     return true;
+}
+
+/* Symbolised frames, by address: goroutines parked in the same place share their frames, and a
+ * dump of many of them would otherwise symbolise the same addresses again and again. Guarded by
+ * dw_lock; emptied when the module list is rebuilt. */
+enum { CACHE_SLOTS = 4096 };
+static struct cached_frame {
+    uintptr_t pc;   /* 0: empty */
+    bool exact, stop;
+    bool creator;   /* a "created by" site, not a frame */
+    char *text;
+} frame_cache[CACHE_SLOTS];
+
+static struct cached_frame *cache_slot(uintptr_t pc, bool creator) {
+    return &frame_cache[(((pc ^ creator) * 0x9E3779B97F4A7C15ull) >> 52) % CACHE_SLOTS];
+}
+
+static void cache_clear(void) {
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        free(frame_cache[i].text);
+        frame_cache[i] = (struct cached_frame){0};
+    }
+}
+
+/* Print one frame (from the cache when it can). false: the end of a goroutine's stack. */
+static bool print_frame(int fd, uintptr_t pc, bool exact) {
+    struct cached_frame *c = cache_slot(pc, false);
+    if (c->pc == pc && !c->creator && c->exact == exact) {
+        if (c->text) write_all(fd, c->text, strlen(c->text));
+        return !c->stop;
+    }
+    struct text t = {.n = 0};
+    bool more = format_frame(&t, pc, exact);
+    t.b[t.n] = 0;
+    free(c->text);
+    *c = (struct cached_frame){.pc = pc, .exact = exact, .stop = !more, .text = strdup(t.b)};
+    text_write(fd, &t);
+    return more;
 }
 
 static void print_frames(int fd, const struct frames *f, int from) {
@@ -382,6 +457,8 @@ void hoare__traceback_g(int fd, G *g) {
         start_function(fd, g); /* created, has not run yet */
     } else {
         struct frames f;
+        unwind_lo = lo;
+        unwind_hi = lo + g->stack_size;
         unwind(&rg, &f);
         print_frames(fd, &f, 0);
     }
@@ -429,21 +506,31 @@ void hoare__traceback_creator(int fd, const G *g) {
         hoare__fdprintf(fd, "created by ?%s\n\t%s\n", in, where);
         return;
     }
-    Dwfl_Module *mod = module_of(pc - 1);
-    const char *name = mod ? function_name(mod, pc - 1) : NULL;
-    Dwfl_Line *line = mod ? dwfl_module_getsrc(mod, pc - 1) : NULL;
-    int lineno = 0;
-    const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
-    uintptr_t fstart = pc;
-    if (mod) symbol_name(mod, pc - 1, &fstart);
-    if (file) {
-        hoare__fdprintf(fd, "created by %s%s\n\t%s:%d +0x%lx\n", name ? name : "?", in, file, lineno,
-                (unsigned long)(pc - fstart));
-    } else {
-        char where[512];
-        module_offset(pc, where, sizeof where);
-        hoare__fdprintf(fd, "created by %s%s\n\t%s\n", name ? name : "?", in, where);
+    /* cached as "NAME\n\tWHERE\n" under the key (pc, creator) */
+    struct cached_frame *c = cache_slot(pc, true);
+    if (c->pc != pc || !c->creator) {
+        Dwfl_Module *mod = module_of(pc - 1);
+        const char *name = mod ? function_name(mod, pc - 1) : NULL;
+        Dwfl_Line *line = mod ? dwfl_module_getsrc(mod, pc - 1) : NULL;
+        int lineno = 0;
+        const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
+        uintptr_t fstart = pc;
+        if (mod) symbol_name(mod, pc - 1, &fstart);
+        struct text t = {.n = 0};
+        if (file) {
+            text_printf(&t, "%s\n\t%s:%d +0x%lx\n", name ? name : "?", file, lineno, (unsigned long)(pc - fstart));
+        } else {
+            char where[512];
+            module_offset(pc, where, sizeof where);
+            text_printf(&t, "%s\n\t%s\n", name ? name : "?", where);
+        }
+        t.b[t.n] = 0;
+        free(c->text);
+        *c = (struct cached_frame){.pc = pc, .creator = true, .text = strdup(t.b)};
     }
+    const char *text = c->text ? c->text : "?\n\t?\n";
+    const char *nl = strchr(text, '\n');
+    hoare__fdprintf(fd, "created by %.*s%s%s", (int)(nl - text), text, in, nl);
     pthread_mutex_unlock(&dw_lock);
 }
 
