@@ -1,9 +1,10 @@
 # hoare - top-level commands. Each target installs what it needs on a fresh Debian machine.
-#   make demo     build and run the demonstration (concurrency vs parallelism)
+#   make demo     build and run the demonstration (concurrency vs parallelism), draw its traces
 #   make test     build and run the whole suite three ways: optimised, ASan+UBSan, TSan
 #   make test-aarch64  the suite cross-built for AArch64, run under qemu-user
 #   make install  install the libraries, header, pkg-config file and CMake package (PREFIX=/usr/local)
 #   make bench    run the benchmarks side by side with Go and write docs/BENCHMARKS.md
+#   make bench-trace  what the trace hooks cost on pingpong while tracing is off (must be < 2%)
 #   make build    just the optimised build (build/rel)
 
 PREFIX ?= /usr/local
@@ -13,9 +14,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR ?= $(if $(CI),ON,OFF)
 # python3, golang-go and wrk: the benchmarks' quick mode runs in the suite, both C and Go sides
 DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golang-go wrk
+# diagnostics: libdw for tracebacks, gdb for the gdb extension's test, gnuplot for make demo's picture
+DEB_PKGS += libdw-dev gdb gnuplot-nox
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
-.PHONY: all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
+.PHONY: bench-trace all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
 
 all: build
 
@@ -32,8 +35,10 @@ build/rel/Makefile: deps
 build: build/rel/Makefile
 	cmake --build build/rel -j $(JOBS)
 
+# The demo also traces its two runs and draws them (docs/demo-trace.png, shown in the README).
 demo: build
-	./build/rel/examples/demo
+	./build/rel/examples/demo --trace build/rel/demo-trace
+	python3 examples/demo_timeline.py build/rel/demo-trace-1.json build/rel/demo-trace-2.json docs/demo-trace.png
 
 # The suite three ways. TSan needs the address space layout it was built for: run it without ASLR
 # (setarch -R), as its runtime cannot handle the high mmap entropy of recent kernels.
@@ -78,6 +83,10 @@ install: build
 # Full side-by-side run (about 10 minutes): writes docs/BENCHMARKS.md and docs/bench-ratios.png.
 bench: deps
 	sh bench/bench.sh
+
+# What the execution-trace hooks cost while tracing is off (callgrind instruction counts, < 2%).
+bench-trace: deps
+	sh bench/trace_overhead.sh
 
 clean:
 	rm -rf build

@@ -103,13 +103,69 @@ void hoare_preempt_enable(void);
  * Diagnostics
  * ====================================================================================== */
 
-/* Write every goroutine, Go style ("goroutine 7 [chan receive, 3 ms]:" plus its name, start
- * function and creator) to the file descriptor fd. Safe to call at any time. */
+/* Write every goroutine with its traceback, Go style (see Tracebacks below), the caller first, to
+ * the file descriptor fd. Safe to call at any time. */
 void hoare_dump(int fd);
 /* Deadlock detection: when every goroutine is asleep on a runtime object (no timer, no I/O wait, no
  * goroutine runnable) and every other thread of the process is too, the runtime prints
  * "fatal error: all goroutines are asleep - deadlock!" and the goroutine list to stderr and exits
  * with status 2, as Go does. Env HOARE_DEADLOCK=0 turns it off. */
+
+/* Tracebacks: hoare_dump, deadlock reports and fatal errors list every goroutine in Go's layout:
+ *   goroutine 7 [chan receive]:
+ *   	name worker                      (when it has one)
+ *   leaf(...)                          (innermost frame first; inlined calls are frames too)
+ *   	/src/prog.c:12 +0x1f             (file:line, or module+0xoffset without debug information)
+ *   created by main in goroutine 1
+ *   	/src/prog.c:30 +0x47
+ * A goroutine running on another thread says so. Frames and source lines need libdw (elfutils) at
+ * build time and the program built with -g; without libdw addresses print as module+0xoffset.
+ * Signals, as Go: SIGQUIT (if the program left it at its default) prints every goroutine and exits
+ * with status 2. SIGSEGV (other than a stack overflow), SIGBUS, SIGFPE, SIGILL or SIGABRT in a
+ * goroutine prints the signal, the faulting address, that goroutine and every other one, and the
+ * process then dies of the signal. Env HOARE_TRACEBACK=crash: fatal errors and SIGQUIT abort (a core
+ * dump) instead of exiting with status 2. */
+
+/* Execution traces in the Trace Event Format (JSON: open in https://ui.perfetto.dev or
+ * chrome://tracing): one track per thread with a slice per goroutine run (named by the goroutine's
+ * name, else "goroutine N"); create, block (with the reason), unblock, exit, preempt, steal,
+ * proc start/stop and handoff events; blocking regions; flow arrows from creator or unblocker.
+ * Env HOARE_TRACE=<file> traces the whole run (the file is complete when main returns or exit is
+ * called). start: 0, EBADF (fd not open), EBUSY (a trace is running). stop: 0, EINVAL (no trace
+ * running), or the first error writing to fd (which stays open: the caller closes it).
+ * While tracing is off each event costs one predictable branch; while on, each thread buffers
+ * its events (bounded memory) and writes them in batches. */
+int hoare_trace_start(int fd);
+int hoare_trace_stop(void);
+
+/* Runtime statistics, read while the program runs (no stop-the-world; a snapshot). The counters
+ * (created, switches, steals, preemptions, parks, runq_wait) count from the first call of
+ * hoare_stats_read, or from the start with env HOARE_STATS=1; until then counting costs one
+ * predictable branch per event. */
+#define HOARE_STATS_REASONS 24
+#define HOARE_STATS_WAIT_BUCKETS 24
+typedef struct hoare_stats {
+    uint64_t goroutines;         /* alive now */
+    uint64_t goroutines_created; /* since the start */
+    uint32_t threads;            /* scheduler threads (Go's Ms) */
+    uint32_t threads_idle;       /* ...of them idle */
+    uint32_t procs;              /* hoare_procs() */
+    uint32_t procs_idle;         /* processors without a thread */
+    uint64_t switches;           /* times a goroutine started or resumed running on a thread */
+    uint64_t steals;             /* successful steals from another processor's queue */
+    uint64_t preemptions;        /* goroutines switched out by asynchronous preemption */
+    uint64_t parks;              /* goroutines and threads that parked, in total */
+    size_t nreasons;             /* entries used in parks_by_reason */
+    struct {
+        const char *reason;      /* Go's wait reason ("chan receive", "sleep", ...) */
+        uint64_t count;
+    } parks_by_reason[HOARE_STATS_REASONS];
+    /* How long runnable goroutines waited before running (1 in 8 readies and spawns is timed): runq_wait[0] counts waits under 1 us, runq_wait[i] waits in
+     * [2^(i-1), 2^i) us, the last bucket everything longer. */
+    uint64_t runq_wait[HOARE_STATS_WAIT_BUCKETS];
+} hoare_stats;
+/* Fill *s: 0, or EINVAL for NULL. */
+int hoare_stats_read(hoare_stats *s);
 
 /* ======================================================================================
  * Channels and select

@@ -7,12 +7,23 @@
  * the spawn path. A dump is a snapshot taken while goroutines run: entries may be stale by the
  * time they are printed.
  *
- * Stack overflow: every scheduler thread has an alternate signal stack; a SIGSEGV whose address
- * falls in the guard of the running goroutine's stack prints which goroutine overflowed and its
- * stack size, then exits with status 2. Any other SIGSEGV goes to the previous handler (or the
- * default action).
+ * Tracebacks (traceback.c): the caller first, then every goroutine with its frames, unwound from
+ * the saved context of a switched-out goroutine; one running on another thread says so.
+ *
+ * Signals: every scheduler thread has an alternate signal stack.
+ *  - A SIGSEGV whose address falls in the guard of the running goroutine's stack prints which
+ *    goroutine overflowed, its stack size and its frames, then every goroutine; exit status 2.
+ *  - Any other SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGABRT in goroutine code prints the signal, the
+ *    faulting address, the goroutine with its frames and every other one, then the process dies
+ *    of the signal (default action restored: core dumps and exit statuses stay as C expects).
+ *    On other threads the previous handler runs (or the default action). SIGFPE, SIGILL and
+ *    SIGABRT are taken only if the program left them at their default.
+ *  - SIGQUIT left at its default prints every goroutine and exits with status 2, as Go does.
+ *  - HOARE_TRACEBACK=crash: fatal errors and SIGQUIT abort (a core dump) instead of exiting 2.
  */
 #include "proc.h"
+#include "trace.h"
+#include "traceback.h"
 
 #include <dlfcn.h>
 #include <signal.h>
@@ -21,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static const char *status_name(uint32_t s) {
@@ -33,18 +45,16 @@ static const char *status_name(uint32_t s) {
     }
 }
 
-static void print_symbol(int fd, const char *label, uintptr_t pc) {
-    Dl_info info;
-    if (pc && dladdr((void *)pc, &info) && info.dli_sname)
-        dprintf(fd, "\t%s %s+0x%lx\n", label, info.dli_sname, (unsigned long)(pc - (uintptr_t)info.dli_saddr));
-    else
-        dprintf(fd, "\t%s 0x%lx\n", label, (unsigned long)pc);
-}
+/* What a dump prints, and which goroutine or thread waiter is the caller (its frames are this
+ * thread's, from from_pc; skip_self: it was printed already). */
+struct dump {
+    int fd;
+    G *self;
+    uintptr_t from_pc;
+    bool skip_self;
+};
 
-static void dump_one(G *g, void *arg) {
-    int fd = *(int *)arg;
-    uint32_t st = atomic_load_explicit(&g->status, memory_order_acquire);
-    if (st == G_FREE) return;
+static void header(int fd, const G *g, uint32_t st) {
     char state[96];
     if (st == G_WAITING && g->wait_reason) {
         int64_t mins = g->wait_since ? (hoare__nanotime() - g->wait_since) / (60 * HOARE_SEC) : 0;
@@ -53,17 +63,22 @@ static void dump_one(G *g, void *arg) {
     } else {
         snprintf(state, sizeof state, "%s", status_name(st));
     }
-    if (g->flags & G_THREAD) {
-        dprintf(fd, "thread (waiter %llu) [%s]:\n\n", (unsigned long long)g->id, state);
-        return;
-    }
-    dprintf(fd, "goroutine %llu [%s]:\n", (unsigned long long)g->id, state);
-    if (g->name[0]) dprintf(fd, "\tname %s\n", g->name);
-    print_symbol(fd, "started at", g->start_pc);
-    char label[64];
-    snprintf(label, sizeof label, "created by goroutine %llu at", (unsigned long long)g->creator_id);
-    print_symbol(fd, g->creator_id ? label : "created by a thread at", g->creator_pc);
-    dprintf(fd, "\n");
+    if (g->flags & G_THREAD) hoare__fdprintf(fd, "thread (waiter %llu) [%s]:\n", (unsigned long long)g->id, state);
+    else hoare__fdprintf(fd, "goroutine %llu [%s]:\n", (unsigned long long)g->id, state);
+    if (g->name[0]) hoare__fdprintf(fd, "\tname %s\n", g->name);
+}
+
+static void dump_one(G *g, void *arg) {
+    struct dump *d = arg;
+    uint32_t st = atomic_load_explicit(&g->status, memory_order_acquire);
+    if (st == G_FREE || (g == d->self && d->skip_self)) return;
+    header(d->fd, g, st);
+    if (g == d->self) hoare__traceback_here(d->fd, d->from_pc);
+    else if (g->flags & G_THREAD) hoare__fdprintf(d->fd, "\tthread blocked in the runtime; stack unavailable\n");
+    else if (st == G_RUNNING || st == G_BLOCKING) hoare__fdprintf(d->fd, "\tgoroutine running on other thread; stack unavailable\n");
+    else if (st != G_DEAD) hoare__traceback_g(d->fd, g);
+    if (!(g->flags & G_THREAD)) hoare__traceback_creator(d->fd, g);
+    hoare__fdprintf(d->fd, "\n");
 }
 
 struct each_args {
@@ -81,30 +96,63 @@ void hoare__each_g(void (*fn)(G *g, void *arg), void *arg) {
     hoare__each_slot(each_live, &a);
 }
 
-HIDDEN void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg);
-
-void hoare__dump_all(int fd) {
-    hoare__each_g(dump_one, &fd);
-    hoare__each_thread_waiter(dump_one, &fd);
+/* The caller's goroutine, or its thread's waiter record while it waits (a deadlock found by a
+ * blocking plain thread); NULL on a scheduler context or a running plain thread. */
+static G *current(void) {
+    M *m = hoare__getm();
+    if (m) return m->curg;
+    G *g = hoare__thread_waiter_peek();
+    return g && atomic_load_explicit(&g->status, memory_order_relaxed) == G_WAITING ? g : NULL;
 }
 
-void hoare_dump(int fd) { hoare__dump_all(fd); }
+/* Every goroutine, the calling goroutine first, then the plain threads waiting in the runtime; a
+ * calling plain thread that is not waiting comes last, as "thread [running]". */
+static void dump_all_from(int fd, uintptr_t from_pc) {
+    struct dump d = {fd, current(), from_pc, false};
+    if (d.self && !(d.self->flags & G_THREAD)) {
+        dump_one(d.self, &d);
+        d.skip_self = true;
+    }
+    hoare__each_g(dump_one, &d);
+    hoare__each_thread_waiter(dump_one, &d);
+    if (!d.self && !hoare__getm() && !hoare__on_monitor()) {
+        hoare__fdprintf(fd, "thread [running]:\n");
+        hoare__traceback_here(fd, from_pc);
+        hoare__fdprintf(fd, "\n");
+    }
+}
 
-void hoare__fatal(const char *fmt, ...) {
+void hoare__dump_all(int fd) { dump_all_from(fd, (uintptr_t)__builtin_return_address(0)); }
+
+__attribute__((noinline)) void hoare_dump(int fd) { dump_all_from(fd, (uintptr_t)__builtin_return_address(0)); }
+
+static bool traceback_crash; /* HOARE_TRACEBACK=crash: abort (core dump) instead of exit status 2 */
+
+/* Leave after a fatal report: exit status 2, or abort for a core dump. */
+static __attribute__((noreturn)) void die(void) {
+    hoare__trace_finish();
+    if (traceback_crash) {
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    _exit(2);
+}
+
+__attribute__((noinline)) void hoare__fatal(const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    dprintf(2, "fatal error: %s\n\n", msg);
-    hoare__dump_all(2);
-    _exit(2);
+    hoare__fdprintf(2, "fatal error: %s\n\n", msg);
+    dump_all_from(2, (uintptr_t)__builtin_return_address(0));
+    die();
 }
 
 /* ------------------------------------------------------------------------------------------
- * Stack overflow */
+ * Signals: stack overflow, crashes in goroutine code, SIGQUIT */
 
-static struct sigaction previous_segv, previous_bus;
+static struct sigaction previous[NSIG];
 
 static void write_str(const char *s) {
     size_t n = strlen(s);
@@ -125,28 +173,48 @@ static void write_num(unsigned long long v) {
     write_str(buf + i);
 }
 
-static void on_fault(int sig, siginfo_t *info, void *uctx) {
-    M *m = hoare__getm();
-    G *g = m ? m->curg : NULL;
-    if (g) {
-        char *addr = info->si_addr;
-        char *guard_lo = g->stack_lo - hoare__guard_size();
-        if (addr >= guard_lo - 65536 && addr < g->stack_lo) {
-            /* async-signal-safe output only */
-            write_str("fatal error: stack overflow in goroutine ");
-            write_num(g->id);
-            if (g->name[0]) {
-                write_str(" (");
-                write_str(g->name);
-                write_str(")");
-            }
-            write_str(": its stack is ");
-            write_num(g->stack_size);
-            write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n");
-            _exit(2);
-        }
+static const char *signal_text(int sig) {
+    switch (sig) {
+    case SIGSEGV: return "SIGSEGV: segmentation violation";
+    case SIGBUS: return "SIGBUS: bus error";
+    case SIGFPE: return "SIGFPE: floating-point exception";
+    case SIGILL: return "SIGILL: illegal instruction";
+    case SIGABRT: return "SIGABRT: abort";
+    case SIGQUIT: return "SIGQUIT: quit";
+    default: return "signal";
     }
-    struct sigaction *prev = sig == SIGSEGV ? &previous_segv : &previous_bus;
+}
+
+static uintptr_t signal_pc(void *uctx) {
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#endif
+}
+
+/* The goroutine g took sig at uctx: it first with its frames, then every other one. */
+static void report_goroutine(G *g, void *uctx) {
+    hoare__fdprintf(2, "goroutine %llu [running]:\n", (unsigned long long)g->id);
+    if (g->name[0]) hoare__fdprintf(2, "\tname %s\n", g->name);
+    hoare__traceback_signal(2, uctx);
+    hoare__traceback_creator(2, g);
+    hoare__fdprintf(2, "\n");
+    struct dump d = {2, g, 0, true};
+    hoare__each_g(dump_one, &d);
+    hoare__each_thread_waiter(dump_one, &d);
+}
+
+/* Die of sig as if no handler had been installed (core dump, exit status). A fault re-executes the
+ * faulting instruction on return; a sent signal is raised again, pending until we return. */
+static void die_of(int sig, siginfo_t *info) {
+    signal(sig, SIG_DFL);
+    if (info->si_code <= 0 || sig == SIGABRT) raise(sig);
+}
+
+static void chain(int sig, siginfo_t *info, void *uctx) {
+    struct sigaction *prev = &previous[sig];
     if (prev->sa_flags & SA_SIGINFO) {
         if (prev->sa_sigaction) {
             prev->sa_sigaction(sig, info, uctx);
@@ -156,28 +224,99 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
         prev->sa_handler(sig);
         return;
     }
-    /* default action: re-raised when the faulting instruction runs again */
-    signal(sig, SIG_DFL);
+    die_of(sig, info);
+}
+
+static void on_fault(int sig, siginfo_t *info, void *uctx) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (!g) {
+        chain(sig, info, uctx); /* not goroutine code: the program's handler or the default */
+        return;
+    }
+    char *addr = info->si_addr;
+    char *guard_lo = g->stack_lo - hoare__guard_size();
+    if (sig == SIGSEGV && addr >= guard_lo - 65536 && addr < g->stack_lo) {
+        write_str("fatal error: stack overflow in goroutine ");
+        write_num(g->id);
+        if (g->name[0]) {
+            write_str(" (");
+            write_str(g->name);
+            write_str(")");
+        }
+        write_str(": its stack is ");
+        write_num(g->stack_size);
+        write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n\n");
+        report_goroutine(g, uctx);
+        die();
+    }
+    hoare__fdprintf(2, "%s\nPC=0x%lx addr=%p sigcode=%d\n\n", signal_text(sig), (unsigned long)signal_pc(uctx),
+            info->si_addr, info->si_code);
+    report_goroutine(g, uctx);
+    die_of(sig, info);
+}
+
+/* SIGQUIT left at its default: every goroutine, then exit status 2 (as Go). The handler runs on a
+ * plain thread: scheduler threads block asynchronous signals. */
+static void on_quit(int sig, siginfo_t *info, void *uctx) {
+    (void)info;
+    hoare__fdprintf(2, "%s\nPC=0x%lx\n\n", signal_text(sig), (unsigned long)signal_pc(uctx));
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    if (g) {
+        report_goroutine(g, uctx);
+    } else {
+        hoare__fdprintf(2, "thread [running]:\n");
+        hoare__traceback_signal(2, uctx);
+        hoare__fdprintf(2, "\n");
+        struct dump d = {2, NULL, 0, false};
+        hoare__each_g(dump_one, &d);
+        hoare__each_thread_waiter(dump_one, &d);
+    }
+    die();
 }
 
 /* Each scheduler thread gets an alternate signal stack, so that an overflowing goroutine's fault
- * handler does not run on the exhausted stack. */
+ * handler does not run on the exhausted stack. It is large enough for libdw's unwinder; pages are
+ * committed only when touched. */
 HIDDEN void hoare__signals_thread_init(void) {
-    enum { ALT_SIZE = 64 * 1024 };
+    enum { ALT_SIZE = 256 * 1024 };
     stack_t ss;
-    ss.ss_sp = mmap(NULL, ALT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ss.ss_sp = mmap(NULL, ALT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (ss.ss_sp == MAP_FAILED) return;
     ss.ss_size = ALT_SIZE;
     ss.ss_flags = 0;
     sigaltstack(&ss, NULL);
 }
 
-HIDDEN void hoare__signals_init(void) {
-    struct sigaction sa;
+/* Faults run on the alternate stack (an overflowing or small goroutine stack has no room for
+ * libdw); SIGQUIT, which only plain threads take, runs on the thread's own stack (the alternate
+ * stack a sanitizer may have given a plain thread is too small). */
+static void install(int sig, void (*fn)(int, siginfo_t *, void *), bool only_if_default) {
+    struct sigaction sa, old;
+    sigaction(sig, NULL, &old);
+    if (only_if_default && (old.sa_flags & SA_SIGINFO || old.sa_handler != SIG_DFL)) return;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sa.sa_sigaction = fn;
+    sa.sa_flags = SA_SIGINFO | (sig == SIGQUIT ? 0 : SA_ONSTACK);
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv);
-    sigaction(SIGBUS, &sa, &previous_bus);
+    sigaction(sig, &sa, &previous[sig]);
+}
+
+#ifdef HOARE_TSAN
+/* The crash, overflow and SIGQUIT reports are not async-signal-safe (libdw allocates), which TSan
+ * reports as an error; Go's crash output makes the same trade. A program's own definition wins. */
+__attribute__((weak)) const char *__tsan_default_options(void);
+__attribute__((weak)) const char *__tsan_default_options(void) { return "report_signal_unsafe=0"; }
+#endif
+
+HIDDEN void hoare__signals_init(void) {
+    const char *tb = getenv("HOARE_TRACEBACK");
+    traceback_crash = tb && !strcmp(tb, "crash");
+    install(SIGSEGV, on_fault, false);
+    install(SIGBUS, on_fault, false);
+    install(SIGFPE, on_fault, true);
+    install(SIGILL, on_fault, true);
+    install(SIGABRT, on_fault, true);
+    install(SIGQUIT, on_quit, true);
 }

@@ -25,6 +25,9 @@ enum {
 };
 
 static hoare_note monitor_note;
+static RUNTIME_TLS bool on_monitor;
+
+bool hoare__on_monitor(void) { return on_monitor; }
 static _Atomic uint32_t monitor_sleeping;  /* 1 while in the indefinite sleep */
 
 void hoare__monitor_kick(void) {
@@ -83,6 +86,7 @@ static bool watch(int64_t now) {
 static void *monitor_main(void *arg) {
     (void)arg;
     hoare__futex_uncounted = true;
+    on_monitor = true;
     int64_t delay = POLL_MIN_NS;
     int quiet_rounds = 0;
     for (;;) {

@@ -12,6 +12,7 @@
 
 #include "runtime.h"
 #include "stack.h"
+#include "stats.h"
 
 #define RUNQ_SIZE 256
 
@@ -79,6 +80,7 @@ struct hoare_m {
     G *pend_g;
     bool (*pend_commit)(G *g, void *arg);
     void *pend_arg;
+    struct m_stats stats;  /* stats.h: counters this M writes, hoare_stats_read sums */
 };
 
 /* Scheduler-wide state. Lock order: sched.lock before a timer heap lock; channel and sync locks are
@@ -129,6 +131,8 @@ HIDDEN void hoare__monitor_start(void);
 HIDDEN void hoare__preempt_init(void);
 /* Called by the preemption signal handler on a goroutine at a safe point: switch away. */
 HIDDEN void hoare__preempt_switch(M *m, G *g);
+/* True on the monitor thread (whose reports, e.g. a deadlock, are about the others). */
+HIDDEN bool hoare__on_monitor(void);
 /* Wake the monitor if it sleeps for want of running goroutines. */
 HIDDEN void hoare__monitor_kick(void);
 /* Monitor: take p from an M that has been inside a blocking region since before `since`. */
@@ -147,6 +151,8 @@ HIDDEN void hoare__threads_init(void);
 /* hoare__park and hoare__ready for a thread waiter record g (the calling thread's own, for park). */
 HIDDEN void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg);
 HIDDEN void hoare__ready_thread(G *g);
+/* The calling plain thread's waiter record if it has one (never allocates: signal handlers). */
+HIDDEN G *hoare__thread_waiter_peek(void);
 /* The calling plain thread's cache of goroutine slots (for spawning). */
 HIDDEN g_cache *hoare__thread_gcache(void);
 /* Call fn for every thread waiter record that waits now (dumps). */

@@ -125,7 +125,7 @@ enum g_status {
 enum g_flags {
     G_THREAD = 1, /* a plain thread's waiter record: no stack, parks on wake_key */
     G_G0 = 2,     /* an M's scheduler context (runs on the thread's own stack) */
-    G_HIDDEN = 4, /* a thread waiter left out of dumps (hoare_main's caller: the main goroutine
+    G_HIDDEN = 8, /* a thread waiter left out of dumps (hoare_main's caller: the main goroutine
                    * stands for it) */
 };
 
@@ -163,6 +163,8 @@ struct hoare_g {
     uintptr_t creator_pc;     /* where hoare_go was called, for dumps */
     uint64_t creator_id;
     G *alllink;               /* thread waiters: list of all of them, for dumps */
+    uint64_t trace_flow;      /* trace.c: the flow arrow to draw when it next runs (0: none) */
+    int64_t runnable_since;   /* stats.h: sampled time it became runnable (0: not sampled) */
     char name[32];
 };
 

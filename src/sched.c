@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "arch.h"
+#include "trace.h"
 
 #ifdef HOARE_ASAN
 #include <sanitizer/common_interface_defs.h>
@@ -335,6 +336,7 @@ static G *next_local(M *m, P *p) {
  * Idle Ps and Ms */
 
 static void pidle_put_locked(P *p) {
+    trace_proc(p, false);
     atomic_store_explicit(&p->status, P_IDLE, memory_order_relaxed);
     p->m = NULL;
     p->link = sched.idle_p;
@@ -352,6 +354,7 @@ static P *pidle_get_locked(void) {
 }
 
 static void acquirep(M *m, P *p) {
+    trace_proc(p, true);
     m->p = p;
     p->m = m;
     atomic_store_explicit(&p->status, P_RUNNING, memory_order_relaxed);
@@ -467,6 +470,7 @@ static void execute(M *m, G *g, bool inherit_slice) {
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
     __atomic_store_n(&m->curg, g, __ATOMIC_RELEASE); /* the monitor reads it */
+    observe_go_start(m, g);
     P *p = m->p;
     if (!inherit_slice && p)
         atomic_store_explicit(&p->schedtick, atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
@@ -496,6 +500,7 @@ static void switch_out(M *m, G *g) {
             atomic_fetch_add(&sched.nmspinning, 1);
         }
         m->curg = NULL;
+        observe_go_stop(m);
         switch_context(g, &m->g0, dies);
     }
     resumed(g);
@@ -564,12 +569,12 @@ static void run_pending(M *m) {
 /* ------------------------------------------------------------------------------------------
  * Parking and readying */
 
-
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
     M *m = getm_here();
     G *g = m ? m->curg : NULL;
     if (!g) {
         if (m) hoare__fatal("park on a scheduler thread outside a goroutine (%s)", reason);
+        stats_park(NULL, reason); /* a goroutine's park is counted at its switch (observe_go_*) */
         hoare__park_thread(hoare__g(), reason, commit, arg);
         return;
     }
@@ -589,6 +594,7 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
 /* g is RUNNABLE and ours: queue it (runnext of the current P, else the global queue). */
 static inline void ready_runnable(G *g) {
     M *m = getm_here();
+    observe_go_ready(m, g);
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
     P *p = m ? m->p : NULL;
@@ -642,6 +648,7 @@ void hoare__ready_list(G *list) {
         uint32_t expect = G_WAITING;
         if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
             hoare__fatal("ready of goroutine %llu which is not waiting", (unsigned long long)g->id);
+        trace_go_unblock(g);
         tail = g;
         n++;
     }
@@ -669,7 +676,7 @@ static G *steal_work(M *m) {
                 int64_t now = hoare__nanotime();
                 if (atomic_load_explicit(&v->timers.first, memory_order_relaxed) <= now) hoare__timers_run(v, now);
             }
-            G *g = runq_steal(p, v, pass == 3);
+            G *g = stats_steal(&m->stats, trace_steal(v, runq_steal(p, v, pass == 3)));
             if (g) return g;
         }
         G *g = runq_get(p); /* timers run above may have readied goroutines onto our P */
@@ -935,6 +942,7 @@ void hoare_exit(void) {
     if (!g) pthread_exit(NULL);
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
+    trace_go_exit(g);
     atomic_fetch_sub(&sched.ngoroutines, 1);
     m->pend_kind = PEND_EXIT;
     m->pend_g = g;
@@ -998,6 +1006,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     g->m = NULL;
     g->wait_reason = NULL;
     g->param = NULL;
+    g->trace_flow = 0;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
     g->preempt_off = 0;
     g->start_pc = (uintptr_t)fn;
@@ -1012,6 +1021,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
 #ifdef HOARE_TSAN
     g->tsan_fiber = __tsan_create_fiber(0);
 #endif
+    observe_go_create(m, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
     if (cur && p) {
@@ -1054,6 +1064,7 @@ void hoare_blocking_begin(void) {
     /* not preemptible from here to the end of the region: the region owns the M's state */
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);
+    trace_blocking(g, true);
     atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
     atomic_store_explicit(&p->blocking, (++p->blocking_tick << 1) | 1, memory_order_release);
@@ -1069,6 +1080,7 @@ void hoare_blocking_end(void) {
         hoare__fatal("hoare_blocking_end without hoare_blocking_begin (goroutine %llu)",
                      (unsigned long long)g->id);
     uint64_t mine = (p->blocking_tick << 1) | 1;
+    trace_blocking(g, false);
     atomic_fetch_sub_explicit(&sched.nblocking, 1, memory_order_relaxed);
     if (likely(atomic_compare_exchange_strong(&p->blocking, &mine, 0))) {
         atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
@@ -1102,6 +1114,7 @@ bool hoare__p_has_work(P *p) {
 bool hoare__retake_blocked(P *p, uint64_t word) {
     if (!atomic_compare_exchange_strong(&p->blocking, &word, 0)) return false;
     /* The P is ours; its old M will find out at hoare_blocking_end. */
+    trace_handoff(p);
     p->m = NULL;
     if (hoare__p_has_work(p)) {
         startm(p, false);
@@ -1278,6 +1291,8 @@ static void do_init(void) {
     atomic_store(&sched.nprocs, n);
     hoare__monitor_start();
     atomic_store_explicit(&initialised, true, memory_order_release);
+    hoare__trace_init();
+    hoare__stats_init();
 }
 
 static void ensure_init(void) {

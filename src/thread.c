@@ -89,6 +89,8 @@ G *hoare__g(void) {
     return &thread_record()->g;
 }
 
+G *hoare__thread_waiter_peek(void) { return tls_rec ? &tls_rec->g : NULL; }
+
 g_cache *hoare__thread_gcache(void) { return &thread_record()->gcache; }
 
 /* Phase 1: true if woken while spinning. A wait with a timer that fires later than the spin could
