@@ -8,8 +8,9 @@
  * time they are printed.
  *
  * Stack overflow: every scheduler thread has an alternate signal stack; a SIGSEGV whose address
- * falls in the guard of the running goroutine's stack prints which goroutine overflowed and its
- * stack size, then exits with status 2. Any other SIGSEGV goes to the previous handler (or the
+ * falls in the guard of the running goroutine's stack (for a sub-page slot: anywhere below its stack
+ * in its group, see stack.c) prints which goroutine overflowed and its stack size, then exits with
+ * status 2. The same report ends a sub-page goroutine whose canary is found broken at a switch. Any other SIGSEGV goes to the previous handler (or the
  * default action).
  */
 #include "proc.h"
@@ -125,27 +126,25 @@ static void write_num(unsigned long long v) {
     write_str(buf + i);
 }
 
+void hoare__stack_overflow_fatal(const G *g) {
+    /* async-signal-safe output only, and little stack: the goroutine's may be exhausted */
+    write_str("fatal error: stack overflow in goroutine ");
+    write_num(g->id);
+    if (g->name[0]) {
+        write_str(" (");
+        write_str(g->name);
+        write_str(")");
+    }
+    write_str(": its stack is ");
+    write_num(g->stack_size);
+    write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n");
+    _exit(2);
+}
+
 static void on_fault(int sig, siginfo_t *info, void *uctx) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
-    if (g) {
-        char *addr = info->si_addr;
-        char *guard_lo = g->stack_lo - hoare__guard_size();
-        if (addr >= guard_lo - 65536 && addr < g->stack_lo) {
-            /* async-signal-safe output only */
-            write_str("fatal error: stack overflow in goroutine ");
-            write_num(g->id);
-            if (g->name[0]) {
-                write_str(" (");
-                write_str(g->name);
-                write_str(")");
-            }
-            write_str(": its stack is ");
-            write_num(g->stack_size);
-            write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n");
-            _exit(2);
-        }
-    }
+    if (g && hoare__stack_fault_is_overflow(g, info->si_addr)) hoare__stack_overflow_fatal(g);
     struct sigaction *prev = sig == SIGSEGV ? &previous_segv : &previous_bus;
     if (prev->sa_flags & SA_SIGINFO) {
         if (prev->sa_sigaction) {
@@ -161,15 +160,14 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
 }
 
 /* Each scheduler thread gets an alternate signal stack, so that an overflowing goroutine's fault
- * handler does not run on the exhausted stack. */
+ * handler does not run on the exhausted stack (the preemption handler runs there too, preempt.c). */
 HIDDEN void hoare__signals_thread_init(void) {
-    enum { ALT_SIZE = 64 * 1024 };
     stack_t ss;
-    ss.ss_sp = mmap(NULL, ALT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ss.ss_sp = mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ss.ss_sp == MAP_FAILED) return;
-    ss.ss_size = ALT_SIZE;
-    ss.ss_flags = 0;
-    sigaltstack(&ss, NULL);
+    ss.ss_size = HOARE_SIGSTACK_SIZE;
+    ss.ss_flags = SS_AUTODISARM; /* the preemption handler replaces it from inside (preempt.c) */
+    if (sigaltstack(&ss, NULL) == 0 && hoare__tls_m) hoare__tls_m->sigstack = ss.ss_sp;
 }
 
 HIDDEN void hoare__signals_init(void) {

@@ -70,6 +70,8 @@ struct hoare_m {
     G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
+    void *sigstack;        /* the thread's current alternate signal stack (HOARE_SIGSTACK_SIZE) */
+    void *sigstack_free;   /* spare ones, linked through their first word (preempt.c); owner only */
     int *errno_loc;        /* this thread's errno: saved/restored per goroutine at each switch
                             * without a call to __errno_location (m is re-read after a switch) */
     pthread_t thread;
@@ -103,7 +105,14 @@ struct sched {
     _Atomic int32_t nblocking;        /* goroutines inside blocking regions */
 };
 
+#define HOARE_SIGSTACK_SIZE (64 * 1024)
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31) /* Linux 4.7+; glibc's headers lack it */
+#endif
+
 extern HIDDEN struct sched hoare__sched;
+/* Preemption counters (preempt.c), for tests: SIGURGs the monitor sent, and switches they caused. */
+extern HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
 /* hoare_now() as of the monitor's last round: cheap timestamps for dumps (wait durations). */
 extern HIDDEN _Atomic int64_t hoare__coarse_now;
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];

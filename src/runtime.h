@@ -107,6 +107,7 @@ enum g_status {
 enum g_flags {
     G_THREAD = 1, /* a plain thread's waiter record: no stack, parks on wake_key */
     G_G0 = 2,     /* an M's scheduler context (runs on the thread's own stack) */
+    G_SMALL_STACK = 4, /* a sub-page slot: no guard of its own, a canary below the stack (stack.c) */
 };
 
 struct hoare_g {

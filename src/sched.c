@@ -397,6 +397,7 @@ void hoare__wakep(void) {
 
 /* Switch from `from` to `to` on this M. from_dies: from's stack will never run again. */
 static inline void switch_context(G *from, G *to, bool from_dies) {
+    hoare__stack_check(from); /* a sub-page slot's canary (stack.h) */
 #ifdef HOARE_ASAN
     /* g0's bounds are the thread's stack (set at M start), a goroutine's its slot's */
     __sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake_stack, to->stack_lo, to->stack_size);
