@@ -435,6 +435,40 @@ int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns 
 void hoare_blocking_begin(void);
 void hoare_blocking_end(void);
 
+/* ======================================================================================
+ * Pools of reusable objects
+ * ====================================================================================== */
+
+/* Go's sync.Pool: a cache of objects to reuse instead of allocating anew. put hands an object to
+ * the pool, get takes one back (any one) - or, when the pool is empty, returns new_object(arg), or
+ * NULL without new_object. Each processor has its own cache: get and put on it take no lock and no
+ * atomic read-modify-write; only a full or empty cache goes to a shared one under a lock.
+ * There is no garbage collector, so the pool sheds instead: an object left unused in the pool for
+ * two intervals (about a second each; Go's victim cache) is handed to free_object(obj, arg), by
+ * the runtime's monitor thread or inside a later get or put. free_object must be quick, must not
+ * block, and must not call hoare_pool_destroy; it is called for shed objects only, never for
+ * objects that get returned. Without free_object nothing is shed (the pool keeps every object until
+ * hoare_pool_destroy). Set the three public fields before first use; the rest is the runtime's. */
+typedef struct hoare_pool {
+    void *(*new_object)(void *arg);           /* optional */
+    void (*free_object)(void *obj, void *arg); /* optional (see above) */
+    void *arg;
+    /* the runtime's */
+    void *locals;
+    void *shared;
+    struct hoare_pool *next;
+    uint32_t lock;
+    uint32_t registered;
+} hoare_pool;
+#define HOARE_POOL_INIT {0}
+/* An object from the pool, else new_object(arg), else NULL. */
+void *hoare_pool_get(hoare_pool *pool);
+/* Give obj (not NULL) to the pool. 0, EINVAL (pool or obj NULL), ENOMEM. */
+int hoare_pool_put(hoare_pool *pool, void *obj);
+/* Hand every object the pool holds to free_object and release the pool's memory. The pool must not
+ * be in use meanwhile; afterwards it is empty and usable again (its three public fields are kept). */
+void hoare_pool_destroy(hoare_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif

@@ -227,26 +227,22 @@ int hoare_close(hoare_chan *c) {
     atomic_store_explicit(&c->closed, 1, memory_order_release);
     /* Collect every waiter we won, then ready them after unlocking (linked through schedlink:
      * we own each G from the moment we won it until we ready it). */
-    G *wake = NULL;
+    G *wake = NULL, **link = &wake; /* in queue order */
     chan_waiter *w;
     while ((w = waitq_dequeue(&c->recvq)) != NULL) {
         chan_zero(c, w->elem);
         G *g = chan_waiter_done(w, false);
-        g->schedlink = wake;
-        wake = g;
+        *link = g;
+        link = &g->schedlink;
     }
     while ((w = waitq_dequeue(&c->sendq)) != NULL) {
         G *g = chan_waiter_done(w, false);
-        g->schedlink = wake;
-        wake = g;
+        *link = g;
+        link = &g->schedlink;
     }
+    *link = NULL;
     hoare__unlock(&c->lock);
-    while (wake) {
-        G *g = wake;
-        wake = g->schedlink;
-        g->schedlink = NULL;
-        hoare__ready_exclusive(g);
-    }
+    hoare__ready_list(wake); /* one batch, however many waiters */
     return 0;
 }
 

@@ -6,9 +6,13 @@
  *
  * It also polls the network when nobody has for 10 ms (all processors busy).
  *
+ * In the background it gives back the pages of stack slots that stayed free for a while
+ * (hoare__stack_scavenge) and sheds pooled objects unused for two intervals (hoare__pool_shed).
+ *
  * It polls every 20 us while it finds things to do, backing off to 1 ms when it does not, and
- * sleeps for good while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting
- * to run goroutines, a goroutine entering a blocking region).
+ * sleeps while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting to run
+ * goroutines, a goroutine entering a blocking region) - for good, or until the next background
+ * round while free slots or pooled objects remain.
  */
 #include "proc.h"
 
@@ -22,6 +26,7 @@ enum {
     POLL_MAX_NS = 1000 * 1000,            /* while goroutines run: bounds how long queued work can
                                              wait for an idle processor to be woken */
 };
+#define BACKGROUND_NS (1000 * 1000 * 1000LL) /* idle: wake for the scavenger and the pools this often */
 
 static hoare_note monitor_note;
 static _Atomic uint32_t monitor_sleeping;  /* 1 while in the indefinite sleep */
@@ -83,11 +88,12 @@ static void *monitor_main(void *arg) {
     (void)arg;
     int64_t delay = POLL_MIN_NS;
     int quiet_rounds = 0;
+    bool background = false; /* free slots or pooled objects wait for a later round */
     for (;;) {
         if (nothing_runs()) {
             hoare__note_clear(&monitor_note);
             atomic_store(&monitor_sleeping, 1);
-            if (nothing_runs()) hoare__note_sleep(&monitor_note, -1);
+            if (nothing_runs()) hoare__note_sleep(&monitor_note, background ? BACKGROUND_NS : -1);
             atomic_store(&monitor_sleeping, 0);
             delay = POLL_MIN_NS;
             quiet_rounds = 0;
@@ -97,6 +103,8 @@ static void *monitor_main(void *arg) {
         }
         int64_t now = hoare__nanotime();
         atomic_store_explicit(&hoare__coarse_now, now, memory_order_relaxed);
+        background = hoare__stack_scavenge(now);
+        background |= hoare__pool_shed(now);
         if (watch(now)) {
             quiet_rounds = 0;
             delay = POLL_MIN_NS;

@@ -142,5 +142,7 @@ HIDDEN bool hoare__p_has_work(P *p);
 /* Monitor: p has had goroutines waiting behind a long-running one; wake an idle processor. */
 HIDDEN bool hoare__p_has_queued(P *p);
 HIDDEN void hoare__timers_move(P *from, P *to);
+/* Monitor: shed pooled objects unused for two intervals (pool.c); true while pools exist. */
+HIDDEN bool hoare__pool_shed(int64_t now);
 
 #endif

@@ -167,7 +167,9 @@ HIDDEN void hoare__ready(G *g);
  * out of a queue under the lock that g's park commit released (channels, select after winning
  * select_done). Saves the status CAS (an atomic read-modify-write per hand-off). */
 HIDDEN void hoare__ready_exclusive(G *g);
-/* Ready a list (linked by schedlink) of goroutines at once, e.g. from the poller. */
+/* Ready a list (linked by schedlink) of parked goroutines and thread waiters at once (the poller,
+ * channel close, cond broadcast, timers firing together): one global queue operation for all the
+ * goroutines, and as many idle processors started as there are goroutines for them. */
 HIDDEN void hoare__ready_list(G *list);
 
 /* A goroutine-or-thread-wide unique random number (for select's shuffle, stealing order). */

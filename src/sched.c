@@ -590,19 +590,31 @@ void hoare__ready_exclusive(G *g) {
 
 void hoare__ready_list(G *list) {
     int32_t n = 0;
-    G *tail = NULL;
-    for (G *g = list; g; g = g->schedlink) {
+    G *head = NULL, *tail = NULL;
+    while (list) {
+        G *g = list;
+        list = g->schedlink;
+        g->schedlink = NULL;
+        if (g->flags & G_THREAD) {
+            ready_thread(g);
+            continue;
+        }
         uint32_t expect = G_WAITING;
         if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
             hoare__fatal("ready of goroutine %llu which is not waiting", (unsigned long long)g->id);
+        if (tail) tail->schedlink = g;
+        else head = g;
         tail = g;
         n++;
     }
     if (!n) return;
+    /* One queue operation for the whole batch, then as many idle processors started as there are
+     * goroutines for them (Go's injectglist). */
     hoare__lock(&sched.lock);
-    globrunq_put_batch_locked(list, tail, n);
+    globrunq_put_batch_locked(head, tail, n);
     hoare__unlock(&sched.lock);
-    for (int32_t i = 0; i < n && atomic_load(&sched.npidle) > 0; i++) hoare__wakep();
+    int32_t idle = atomic_load(&sched.npidle);
+    for (int32_t i = 0; i < n && i < idle; i++) startm(NULL, false);
 }
 
 /* ------------------------------------------------------------------------------------------

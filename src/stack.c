@@ -99,6 +99,8 @@ static size_t default_slot;      /* slot size of the default class */
 static _Atomic int guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect guard */
 static pthread_once_t init_once_ctl = PTHREAD_ONCE_INIT;
 static int64_t scavenge_last;    /* monitor only */
+static bool scavenge_pending;    /* monitor only: cold slots were left for the next round */
+static _Atomic bool freed_since_scavenge; /* a slot went to a global pool since the last round */
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -306,6 +308,8 @@ static void pool_put_locked(G *g) {
     g->schedlink = c->free;
     c->free = g;
     c->nfree++;
+    if (!c->small && !atomic_load_explicit(&freed_since_scavenge, memory_order_relaxed))
+        atomic_store_explicit(&freed_since_scavenge, true, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -427,14 +431,11 @@ void hoare__g_cache_flush(g_cache *cache) {
 
 bool hoare__stack_scavenge(int64_t now) {
     if (!page_size) return false;
-    bool pending = false;
-    if (now - scavenge_last < SCAVENGE_NS) {
-        hoare__lock(&pool_lock);
-        for (size_class *c = classes; c && !pending; c = c->next) pending = !c->small && (c->free || c->cold);
-        hoare__unlock(&pool_lock);
-        return pending;
-    }
+    if (now - scavenge_last < SCAVENGE_NS)
+        return scavenge_pending || atomic_load_explicit(&freed_since_scavenge, memory_order_relaxed);
     scavenge_last = now;
+    atomic_store_explicit(&freed_since_scavenge, false, memory_order_relaxed);
+    bool pending = false;
     struct iovec iov[MAX_IOV];
     hoare__lock(&pool_lock);
     for (size_class *c = classes; c; c = c->next) {
@@ -468,6 +469,7 @@ bool hoare__stack_scavenge(int64_t now) {
         c->released = cold;
     }
     hoare__unlock(&pool_lock);
+    scavenge_pending = pending;
     return pending;
 }
 

@@ -147,20 +147,44 @@ static int64_t next_period(const hoare_rtimer *t, int64_t now) {
     return next;
 }
 
+static void sleep_fire(void *arg, int64_t now);
+
+/* Run h's expired timers. Sleep timers that expire together (hoare_sleep's, whose callback only
+ * readies its goroutine) are taken in one hold of the lock and their goroutines readied as one batch;
+ * any other timer is run alone, with no lock held, as it may stop other timers. */
 static int64_t run_heap(struct timer_heap *h, int64_t now) {
+    enum { SLEEP_BATCH = 1024 };
     while (atomic_load_explicit(&h->first, memory_order_acquire) <= now) {
+        G *wake = NULL, **link = &wake;
+        hoare_rtimer *t = NULL;
+        int n = 0;
         hoare__lock(&h->lock);
-        if (h->n == 0 || h->v[0]->when > now) {
-            hoare__unlock(&h->lock);
-            break;
+        while (h->n > 0 && h->v[0]->when <= now && n < SLEEP_BATCH) {
+            t = h->v[0];
+            heap_remove(h, 0);
+            atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
+            if (t->fn != sleep_fire) break;
+            /* Its goroutine is parked until readied below: nobody else touches this timer. */
+            atomic_store_explicit(&t->state, TIMER_IDLE, memory_order_relaxed);
+            G *g = t->arg;
+            *link = g;
+            link = &g->schedlink;
+            n++;
+            t = NULL;
         }
-        hoare_rtimer *t = h->v[0];
-        heap_remove(h, 0);
-        atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
-        atomic_store_explicit(&t->state, TIMER_FIRING, memory_order_release);
-        /* Read before fn: a one-shot timer's owner may reuse it as soon as fn has readied it. */
-        bool periodic = t->period > 0;
+        *link = NULL;
+        bool periodic = false;
+        if (t) {
+            atomic_store_explicit(&t->state, TIMER_FIRING, memory_order_release);
+            /* Read before fn: a one-shot timer's owner may reuse it as soon as fn has readied it. */
+            periodic = t->period > 0;
+        }
         hoare__unlock(&h->lock);
+        hoare__ready_list(wake);
+        if (!t) {
+            if (n == 0) break;
+            continue;
+        }
 
         t->fn(t->arg, now);
 
