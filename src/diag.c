@@ -91,15 +91,27 @@ void hoare__dump_all(int fd) {
 
 void hoare_dump(int fd) { hoare__dump_all(fd); }
 
-void hoare__fatal(const char *fmt, ...) {
+struct fatal_args {
+    const char *fmt;
+    va_list *ap;
+};
+
+static void fatal_report(void *arg) {
+    struct fatal_args *a = arg;
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    vsnprintf(msg, sizeof msg, a->fmt, *a->ap);
     dprintf(2, "fatal error: %s\n\n", msg);
     hoare__dump_all(2);
     _exit(2);
+}
+
+void hoare__fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    struct fatal_args a = {fmt, &ap};
+    /* formatting and the dump need more stack than a sub-page goroutine has */
+    hoare__on_sched_stack(fatal_report, &a);
+    __builtin_unreachable();
 }
 
 /* ------------------------------------------------------------------------------------------

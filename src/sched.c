@@ -159,19 +159,20 @@ static G *globrunq_get_locked(P *p, int32_t max) {
 /* The local queue is full: move half of it and g to the global queue. false if a thief got there
  * first (then the caller retries the fast path). */
 static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
-    enum { HALF = RUNQ_SIZE / 2 };
-    G *batch[HALF + 1];
     uint32_t n = (tail - head) / 2;
-    if (n != HALF) hoare__fatal("runq_put_slow: queue is not full");
-    for (uint32_t i = 0; i < n; i++)
-        batch[i] = atomic_load_explicit(&p->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
+    if (n != RUNQ_SIZE / 2) hoare__fatal("runq_put_slow: queue is not full");
     if (!atomic_compare_exchange_strong_explicit(&p->runq_head, &head, head + n,
                                                  memory_order_release, memory_order_relaxed))
         return false;
-    batch[n] = g;
-    for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
+    /* The n slots we claimed keep their contents: only the owner (us) writes slots. Link them
+     * without a copy on the stack (this runs on goroutine stacks, small ones too). */
+    G *first = atomic_load_explicit(&p->runq[head % RUNQ_SIZE], memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+        G *x = atomic_load_explicit(&p->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
+        x->schedlink = i + 1 < n ? atomic_load_explicit(&p->runq[(head + i + 1) % RUNQ_SIZE], memory_order_relaxed) : g;
+    }
     hoare__lock(&sched.lock);
-    globrunq_put_batch_locked(batch[0], batch[n], (int32_t)n + 1);
+    globrunq_put_batch_locked(first, g, (int32_t)n + 1);
     hoare__unlock(&sched.lock);
     return true;
 }
@@ -322,6 +323,12 @@ static void acquirep(M *m, P *p) {
 }
 
 static void *mstart(void *arg);
+struct new_m_args {
+    P *p;
+    bool spinning;
+    bool ok; /* out: the thread runs */
+};
+static void new_m(void *arg);
 
 /* Start (or wake) an M to run p (an idle P is taken if p is NULL). spinning: the M is counted in
  * nmspinning already. */
@@ -348,8 +355,23 @@ static void startm(P *p, bool spinning) {
     }
     sched.nm++;
     hoare__unlock(&sched.lock);
+    struct new_m_args a = {p, spinning, false};
+    /* pthread_create needs more stack than a sub-page goroutine has */
+    hoare__on_sched_stack(new_m, &a);
+    if (a.ok) return;
+    /* No thread could be created: give the P back; the running Ms carry on. */
+    hoare__lock(&sched.lock);
+    sched.nm--;
+    pidle_put_locked(p);
+    hoare__unlock(&sched.lock);
+    if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
+}
 
-    m = calloc(1, sizeof *m);
+static void new_m(void *arg) {
+    struct new_m_args *a = arg;
+    P *p = a->p;
+    bool spinning = a->spinning;
+    M *m = calloc(1, sizeof *m);
     if (m) {
         m->id = atomic_fetch_add(&mid_gen, 1) + 1;
         m->spinning = spinning;
@@ -371,15 +393,12 @@ static void startm(P *p, bool spinning) {
         int rc = pthread_create(&m->thread, &attr, mstart, m);
         pthread_attr_destroy(&attr);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc == 0) return;
+        if (rc == 0) {
+            a->ok = true;
+            return;
+        }
         free(m);
     }
-    /* No thread could be created: give the P back; the running Ms carry on. */
-    hoare__lock(&sched.lock);
-    sched.nm--;
-    pidle_put_locked(p);
-    hoare__unlock(&sched.lock);
-    if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
 }
 
 /* New work exists: make sure some M will look for it (Go's wakep). */

@@ -37,6 +37,9 @@
  */
 #include "stack.h"
 
+#include "arch.h"
+#include "proc.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -231,6 +234,19 @@ static slab *new_slab(size_t slot_size, bool small) {
     return s;
 }
 
+struct new_slab_args {
+    size_t slot_size;
+    bool small;
+    slab *s;  /* out */
+    int err;  /* out, when s is NULL */
+};
+
+static void new_slab_call(void *arg) {
+    struct new_slab_args *a = arg;
+    a->s = new_slab(a->slot_size, a->small);
+    if (!a->s) a->err = errno;
+}
+
 /* Carve the next slot of s (class c). Caller holds pool_lock; s has room. */
 static G *carve(size_class *c, slab *s) {
     size_t i = atomic_load_explicit(&s->carved, memory_order_relaxed);
@@ -364,8 +380,13 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
             /* map a new slab without the lock (its guards are system calls) */
             size_t slot = c->slot_size;
             hoare__unlock(&pool_lock);
-            slab *s = new_slab(slot, small);
-            if (!s) return NULL;
+            struct new_slab_args a = {slot, small, NULL, 0};
+            hoare__on_sched_stack(new_slab_call, &a); /* mmap, malloc: more stack than small slots have */
+            slab *s = a.s;
+            if (!s) {
+                errno = a.err;
+                return NULL;
+            }
             hoare__lock(&pool_lock);
             if (c->slab) { /* another thread mapped one meanwhile: use that, drop ours */
                 extra = s;
@@ -471,6 +492,23 @@ bool hoare__stack_scavenge(int64_t now) {
     hoare__unlock(&pool_lock);
     scavenge_pending = pending;
     return pending;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Running on the scheduler stack */
+
+void hoare__on_sched_stack(void (*fn)(void *), void *arg) {
+    M *m = hoare__getm();
+    G *g = m ? m->curg : NULL;
+    char here;
+    if (!g || !(g->flags & G_SMALL_STACK) || &here < g->stack_lo || &here >= g->stack_lo + g->stack_size) {
+        fn(arg); /* a big stack, or already off the small one */
+        return;
+    }
+    /* While a goroutine runs on m, m's scheduler context is switched out: everything below its
+     * saved stack pointer is free (256 bytes spared for what the switch left there). */
+    uintptr_t sp = ((uintptr_t)m->g0.sp - 256) & ~(uintptr_t)15;
+    hoare__call_on_stack(fn, arg, (void *)sp);
 }
 
 /* ------------------------------------------------------------------------------------------
