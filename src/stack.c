@@ -139,7 +139,7 @@ static int self_pidfd = -1;
 static pid_t self_pidfd_pid;
 static hoare_lock pidfd_lock;
 
-static bool advise_batch(struct iovec *iov, size_t n, int advice) {
+static bool advise_batch(struct iovec *iov, size_t n, int advice, bool one_by_one) {
     hoare__lock(&pidfd_lock);
     if (self_pidfd_pid != getpid()) { /* first use, or we are a forked child */
         if (self_pidfd >= 0) close(self_pidfd);
@@ -151,6 +151,7 @@ static bool advise_batch(struct iovec *iov, size_t n, int advice) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += iov[i].iov_len;
     if (fd >= 0 && syscall(SYS_process_madvise, fd, iov, n, advice, 0) == (long)total) return true;
+    if (!one_by_one) return false;
     for (size_t i = 0; i < n; i++)
         if (madvise(iov[i].iov_base, iov[i].iov_len, advice) != 0) return false;
     return true;
@@ -160,7 +161,7 @@ static bool advise_batch(struct iovec *iov, size_t n, int advice) {
 static void install_guards(struct iovec *iov, size_t n) {
     for (size_t done = 0; done < n;) {
         size_t k = n - done < MAX_IOV ? n - done : MAX_IOV;
-        if (atomic_load(&guard_mode) == 1 && !advise_batch(iov + done, k, MADV_GUARD_INSTALL))
+        if (atomic_load(&guard_mode) == 1 && !advise_batch(iov + done, k, MADV_GUARD_INSTALL, true))
             atomic_store(&guard_mode, 2); /* kernel without guard regions: mprotect from now on */
         if (atomic_load(&guard_mode) == 2)
             for (size_t i = done; i < done + k; i++) mprotect(iov[i].iov_base, iov[i].iov_len, PROT_NONE);
@@ -247,14 +248,25 @@ static void new_slab_call(void *arg) {
     if (!a->s) a->err = errno;
 }
 
-/* Carve the next slot of s (class c). Caller holds pool_lock; s has room. */
-static G *carve(size_class *c, slab *s) {
+/* Reserve up to want fresh slots of c's current slab: their indexes are [*first, *first + n). Caller
+ * holds pool_lock. Enumerators may see them at once: fresh memory is zero, and a zero G is G_FREE. */
+static size_t reserve(size_class *c, size_t want, slab **sp, size_t *first) {
+    slab *s = c->slab;
     size_t i = atomic_load_explicit(&s->carved, memory_order_relaxed);
+    size_t n = s->nslots - i < want ? s->nslots - i : want;
+    atomic_store_explicit(&s->carved, i + n, memory_order_release);
+    if (i + n == s->nslots) c->slab = NULL;
+    *sp = s;
+    *first = i;
+    return n;
+}
+
+/* Set up a fresh slot's descriptor (its memory is still zero). No lock needed: the slot is ours. */
+static G *init_slot(const slab *s, size_t i) {
     char *lo = slot_lo(s, i);
-    G *g = (G *)(lo + c->slot_size - sizeof(G));
-    memset(g, 0, sizeof *g);
+    G *g = (G *)(lo + s->slot_size - sizeof(G));
     char *top;
-    if (c->small) {
+    if (s->per_group) {
         uint64_t *canary = (uint64_t *)(void *)lo;
         canary[0] = canary[1] = (uint64_t)HOARE_STACK_CANARY;
         g->flags = G_SMALL_STACK;
@@ -269,10 +281,20 @@ static G *carve(size_class *c, slab *s) {
 #ifdef HOARE_HAVE_VALGRIND
     VALGRIND_STACK_REGISTER(g->stack_lo, top);
 #endif
-    /* Publish the slot to enumerators only once its G is initialised. */
-    atomic_store_explicit(&s->carved, i + 1, memory_order_release);
-    if (i + 1 == s->nslots) c->slab = NULL;
     return g;
+}
+
+/* Commit the descriptor pages of fresh page-size slots [first, first + n) of s in one system call
+ * (MADV_POPULATE_WRITE through process_madvise) instead of a page fault each. Best effort. */
+static void populate(const slab *s, size_t first, size_t n) {
+    enum { MADV_POPULATE_WRITE_ = 23 };
+    struct iovec iov[CACHE_BATCH];
+    if (s->per_group || n < 2 || n > CACHE_BATCH) return;
+    for (size_t k = 0; k < n; k++) {
+        iov[k].iov_base = (void *)(((uintptr_t)slot_lo(s, first + k) + s->slot_size - 1) & ~(uintptr_t)(page_size - 1));
+        iov[k].iov_len = page_size;
+    }
+    advise_batch(iov, n, MADV_POPULATE_WRITE_, false);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -362,7 +384,8 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
         errno = ENOMEM;
         return NULL;
     }
-    slab *extra = NULL;
+    slab *extra = NULL, *fresh_slab = NULL;
+    size_t fresh = 0, fresh_first = 0;
     G *g = pool_take_locked(c);
     if (g) {
         /* refill the cache with a batch while we hold the lock */
@@ -396,9 +419,21 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
                 c->slab = s;
             }
         }
-        g = carve(c, c->slab);
+        /* a batch of fresh slots (the rest go to the cache), touched only once the lock is dropped */
+        fresh = reserve(c, li >= 0 ? CACHE_BATCH : 1, &fresh_slab, &fresh_first);
     }
     hoare__unlock(&pool_lock);
+    if (fresh) {
+        populate(fresh_slab, fresh_first, fresh);
+        g = init_slot(fresh_slab, fresh_first);
+        if (li == 1) cache->size = slot_size;
+        for (size_t k = 1; k < fresh; k++) {
+            G *x = init_slot(fresh_slab, fresh_first + k);
+            x->schedlink = cache->list[li];
+            cache->list[li] = x;
+            cache->n[li]++;
+        }
+    }
     if (extra) {
         munmap(extra->base, extra->len);
         free(extra);
@@ -478,13 +513,13 @@ bool hoare__stack_scavenge(int64_t now) {
                 iov[n].iov_base = g->stack_lo;
                 iov[n].iov_len = top_page - (uintptr_t)g->stack_lo;
                 if (++n == MAX_IOV) {
-                    advise_batch(iov, n, MADV_DONTNEED);
+                    advise_batch(iov, n, MADV_DONTNEED, true);
                     n = 0;
                 }
             }
             tail = g;
         }
-        if (n) advise_batch(iov, n, MADV_DONTNEED);
+        if (n) advise_batch(iov, n, MADV_DONTNEED, true);
         hoare__lock(&pool_lock);
         tail->schedlink = c->released;
         c->released = cold;
