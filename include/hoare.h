@@ -43,9 +43,28 @@ extern "C" {
  * Goroutines and the scheduler
  * ====================================================================================== */
 
-/* Attributes of a new goroutine. A zero-initialised hoare_attr means the defaults. */
+/* Attributes of a new goroutine. A zero-initialised hoare_attr means the defaults.
+ *
+ * stack_size: the usable stack in bytes; 0 = the default (HOARE_STACK_SIZE env, else 128 KiB).
+ * Stacks cannot grow (C code holds pointers into them): the size is fixed at the start. Sizes from
+ * a page up get a slot of their own with a 16 KiB guard below it (virtual memory; only the pages
+ * touched are resident: about 4 KiB for a goroutine parked in a shallow call chain).
+ * A size below a page (4096) asks for a SMALL STACK: a slot of about stack_size + 272 bytes, several
+ * to a page (stack_size = 2048 costs about 2.3 KB per parked goroutine, descriptor included; at
+ * least 1024 bytes are given). The trade-off: small stacks have no guard page each. A guard page
+ * sits below every group of them (256 KiB), and a canary word below each stack is checked whenever
+ * the goroutine switches out (parks, yields, is preempted, exits). An overflow therefore still ends
+ * the process with "fatal error: stack overflow in goroutine N (name)" - at the fault, or at the
+ * goroutine's next switch - but an overflow that skips over the canary, or that is not followed by
+ * a switch, may first have overwritten the goroutine below it in memory. So give small stacks only
+ * to goroutines whose deepest call chain is known and short: the stack must hold your frames plus
+ * the runtime's below each hoare call (a few hundred bytes; creating threads and reports run on
+ * the scheduler's stack instead). Do not call stdio, getaddrinfo or other deep C library code
+ * there. Preemption signals never use a goroutine's stack. Under AddressSanitizer small stacks get
+ * four times the size asked (its frames are larger). Free small slots keep their memory (they share
+ * pages); free slots of page size and more give their pages back after about two seconds unused. */
 typedef struct hoare_attr {
-    size_t stack_size; /* usable stack bytes; 0 = default (HOARE_STACK_SIZE env, else 128 KiB) */
+    size_t stack_size; /* usable stack bytes; 0 = default; below 4096: a small stack (see above) */
     const char *name;  /* shown in dumps and deadlock reports; copied (first 31 bytes) */
 } hoare_attr;
 

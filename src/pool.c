@@ -133,7 +133,7 @@ static void register_pool(hoare_pool *pl) {
     hoare__lock(&pools_lock);
     if (!pl->registered) {
         pl->next = pools;
-        pools = pl;
+        __atomic_store_n(&pools, pl, __ATOMIC_RELEASE); /* the monitor peeks without the lock */
         __atomic_store_n(&pl->registered, 1, __ATOMIC_RELEASE);
     }
     hoare__unlock(&pools_lock);
@@ -254,7 +254,7 @@ void hoare_pool_destroy(hoare_pool *pl) {
     hoare__lock(&pools_lock);
     for (hoare_pool **link = &pools; *link; link = &(*link)->next)
         if (*link == pl) {
-            *link = pl->next;
+            __atomic_store_n(link, pl->next, __ATOMIC_RELAXED);
             break;
         }
     hoare__unlock(&pools_lock);

@@ -365,6 +365,10 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
     pthread_once(&init_once_ctl, init_once);
     if (stack_size == 0) stack_size = hoare__default_stack();
     bool small = stack_size < page_size;
+#ifdef HOARE_ASAN
+    /* AddressSanitizer's frames carry redzones: a sub-page stack gets four times the room */
+    if (small) stack_size *= 4;
+#endif
     stack_size = small ? round_up(stack_size < SMALL_MIN_STACK ? SMALL_MIN_STACK : stack_size, 16)
                        : round_up(stack_size, 4096);
     size_t slot_size = small ? round_up(CANARY_BYTES + stack_size + sizeof(G), 16)
@@ -486,7 +490,7 @@ void hoare__g_cache_flush(g_cache *cache) {
  * Scavenging (monitor thread) */
 
 bool hoare__stack_scavenge(int64_t now) {
-    if (!page_size) return false;
+    pthread_once(&init_once_ctl, init_once);
     if (now - scavenge_last < SCAVENGE_NS)
         return scavenge_pending || atomic_load_explicit(&freed_since_scavenge, memory_order_relaxed);
     scavenge_last = now;
