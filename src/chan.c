@@ -225,24 +225,17 @@ int hoare_close(hoare_chan *c) {
         return EPIPE;
     }
     atomic_store_explicit(&c->closed, 1, memory_order_release);
-    /* Collect every waiter we won, then ready them after unlocking (linked through schedlink:
-     * we own each G from the moment we won it until we ready it). */
-    G *wake = NULL, **link = &wake; /* in queue order */
+    /* Collect every waiter we won, then queue them after unlocking (linked through schedlink:
+     * we own each G from the moment we won it until it is queued). */
+    hoare_batch wake = {0}; /* in queue order; each marked runnable in this one pass */
     chan_waiter *w;
     while ((w = waitq_dequeue(&c->recvq)) != NULL) {
         chan_zero(c, w->elem);
-        G *g = chan_waiter_done(w, false);
-        *link = g;
-        link = &g->schedlink;
+        hoare__batch_add(&wake, chan_waiter_done(w, false));
     }
-    while ((w = waitq_dequeue(&c->sendq)) != NULL) {
-        G *g = chan_waiter_done(w, false);
-        *link = g;
-        link = &g->schedlink;
-    }
-    *link = NULL;
+    while ((w = waitq_dequeue(&c->sendq)) != NULL) hoare__batch_add(&wake, chan_waiter_done(w, false));
     hoare__unlock(&c->lock);
-    hoare__ready_list(wake); /* one batch, however many waiters */
+    hoare__batch_ready(&wake); /* one queue operation, however many waiters */
     return 0;
 }
 

@@ -16,10 +16,15 @@
 #define RUNQ_SIZE 256
 
 /* A processor's timers: a 4-ary min-heap on `when`, guarded by lock. `first` mirrors the root's
- * `when` (INT64_MAX if empty) so that schedulers can peek without locking. */
+ * `when` (INT64_MAX if empty) so that schedulers can peek without locking. Each entry keeps a copy
+ * of its timer's `when`, so sifting reads the array only (timers live in scattered descriptors). */
+struct timer_entry {
+    int64_t when;
+    hoare_rtimer *t;
+};
 struct timer_heap {
     hoare_lock lock;
-    hoare_rtimer **v;
+    struct timer_entry *v;
     int32_t n, cap;
     _Atomic int64_t first;
 };

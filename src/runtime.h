@@ -168,9 +168,18 @@ HIDDEN void hoare__ready(G *g);
  * select_done). Saves the status CAS (an atomic read-modify-write per hand-off). */
 HIDDEN void hoare__ready_exclusive(G *g);
 /* Ready a list (linked by schedlink) of parked goroutines and thread waiters at once (the poller,
- * channel close, cond broadcast, timers firing together): one global queue operation for all the
- * goroutines, and as many idle processors started as there are goroutines for them. */
+ * cond broadcast): one global queue operation for all the goroutines, and as many idle processors
+ * started as there are goroutines for them. */
 HIDDEN void hoare__ready_list(G *list);
+/* The same for a waker that is the only possible one (as hoare__ready_exclusive) and collects many
+ * waiters in one pass (channel close, sleep timers): hoare__batch_add marks g runnable at once (no
+ * second pass over cold descriptors), hoare__batch_ready queues them all. Zero-initialise. */
+typedef struct hoare_batch {
+    G *head, *tail, *threads;
+    int32_t n;
+} hoare_batch;
+HIDDEN void hoare__batch_add(hoare_batch *b, G *g);
+HIDDEN void hoare__batch_ready(hoare_batch *b);
 
 /* A goroutine-or-thread-wide unique random number (for select's shuffle, stealing order). */
 HIDDEN uint32_t hoare__rand(void);

@@ -459,7 +459,13 @@ static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
     g->saved_errno = dies ? 0 : *m->errno_loc;
     P *p = m->p;
-    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(m, p) : NULL;
+    /* Expired timers of this P send us through the scheduler context, which runs them: goroutines
+     * handing off to each other directly (a spawning loop) must not starve them. The coarse clock
+     * (the monitor's) is enough: timers are not that precise. */
+    bool timers_due = p && atomic_load_explicit(&p->timers.first, memory_order_relaxed) <=
+                               atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    G *next = p && !timers_due && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
+                  ? next_local(m, p) : NULL;
     g->m = NULL;
     if (next) {
         execute(m, next, true);
@@ -607,33 +613,84 @@ void hoare__ready_exclusive(G *g) {
     ready_runnable(g);
 }
 
+static inline void batch_append(hoare_batch *b, G *g) {
+    g->schedlink = NULL;
+    if (b->tail) b->tail->schedlink = g;
+    else b->head = g;
+    b->tail = g;
+    b->n++;
+}
+
+void hoare__batch_add(hoare_batch *b, G *g) {
+    if (g->flags & G_THREAD) {
+        g->schedlink = b->threads;
+        b->threads = g;
+        return;
+    }
+    uint32_t status = atomic_load_explicit(&g->status, memory_order_acquire);
+    if (unlikely(status != G_WAITING))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, status);
+    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+    batch_append(b, g);
+}
+
+void hoare__batch_ready(hoare_batch *b) {
+    while (b->threads) {
+        G *t = b->threads;
+        b->threads = t->schedlink;
+        t->schedlink = NULL;
+        ready_thread(t);
+    }
+    if (!b->n) return;
+    /* As many as fit go to the caller's local queue (if it has a processor), the rest to the
+     * global queue in one operation; then as many idle processors started as there are goroutines
+     * for them (Go's injectglist). */
+    M *m = getm_here();
+    G *cur = m ? m->curg : NULL;
+    if (cur) cur->preempt_off++;
+    P *p = m ? m->p : NULL;
+    if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
+    int32_t n = b->n, local = 0;
+    if (p) {
+        uint32_t used = atomic_load_explicit(&p->runq_tail, memory_order_relaxed) -
+                        atomic_load_explicit(&p->runq_head, memory_order_acquire);
+        int32_t room = (int32_t)(RUNQ_SIZE - used); /* thieves only ever make more */
+        while (b->head && local < room) {
+            G *g = b->head;
+            b->head = g->schedlink;
+            runq_put(p, g, false);
+            local++;
+        }
+    }
+    if (b->head) {
+        hoare__lock(&sched.lock);
+        globrunq_put_batch_locked(b->head, b->tail, n - local);
+        hoare__unlock(&sched.lock);
+    }
+    b->head = b->tail = NULL;
+    b->n = 0;
+    if (cur) cur->preempt_off--;
+    int32_t idle = atomic_load(&sched.npidle);
+    for (int32_t i = 0; i < n && i < idle; i++) startm(NULL, false);
+}
+
 void hoare__ready_list(G *list) {
-    int32_t n = 0;
-    G *head = NULL, *tail = NULL;
+    hoare_batch b = {0};
     while (list) {
         G *g = list;
         list = g->schedlink;
-        g->schedlink = NULL;
         if (g->flags & G_THREAD) {
-            ready_thread(g);
+            g->schedlink = b.threads;
+            b.threads = g;
             continue;
         }
         uint32_t expect = G_WAITING;
         if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
             hoare__fatal("ready of goroutine %llu which is not waiting", (unsigned long long)g->id);
-        if (tail) tail->schedlink = g;
-        else head = g;
-        tail = g;
-        n++;
+        batch_append(&b, g);
     }
-    if (!n) return;
-    /* One queue operation for the whole batch, then as many idle processors started as there are
-     * goroutines for them (Go's injectglist). */
-    hoare__lock(&sched.lock);
-    globrunq_put_batch_locked(head, tail, n);
-    hoare__unlock(&sched.lock);
-    int32_t idle = atomic_load(&sched.npidle);
-    for (int32_t i = 0; i < n && i < idle; i++) startm(NULL, false);
+    hoare__batch_ready(&b);
 }
 
 /* ------------------------------------------------------------------------------------------
