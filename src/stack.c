@@ -568,6 +568,5 @@ bool hoare__stack_fault_is_overflow(const G *g, const void *addr) {
         const char *group = (const char *)((uintptr_t)g->stack_lo & ~(uintptr_t)(SMALL_GROUP - 1));
         return a >= group - 65536;
     }
-    if (!atomic_load(&guard_mode)) return false;
     return a >= g->stack_lo - GUARD_BYTES - 65536;
 }

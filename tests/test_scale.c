@@ -128,8 +128,10 @@ static void overflow_then_park(void *arg) {
 }
 
 static int child_overflow(void (*fn)(void *), size_t ss) {
-    /* neighbours below: the overflowing slot is not the lowest of its group */
+    /* neighbours below: the overflowing slot is not the lowest of its group. They must be parked
+     * for good before it runs: an overflow tramples on whatever lies below it (documented). */
     start_parked(20, ss);
+    wait_queued(gate, HOARE_CASE_RECV, 20);
     hoare_attr a = {.stack_size = ss, .name = "tiny"};
     hoare_go_with(&a, fn, NULL);
     hoare_sleep(10 * HOARE_SEC); /* the overflow ends the process long before */
@@ -205,6 +207,38 @@ static void test_neighbours_intact(void) {
     hoare_wg_wait(&finished);
     CHECK_EQ(atomic_load(&nb_bad), 0);
     hoare_chan_release(nb_gate);
+}
+
+/* ---- small-stack goroutines that spawn small-stack goroutines: slabs mapped, threads started and
+ * run-queue overflows handled while a small stack is current (all that runs on the scheduler's
+ * stack or needs little) */
+
+static _Atomic long tree_leaves;
+
+static void tree_node(void *arg) {
+    int depth = (int)(intptr_t)arg;
+    if (depth == 0) {
+        atomic_fetch_add(&tree_leaves, 1);
+    } else {
+        hoare_attr a = {.stack_size = SMALL};
+        for (int i = 0; i < 10; i++) {
+            hoare_wg_add(&finished, 1);
+            if (hoare_go_with(&a, tree_node, (void *)(intptr_t)(depth - 1)) != 0) abort();
+        }
+    }
+    hoare_wg_done(&finished);
+}
+
+static void test_small_tree(void) {
+    int depth = TEST_TSAN ? 2 : TEST_SANITIZED ? 3 : 5;
+    long leaves = 1;
+    for (int i = 0; i < depth; i++) leaves *= 10;
+    hoare_procs(2); /* threads may have to be started from small stacks */
+    hoare_attr a = {.stack_size = SMALL};
+    hoare_wg_add(&finished, 1);
+    REQUIRE(hoare_go_with(&a, tree_node, (void *)(intptr_t)depth) == 0);
+    hoare_wg_wait(&finished);
+    CHECK_EQ(atomic_load(&tree_leaves), leaves);
 }
 
 /* ---- bulk wake-ups: close, broadcast, sleepers */
@@ -333,6 +367,7 @@ int main(int argc, char **argv) {
         check_overflow_report("overflow-canary");
     }
     test_neighbours_intact();
+    test_small_tree();
     test_close_wakes_all_once();
     test_broadcast_wakes_all_once();
     test_sleepers_batch();
