@@ -8,10 +8,14 @@
  *  - two spinning goroutines take turns (each sees the other progress before it finishes) and
  *    take about twice the CPU time of one, never running in parallel (process CPU time stays
  *    about equal to wall time): concurrency, not parallelism. CPU time, not wall time, so that
- *    the check holds on a loaded machine;
+ *    the check holds on a loaded machine. The runtime's switch counter shows it was preemption;
  *  - inside hoare_preempt_disable() a spinning goroutine is not preempted;
  *  - a goroutine that keeps yielding (the processor never idles into the poller) does not keep an
  *    I/O waiter from waking: the monitor polls.
+ * With hoare_procs(2):
+ *  - two spinning goroutines, each alone on its processor with nobody waiting, get fewer than 5
+ *    preemption signals a second between them (the runtime's signal counter; Go's 10 ms slice
+ *    would send about 100 to each).
  * Under TSan preemption is off (see preempt.c): only the blocking region case runs.
  */
 #include "test.h"
