@@ -178,7 +178,8 @@ HIDDEN void hoare__signals_thread_init(void) {
     ss.ss_sp = mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ss.ss_sp == MAP_FAILED) return;
     ss.ss_size = HOARE_SIGSTACK_SIZE;
-    ss.ss_flags = SS_AUTODISARM; /* the preemption handler replaces it from inside (preempt.c) */
+    /* SS_AUTODISARM: the preemption handler replaces it from inside (preempt.c) */
+    ss.ss_flags = hoare__sigstack_autodisarm ? (int)SS_AUTODISARM : 0;
     if (sigaltstack(&ss, NULL) == 0 && hoare__tls_m) hoare__tls_m->sigstack = ss.ss_sp;
 }
 

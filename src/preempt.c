@@ -23,6 +23,10 @@
  * stack on the spares of the M it now runs on, returns, and sigreturn restores all registers,
  * vector state included. No per-architecture code is needed. The sigaltstack call is paid only when
  * a goroutine is actually preempted.
+ * Fallback where sigaltstack lacks SS_AUTODISARM (Linux before 4.7, qemu-user): SIGURG runs on the
+ * goroutine's own stack and the frame stays there while it is switched out; sub-page goroutines
+ * are then not preempted (the monitor skips them; one that the thread switches to just before the
+ * signal arrives still gets the frame on its stack).
  *
  * Free when nobody waits: the monitor interrupts a goroutine only when something else wants its
  * processor - a goroutine in its run queue, in the global queue or preempted on its thread, or an
@@ -67,6 +71,7 @@ static int nranges;
 static bool preempt_enabled;
 static struct sigaction previous_urg;
 HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
+HIDDEN bool hoare__sigstack_autodisarm;
 
 /* Shared objects whose code must not be preempted: the C and C++ runtimes, the dynamic loader,
  * the sanitizer runtimes, and this library when it is a shared object. */
@@ -149,6 +154,12 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
         (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
         !in_program_code(interrupted_pc(uctx)))
         return; /* not a safe point: the monitor asks again later */
+    if (!hoare__sigstack_autodisarm) {
+        /* fallback (see hoare__preempt_init): the frame is on g's own stack and stays there */
+        atomic_fetch_add_explicit(&hoare__preempt_switches, 1, memory_order_relaxed);
+        hoare__preempt_switch(m, g);
+        return;
+    }
     /* Our frame stays on this signal stack while g is switched out: the thread gets another one. */
     void *mine = m->sigstack;
     void *next = m->sigstack_free;
@@ -182,7 +193,24 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
     now->sigstack_free = mine;
 }
 
+/* Does sigaltstack take SS_AUTODISARM (Linux 4.7+; not qemu-user 7)? Probed on the calling thread,
+ * whose own alternate stack is put back. */
+static bool probe_autodisarm(void) {
+    static char probe[HOARE_SIGSTACK_SIZE];
+    stack_t old, ss = {.ss_sp = probe, .ss_size = sizeof probe, .ss_flags = SS_AUTODISARM};
+    if (sigaltstack(NULL, &old) != 0 || (old.ss_flags & SS_ONSTACK)) return false;
+    if (sigaltstack(&ss, NULL) != 0) return false;
+    if (old.ss_flags & SS_DISABLE) {
+        stack_t off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+        sigaltstack(&off, NULL);
+    } else {
+        sigaltstack(&old, NULL);
+    }
+    return true;
+}
+
 void hoare__preempt_init(void) {
+    hoare__sigstack_autodisarm = probe_autodisarm();
 #ifdef HOARE_TSAN
     preempt_enabled = false;
 #else
@@ -201,7 +229,7 @@ void hoare__preempt_init(void) {
     sa.sa_sigaction = on_preempt_signal;
     /* on the alternate stack (see above); SA_NODEFER so that a goroutine switched to from inside
      * a handler can itself be preempted */
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER | SA_ONSTACK;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER | (hoare__sigstack_autodisarm ? SA_ONSTACK : 0);
     sigemptyset(&sa.sa_mask);
     sigaction(SIGURG, &sa, &previous_urg);
 }
@@ -220,6 +248,9 @@ bool hoare__preempt_check(P *p, int64_t now) {
     M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
     G *g = m ? __atomic_load_n(&m->curg, __ATOMIC_ACQUIRE) : NULL;
     if (!g) return false;
+    /* fallback: the handler's frame would land on the goroutine's stack, and a sub-page one has no
+     * room for it (a switch to one between here and the delivery is not covered: documented) */
+    if (!hoare__sigstack_autodisarm && (g->flags & G_SMALL_STACK)) return false;
     /* Nobody waits for this processor: leave its goroutine alone (see above). The reads are racy
      * snapshots; a waiter that appears after them is seen at the next round. */
     if (!hoare__p_has_queued(p) && atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&

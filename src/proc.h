@@ -118,6 +118,8 @@ struct sched {
 extern HIDDEN struct sched hoare__sched;
 /* Preemption counters (preempt.c), for tests: SIGURGs the monitor sent, and switches they caused. */
 extern HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
+/* sigaltstack takes SS_AUTODISARM here (probed by hoare__preempt_init before any M starts). */
+extern HIDDEN bool hoare__sigstack_autodisarm;
 /* hoare_now() as of the monitor's last round: cheap timestamps for dumps (wait durations). */
 extern HIDDEN _Atomic int64_t hoare__coarse_now;
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
