@@ -60,8 +60,9 @@ extern "C" {
  * to goroutines whose deepest call chain is known and short: the stack must hold your frames plus
  * the runtime's below each hoare call (a few hundred bytes; creating threads and reports run on
  * the scheduler's stack instead). Do not call stdio, getaddrinfo or other deep C library code
- * there. Preemption signals never use a goroutine's stack. Under AddressSanitizer small stacks get
- * four times the size asked (its frames are larger). Free small slots keep their memory (they share
+ * there. Preemption signals do not use a goroutine's stack (on Linux 4.7+). Under AddressSanitizer
+ * small stacks get four times the size asked, under ThreadSanitizer eight (their frames and
+ * runtimes need it). Free small slots keep their memory (they share
  * pages); free slots of page size and more give their pages back after about two seconds unused. */
 typedef struct hoare_attr {
     size_t stack_size; /* usable stack bytes; 0 = default; below 4096: a small stack (see above) */

@@ -365,9 +365,12 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
     pthread_once(&init_once_ctl, init_once);
     if (stack_size == 0) stack_size = hoare__default_stack();
     bool small = stack_size < page_size;
-#ifdef HOARE_ASAN
+#if defined(HOARE_ASAN)
     /* AddressSanitizer's frames carry redzones: a sub-page stack gets four times the room */
     if (small) stack_size *= 4;
+#elif defined(HOARE_TSAN)
+    /* ThreadSanitizer's runtime runs on the goroutine's stack at every instrumented access */
+    if (small) stack_size *= 8;
 #endif
     stack_size = small ? round_up(stack_size < SMALL_MIN_STACK ? SMALL_MIN_STACK : stack_size, 16)
                        : round_up(stack_size, 4096);
