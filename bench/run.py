@@ -48,6 +48,9 @@ WORKLOADS = [
     ("parked", "parked", [], 1000000, 10000, ("bytes", 4400)),
     ("parked-2k", "parked", ["2048"], 1000000, 10000, ("bytes", 2400)),
     ("yield", "yield", [], 10000000, 100000, ("ratio", 0.25)),
+    ("startpark", "startpark", [], 100000, 10000, ("ratio", 1.0)),
+    ("wakeall", "wakeall", [], 100000, 10000, ("ratio", 1.0)),
+    ("demo", "demo", [], 1500000000, 20000000, ("ratio", 1.05)),
     ("http", "http", [], None, None, ("http", 1.5)),
 ]
 # The same C code driven two more ways (bench.h's HOARE_BENCH_MODE), default processors only, each
@@ -560,6 +563,22 @@ plot "{dat}" using ($0-0.18):2:xtic(1) with boxes lc rgb "#4477aa" title "defaul
     return True
 
 
+def demo_speedups(rows):
+    """The demo's speedup from one processor to the default number, C and Go (median times)."""
+    by = {r.procs_setting: r for r in rows if r.key == "demo"}
+    if "default" not in by or 1 not in by:
+        return ""
+    out = []
+    for side, name in (("c", "C"), ("go", "Go")):
+        d, one = by["default"].values(side), by[1].values(side)
+        if d and one and statistics.median(d) > 0:
+            out.append(f"{name} {statistics.median(one) / statistics.median(d):.2f}x")
+    if not out:
+        return ""
+    return ("Demo speedup from one processor to the default number (median times; target for C: "
+            ">= 1.95x): " + ", ".join(out) + ".\n\n")
+
+
 def write_markdown(rows, args, build_dir, path, chart_name):
     info = machine_info(build_dir)
     failures = [f"- {row.key} (procs {row.procs_setting}): {e}" for row in rows for e in row.errors()]
@@ -594,6 +613,8 @@ Each workload is a C program using hoare (`bench/c/<name>.c`) and a Go program d
 **C/Go is the median of the per-pair ratios** (run i of C over run i of Go). Lower is better for
 every unit except req/s. Targets apply to the default-processor rows. `parked-2k` is the C parked
 run with `hoare_attr.stack_size = 2048` (its Go column repeats the parked row's Go runs).
+`startpark`, `wakeall` and `demo` are the scale workloads of issue 10: starting 100k goroutines that
+park, waking all of them with one close, and the seed's two counting goroutines.
 http: `wrk -t2 -c100 -d10s --latency` on loopback against `examples/http_hello` and
 `bench/go/http`, one server at a time; its C/Go is the ratio of requests/s (higher is better) and,
 on the p99 line, of p99 latencies.
@@ -621,7 +642,7 @@ its median time over the median time of the goroutine rows above; the target is 
 
 {markdown_table([r for r in rows if r.mode == "main"], MAIN_HEADER)}
 
-## Ratios against targets
+{demo_speedups(rows)}## Ratios against targets
 
 """
     if chart_name:

@@ -43,9 +43,29 @@ extern "C" {
  * Goroutines and the scheduler
  * ====================================================================================== */
 
-/* Attributes of a new goroutine. A zero-initialised hoare_attr means the defaults. */
+/* Attributes of a new goroutine. A zero-initialised hoare_attr means the defaults.
+ *
+ * stack_size: the usable stack in bytes; 0 = the default (HOARE_STACK_SIZE env, else 128 KiB).
+ * Stacks cannot grow (C code holds pointers into them): the size is fixed at the start. Sizes from
+ * a page up get a slot of their own with a 16 KiB guard below it (virtual memory; only the pages
+ * touched are resident: about 4 KiB for a goroutine parked in a shallow call chain).
+ * A size below a page (4096) asks for a SMALL STACK: a slot of about stack_size + 272 bytes, several
+ * to a page (stack_size = 2048 costs about 2.3 KB per parked goroutine, descriptor included; at
+ * least 1024 bytes are given). The trade-off: small stacks have no guard page each. A guard page
+ * sits below every group of them (256 KiB), and a canary word below each stack is checked whenever
+ * the goroutine switches out (parks, yields, is preempted, exits). An overflow therefore still ends
+ * the process with "fatal error: stack overflow in goroutine N (name)" - at the fault, or at the
+ * goroutine's next switch - but an overflow that skips over the canary, or that is not followed by
+ * a switch, may first have overwritten the goroutine below it in memory. So give small stacks only
+ * to goroutines whose deepest call chain is known and short: the stack must hold your frames plus
+ * the runtime's below each hoare call (a few hundred bytes; creating threads and reports run on
+ * the scheduler's stack instead). Do not call stdio, getaddrinfo or other deep C library code
+ * there. Preemption signals do not use a goroutine's stack (on Linux 4.7+). Under AddressSanitizer
+ * small stacks get four times the size asked, under ThreadSanitizer eight (their frames and
+ * runtimes need it). Free small slots keep their memory (they share
+ * pages); free slots of page size and more give their pages back after about two seconds unused. */
 typedef struct hoare_attr {
-    size_t stack_size; /* usable stack bytes; 0 = default (HOARE_STACK_SIZE env, else 128 KiB) */
+    size_t stack_size; /* usable stack bytes; 0 = default; below 4096: a small stack (see above) */
     const char *name;  /* shown in dumps and deadlock reports; copied (first 31 bytes) */
 } hoare_attr;
 
@@ -513,6 +533,40 @@ int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns 
  * Do not call other hoare functions between begin and end. No-ops on a plain thread. */
 void hoare_blocking_begin(void);
 void hoare_blocking_end(void);
+
+/* ======================================================================================
+ * Pools of reusable objects
+ * ====================================================================================== */
+
+/* Go's sync.Pool: a cache of objects to reuse instead of allocating anew. put hands an object to
+ * the pool, get takes one back (any one) - or, when the pool is empty, returns new_object(arg), or
+ * NULL without new_object. Each processor has its own cache: get and put on it take no lock and no
+ * atomic read-modify-write; only a full or empty cache goes to a shared one under a lock.
+ * There is no garbage collector, so the pool sheds instead: an object left unused in the pool for
+ * two intervals (about a second each; Go's victim cache) is handed to free_object(obj, arg), by
+ * the runtime's monitor thread or inside a later get or put. free_object must be quick, must not
+ * block, and must not call hoare_pool_destroy; it is called for shed objects only, never for
+ * objects that get returned. Without free_object nothing is shed (the pool keeps every object until
+ * hoare_pool_destroy). Set the three public fields before first use; the rest is the runtime's. */
+typedef struct hoare_pool {
+    void *(*new_object)(void *arg);           /* optional */
+    void (*free_object)(void *obj, void *arg); /* optional (see above) */
+    void *arg;
+    /* the runtime's */
+    void *locals;
+    void *shared;
+    struct hoare_pool *next;
+    uint32_t lock;
+    uint32_t registered;
+} hoare_pool;
+#define HOARE_POOL_INIT {0}
+/* An object from the pool, else new_object(arg), else NULL. */
+void *hoare_pool_get(hoare_pool *pool);
+/* Give obj (not NULL) to the pool. 0, EINVAL (pool or obj NULL), ENOMEM. */
+int hoare_pool_put(hoare_pool *pool, void *obj);
+/* Hand every object the pool holds to free_object and release the pool's memory. The pool must not
+ * be in use meanwhile; afterwards it is empty and usable again (its three public fields are kept). */
+void hoare_pool_destroy(hoare_pool *pool);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 void hoare__ctx_switch(void **save_sp, void *new_sp);
 /* First code of every goroutine: calls hoare__g_start() (sched.c), which never returns. */
 void hoare__ctx_trampoline(void);
+/* Call fn(arg) on another stack: sp is its (16-byte aligned) top. */
+void hoare__call_on_stack(void (*fn)(void *), void *arg, void *sp);
 
 /* Build the first frame of a context whose stack ends (exclusive) at top; return its stack pointer. */
 static inline void *hoare__ctx_make(char *top) {

@@ -225,28 +225,17 @@ int hoare_close(hoare_chan *c) {
         return EPIPE;
     }
     atomic_store_explicit(&c->closed, 1, memory_order_release);
-    /* Collect every waiter we won, then ready them after unlocking (linked through schedlink:
-     * we own each G from the moment we won it until we ready it). */
-    G *wake = NULL;
+    /* Collect every waiter we won, then queue them after unlocking (linked through schedlink:
+     * we own each G from the moment we won it until it is queued). */
+    hoare_batch wake = {0}; /* in queue order; each marked runnable in this one pass */
     chan_waiter *w;
     while ((w = waitq_dequeue(&c->recvq)) != NULL) {
         chan_zero(c, w->elem);
-        G *g = chan_waiter_done(w, false);
-        g->schedlink = wake;
-        wake = g;
+        hoare__batch_add(&wake, chan_waiter_done(w, false));
     }
-    while ((w = waitq_dequeue(&c->sendq)) != NULL) {
-        G *g = chan_waiter_done(w, false);
-        g->schedlink = wake;
-        wake = g;
-    }
+    while ((w = waitq_dequeue(&c->sendq)) != NULL) hoare__batch_add(&wake, chan_waiter_done(w, false));
     hoare__unlock(&c->lock);
-    while (wake) {
-        G *g = wake;
-        wake = g->schedlink;
-        g->schedlink = NULL;
-        hoare__ready_exclusive(g);
-    }
+    hoare__batch_ready(&wake); /* one queue operation, however many waiters */
     return 0;
 }
 

@@ -11,8 +11,11 @@
  * the saved context of a switched-out goroutine; one running on another thread says so.
  *
  * Signals: every scheduler thread has an alternate signal stack.
- *  - A SIGSEGV whose address falls in the guard of the running goroutine's stack prints which
- *    goroutine overflowed, its stack size and its frames, then every goroutine; exit status 2.
+ *  - A SIGSEGV whose address falls in the guard of the running goroutine's stack (for a sub-page
+ *    slot: anywhere below its stack in its group, see stack.c) prints which goroutine overflowed,
+ *    its stack size and its frames, then every goroutine; exit status 2. A sub-page goroutine
+ *    whose canary is found broken at a switch gets the first line of that report (no frames: its
+ *    stack is not to be trusted).
  *  - Any other SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGABRT in goroutine code prints the signal, the
  *    faulting address, the goroutine with its frames and every other one, then the process dies
  *    of the signal (default action restored: core dumps and exit statuses stay as C expects).
@@ -138,15 +141,28 @@ static __attribute__((noreturn)) void die(void) {
     _exit(2);
 }
 
-__attribute__((noinline)) void hoare__fatal(const char *fmt, ...) {
+struct fatal_args {
+    const char *fmt;
+    va_list *ap;
+    uintptr_t from_pc;
+};
+
+static void fatal_report(void *arg) {
+    struct fatal_args *a = arg;
     char msg[512];
+    vsnprintf(msg, sizeof msg, a->fmt, *a->ap);
+    hoare__fdprintf(2, "fatal error: %s\n\n", msg);
+    dump_all_from(2, a->from_pc);
+    die();
+}
+
+__attribute__((noinline)) void hoare__fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    hoare__fdprintf(2, "fatal error: %s\n\n", msg);
-    dump_all_from(2, (uintptr_t)__builtin_return_address(0));
-    die();
+    struct fatal_args a = {fmt, &ap, (uintptr_t)__builtin_return_address(0)};
+    /* formatting and the dump need more stack than a sub-page goroutine has */
+    hoare__on_sched_stack(fatal_report, &a);
+    __builtin_unreachable();
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -171,6 +187,33 @@ static void write_num(unsigned long long v) {
     do buf[--i] = (char)('0' + v % 10);
     while ((v /= 10) && i > 0);
     write_str(buf + i);
+}
+
+/* "fatal error: stack overflow in goroutine N (name): ..." (async-signal-safe, little stack). */
+static void overflow_line(const G *g) {
+    write_str("fatal error: stack overflow in goroutine ");
+    write_num(g->id);
+    if (g->name[0]) {
+        write_str(" (");
+        write_str(g->name);
+        write_str(")");
+    }
+    write_str(": its stack is ");
+    write_num(g->stack_size);
+    write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n\n");
+}
+
+static void die_on(void *arg) {
+    (void)arg;
+    die();
+}
+
+/* A sub-page goroutine's canary was found broken at a switch: its stack is not to be trusted, so
+ * no frames; the rest runs on the scheduler stack. */
+void hoare__stack_overflow_fatal(const G *g) {
+    overflow_line(g);
+    hoare__on_sched_stack(die_on, NULL);
+    _exit(2);
 }
 
 static const char *signal_text(int sig) {
@@ -234,19 +277,8 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
         chain(sig, info, uctx); /* not goroutine code: the program's handler or the default */
         return;
     }
-    char *addr = info->si_addr;
-    char *guard_lo = g->stack_lo - hoare__guard_size();
-    if (sig == SIGSEGV && addr >= guard_lo - 65536 && addr < g->stack_lo) {
-        write_str("fatal error: stack overflow in goroutine ");
-        write_num(g->id);
-        if (g->name[0]) {
-            write_str(" (");
-            write_str(g->name);
-            write_str(")");
-        }
-        write_str(": its stack is ");
-        write_num(g->stack_size);
-        write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n\n");
+    if (sig == SIGSEGV && hoare__stack_fault_is_overflow(g, info->si_addr)) {
+        overflow_line(g);
         report_goroutine(g, uctx);
         die();
     }
@@ -277,16 +309,17 @@ static void on_quit(int sig, siginfo_t *info, void *uctx) {
 }
 
 /* Each scheduler thread gets an alternate signal stack, so that an overflowing goroutine's fault
- * handler does not run on the exhausted stack. It is large enough for libdw's unwinder; pages are
- * committed only when touched. */
+ * handler does not run on the exhausted stack (the preemption handler runs there too, preempt.c).
+ * It is large enough for libdw's unwinder; pages are committed only when touched. */
 HIDDEN void hoare__signals_thread_init(void) {
-    enum { ALT_SIZE = 256 * 1024 };
     stack_t ss;
-    ss.ss_sp = mmap(NULL, ALT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    ss.ss_sp = mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (ss.ss_sp == MAP_FAILED) return;
-    ss.ss_size = ALT_SIZE;
-    ss.ss_flags = 0;
-    sigaltstack(&ss, NULL);
+    ss.ss_size = HOARE_SIGSTACK_SIZE;
+    /* SS_AUTODISARM: the preemption handler replaces it from inside (preempt.c) */
+    ss.ss_flags = hoare__sigstack_autodisarm ? (int)SS_AUTODISARM : 0;
+    if (sigaltstack(&ss, NULL) == 0 && hoare__tls_m) hoare__tls_m->sigstack = ss.ss_sp;
 }
 
 /* Faults run on the alternate stack (an overflowing or small goroutine stack has no room for

@@ -6,10 +6,14 @@
  *
  * It also polls the network when nobody has for 10 ms (all processors busy).
  *
+ * In the background it gives back the pages of stack slots that stayed free for a while
+ * (hoare__stack_scavenge) and sheds pooled objects unused for two intervals (hoare__pool_shed).
+ *
  * It polls every 20 us while it finds things to do, backing off to 1 ms when it does not, and
  * sleeps while no goroutine runs at all (hoare__monitor_kick wakes it: a thread starting to run
- * goroutines, a goroutine entering a blocking region, a plain thread going to sleep). In that
- * state it also watches for a deadlock (deadlock.c).
+ * goroutines, a goroutine entering a blocking region, a plain thread going to sleep) - for good,
+ * or until the next background round while free slots or pooled objects remain. In that state it
+ * also watches for a deadlock (deadlock.c).
  */
 #include "proc.h"
 
@@ -23,6 +27,7 @@ enum {
     POLL_MAX_NS = 1000 * 1000,            /* while goroutines run: bounds how long queued work can
                                              wait for an idle processor to be woken */
 };
+#define BACKGROUND_NS (1000 * 1000 * 1000LL) /* idle: wake for the scavenger and the pools this often */
 
 static hoare_note monitor_note;
 static RUNTIME_TLS bool on_monitor;
@@ -89,6 +94,7 @@ static void *monitor_main(void *arg) {
     on_monitor = true;
     int64_t delay = POLL_MIN_NS;
     int quiet_rounds = 0;
+    bool background = false; /* free slots or pooled objects wait for a later round */
     for (;;) {
         if (nothing_runs()) {
             /* while nothing runs, the program may be deadlocked (deadlock.c says how long to
@@ -96,6 +102,7 @@ static void *monitor_main(void *arg) {
             int64_t sleep_ns = hoare__deadlock_watch(hoare__nanotime());
             hoare__note_clear(&monitor_note);
             atomic_store(&monitor_sleeping, 1);
+            if (background && (sleep_ns < 0 || sleep_ns > BACKGROUND_NS)) sleep_ns = BACKGROUND_NS;
             if (nothing_runs()) hoare__note_sleep(&monitor_note, sleep_ns);
             atomic_store(&monitor_sleeping, 0);
             delay = POLL_MIN_NS;
@@ -106,6 +113,8 @@ static void *monitor_main(void *arg) {
         }
         int64_t now = hoare__nanotime();
         atomic_store_explicit(&hoare__coarse_now, now, memory_order_relaxed);
+        background = hoare__stack_scavenge(now);
+        background |= hoare__pool_shed(now);
         if (watch(now)) {
             quiet_rounds = 0;
             delay = POLL_MIN_NS;

@@ -14,11 +14,24 @@
  *    hold the library's internal locks; another goroutine on the same thread taking them would
  *    block the thread for good.
  *
- * How the switch works: the handler runs on the goroutine's own stack (no SA_ONSTACK for SIGURG),
- * so the kernel's signal frame, holding every register of the interrupted code, stays on that
- * stack while other goroutines run. The handler calls the scheduler's ordinary switch; when the
- * goroutine is resumed the handler returns and sigreturn restores all registers, vector state
- * included. No per-architecture code is needed.
+ * How the switch works: the handler runs on the thread's alternate signal stack (SA_ONSTACK: a
+ * goroutine with a sub-page stack has no room for the kernel's signal frame, a few KiB with the
+ * vector state). Before it switches away it gives the thread a fresh alternate stack (from the M's
+ * spares, or a new mapping), so the frame, holding every register of the interrupted code, stays
+ * where it is while other goroutines run - and other signals use the fresh stack. The handler calls
+ * the scheduler's ordinary switch; when the goroutine is resumed the handler puts its old signal
+ * stack on the spares of the M it now runs on, returns, and sigreturn restores all registers,
+ * vector state included. No per-architecture code is needed. The sigaltstack call is paid only when
+ * a goroutine is actually preempted.
+ * Fallback where sigaltstack lacks SS_AUTODISARM (Linux before 4.7, qemu-user): SIGURG runs on the
+ * goroutine's own stack and the frame stays there while it is switched out; sub-page goroutines
+ * are then not preempted (the monitor skips them; one that the thread switches to just before the
+ * signal arrives still gets the frame on its stack).
+ *
+ * Free when nobody waits: the monitor interrupts a goroutine only when something else wants its
+ * processor - a goroutine in its run queue, in the global queue or preempted on its thread, or an
+ * expired timer of its processor. A goroutine alone on its processor runs uninterrupted (the demo's
+ * two counting goroutines on two processors get no signal at all).
  *
  * Where it resumes: a preempted goroutine resumes on the same thread (M.preempted list). Go can
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
@@ -35,6 +48,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <ucontext.h>
 
 #ifdef HOARE_HAVE_VALGRIND
@@ -56,6 +70,8 @@ static struct text_range ranges[MAX_RANGES];
 static int nranges;
 static bool preempt_enabled;
 static struct sigaction previous_urg;
+HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
+HIDDEN bool hoare__sigstack_autodisarm;
 
 /* Shared objects whose code must not be preempted: the C and C++ runtimes, the dynamic loader,
  * the sanitizer runtimes, and this library when it is a shared object. */
@@ -138,10 +154,64 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
         (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
         !in_program_code(interrupted_pc(uctx)))
         return; /* not a safe point: the monitor asks again later */
+    if (!hoare__sigstack_autodisarm) {
+        /* fallback (see hoare__preempt_init): the frame is on g's own stack and stays there */
+        atomic_fetch_add_explicit(&hoare__preempt_switches, 1, memory_order_relaxed);
+        hoare__preempt_switch(m, g);
+        return;
+    }
+    /* Our frame stays on this signal stack while g is switched out: the thread gets another one. */
+    void *mine = m->sigstack;
+    void *next = m->sigstack_free;
+    if (next) {
+        m->sigstack_free = *(void **)next;
+    } else {
+        next = mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (next == MAP_FAILED) return;
+    }
+    /* Allowed inside the handler because the stacks are SS_AUTODISARM: the kernel disarms the
+     * current one on entry, and sigreturn re-arms whatever uc_stack names (set below). */
+    stack_t ss = {.ss_sp = next, .ss_size = HOARE_SIGSTACK_SIZE, .ss_flags = SS_AUTODISARM};
+    if (!mine || sigaltstack(&ss, NULL) != 0) {
+        *(void **)next = m->sigstack_free;
+        m->sigstack_free = next;
+        return;
+    }
+    m->sigstack = next;
+    atomic_fetch_add_explicit(&hoare__preempt_switches, 1, memory_order_relaxed);
     hoare__preempt_switch(m, g);
+    /* Resumed, on this M or (its processor retired) another: our stack is a spare once we return,
+     * and sigreturn must re-arm the thread's current one. The spare's lowest word is far below the
+     * frames in use at its top. A signal arriving meanwhile goes to the thread's current alternate
+     * stack, never to this one. */
+    M *now = hoare__getm();
+    ucontext_t *uc = uctx;
+    uc->uc_stack.ss_sp = now->sigstack;
+    uc->uc_stack.ss_size = HOARE_SIGSTACK_SIZE;
+    uc->uc_stack.ss_flags = SS_AUTODISARM;
+    *(void **)mine = now->sigstack_free;
+    now->sigstack_free = mine;
+}
+
+/* Does sigaltstack take SS_AUTODISARM (Linux 4.7+; not qemu-user 7)? Probed on the calling thread,
+ * whose own alternate stack is put back. */
+static bool probe_autodisarm(void) {
+    static char probe[HOARE_SIGSTACK_SIZE];
+    stack_t old, ss = {.ss_sp = probe, .ss_size = sizeof probe, .ss_flags = SS_AUTODISARM};
+    if (sigaltstack(NULL, &old) != 0 || (old.ss_flags & SS_ONSTACK)) return false;
+    if (sigaltstack(&ss, NULL) != 0) return false;
+    if (old.ss_flags & SS_DISABLE) {
+        stack_t off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+        sigaltstack(&off, NULL);
+    } else {
+        sigaltstack(&old, NULL);
+    }
+    return true;
 }
 
 void hoare__preempt_init(void) {
+    hoare__sigstack_autodisarm = probe_autodisarm();
 #ifdef HOARE_TSAN
     preempt_enabled = false;
 #else
@@ -158,9 +228,9 @@ void hoare__preempt_init(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_preempt_signal;
-    /* on the goroutine's stack (see above); SA_NODEFER so that a goroutine switched to from inside
+    /* on the alternate stack (see above); SA_NODEFER so that a goroutine switched to from inside
      * a handler can itself be preempted */
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER | (hoare__sigstack_autodisarm ? SA_ONSTACK : 0);
     sigemptyset(&sa.sa_mask);
     sigaction(SIGURG, &sa, &previous_urg);
 }
@@ -179,8 +249,18 @@ bool hoare__preempt_check(P *p, int64_t now) {
     M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
     G *g = m ? __atomic_load_n(&m->curg, __ATOMIC_ACQUIRE) : NULL;
     if (!g) return false;
+    /* fallback: the handler's frame would land on the goroutine's stack, and a sub-page one has no
+     * room for it (a switch to one between here and the delivery is not covered: documented) */
+    if (!hoare__sigstack_autodisarm && (g->flags & G_SMALL_STACK)) return false;
+    /* Nobody waits for this processor: leave its goroutine alone (see above). The reads are racy
+     * snapshots; a waiter that appears after them is seen at the next round. */
+    if (!hoare__p_has_queued(p) && atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&
+        !__atomic_load_n(&m->preempted_head, __ATOMIC_RELAXED) &&
+        atomic_load_explicit(&p->timers.first, memory_order_relaxed) > now)
+        return false;
     atomic_store_explicit(&g->preempt, 1, memory_order_relaxed);
     p->monitor_preempt_sent = now;
+    atomic_fetch_add_explicit(&hoare__preempt_signals, 1, memory_order_relaxed);
     pthread_kill(m->thread, SIGURG);
     return true;
 }

@@ -17,10 +17,15 @@
 #define RUNQ_SIZE 256
 
 /* A processor's timers: a 4-ary min-heap on `when`, guarded by lock. `first` mirrors the root's
- * `when` (INT64_MAX if empty) so that schedulers can peek without locking. */
+ * `when` (INT64_MAX if empty) so that schedulers can peek without locking. Each entry keeps a copy
+ * of its timer's `when`, so sifting reads the array only (timers live in scattered descriptors). */
+struct timer_entry {
+    int64_t when;
+    hoare_rtimer *t;
+};
 struct timer_heap {
     hoare_lock lock;
-    hoare_rtimer **v;
+    struct timer_entry *v;
     int32_t n, cap;
     _Atomic int64_t first;
 };
@@ -71,6 +76,8 @@ struct hoare_m {
     G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
+    void *sigstack;        /* the thread's current alternate signal stack (HOARE_SIGSTACK_SIZE) */
+    void *sigstack_free;   /* spare ones, linked through their first word (preempt.c); owner only */
     int *errno_loc;        /* this thread's errno: saved/restored per goroutine at each switch
                             * without a call to __errno_location (m is re-read after a switch) */
     pthread_t thread;
@@ -109,7 +116,16 @@ struct sched {
     _Atomic int32_t nblocking;        /* goroutines inside blocking regions */
 };
 
+#define HOARE_SIGSTACK_SIZE (256 * 1024) /* libdw's unwinder runs on it (crash reports) */
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31) /* Linux 4.7+; glibc's headers lack it */
+#endif
+
 extern HIDDEN struct sched hoare__sched;
+/* Preemption counters (preempt.c), for tests: SIGURGs the monitor sent, and switches they caused. */
+extern HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
+/* sigaltstack takes SS_AUTODISARM here (probed by hoare__preempt_init before any M starts). */
+extern HIDDEN bool hoare__sigstack_autodisarm;
 /* hoare_now() as of the monitor's last round: cheap timestamps for dumps (wait durations). */
 extern HIDDEN _Atomic int64_t hoare__coarse_now;
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
@@ -166,5 +182,7 @@ HIDDEN void hoare__deadlock_count_locked(int delta);
 HIDDEN int64_t hoare__deadlock_watch(int64_t now);
 /* Reads of the process's thread count so far (tests: the idle path makes none). */
 extern HIDDEN _Atomic uint64_t hoare__deadlock_probes;
+/* Monitor: shed pooled objects unused for two intervals (pool.c); true while pools exist. */
+HIDDEN bool hoare__pool_shed(int64_t now);
 
 #endif

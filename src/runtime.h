@@ -125,6 +125,7 @@ enum g_status {
 enum g_flags {
     G_THREAD = 1, /* a plain thread's waiter record: no stack, parks on wake_key */
     G_G0 = 2,     /* an M's scheduler context (runs on the thread's own stack) */
+    G_SMALL_STACK = 4, /* a sub-page slot: no guard of its own, a canary below the stack (stack.c) */
     G_HIDDEN = 8, /* a thread waiter left out of dumps (hoare_main's caller: the main goroutine
                    * stands for it) */
 };
@@ -188,8 +189,19 @@ HIDDEN void hoare__ready(G *g);
  * out of a queue under the lock that g's park commit released (channels, select after winning
  * select_done). Saves the status CAS (an atomic read-modify-write per hand-off). */
 HIDDEN void hoare__ready_exclusive(G *g);
-/* Ready a list (linked by schedlink) of goroutines at once, e.g. from the poller. */
+/* Ready a list (linked by schedlink) of parked goroutines and thread waiters at once (the poller,
+ * cond broadcast): one global queue operation for all the goroutines, and as many idle processors
+ * started as there are goroutines for them. */
 HIDDEN void hoare__ready_list(G *list);
+/* The same for a waker that is the only possible one (as hoare__ready_exclusive) and collects many
+ * waiters in one pass (channel close, sleep timers): hoare__batch_add marks g runnable at once (no
+ * second pass over cold descriptors), hoare__batch_ready queues them all. Zero-initialise. */
+typedef struct hoare_batch {
+    G *head, *tail, *threads;
+    int32_t n;
+} hoare_batch;
+HIDDEN void hoare__batch_add(hoare_batch *b, G *g);
+HIDDEN void hoare__batch_ready(hoare_batch *b);
 
 /* A goroutine-or-thread-wide unique random number (for select's shuffle, stealing order). */
 HIDDEN uint32_t hoare__rand(void);

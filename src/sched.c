@@ -196,19 +196,20 @@ static G *globrunq_get_locked(P *p, int32_t max) {
 /* The local queue is full: move half of it and g to the global queue. false if a thief got there
  * first (then the caller retries the fast path). */
 static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
-    enum { HALF = RUNQ_SIZE / 2 };
-    G *batch[HALF + 1];
     uint32_t n = (tail - head) / 2;
-    if (n != HALF) hoare__fatal("runq_put_slow: queue is not full");
-    for (uint32_t i = 0; i < n; i++)
-        batch[i] = atomic_load_explicit(&p->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
+    if (n != RUNQ_SIZE / 2) hoare__fatal("runq_put_slow: queue is not full");
     if (!atomic_compare_exchange_strong_explicit(&p->runq_head, &head, head + n,
                                                  memory_order_release, memory_order_relaxed))
         return false;
-    batch[n] = g;
-    for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
+    /* The n slots we claimed keep their contents: only the owner (us) writes slots. Link them
+     * without a copy on the stack (this runs on goroutine stacks, small ones too). */
+    G *first = atomic_load_explicit(&p->runq[head % RUNQ_SIZE], memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+        G *x = atomic_load_explicit(&p->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
+        x->schedlink = i + 1 < n ? atomic_load_explicit(&p->runq[(head + i + 1) % RUNQ_SIZE], memory_order_relaxed) : g;
+    }
     hoare__lock(&sched.lock);
-    globrunq_put_batch_locked(batch[0], batch[n], (int32_t)n + 1);
+    globrunq_put_batch_locked(first, g, (int32_t)n + 1);
     hoare__unlock(&sched.lock);
     return true;
 }
@@ -361,6 +362,12 @@ static void acquirep(M *m, P *p) {
 }
 
 static void *mstart(void *arg);
+struct new_m_args {
+    P *p;
+    bool spinning;
+    bool ok; /* out: the thread runs */
+};
+static void new_m(void *arg);
 
 /* Start (or wake) an M to run p (an idle P is taken if p is NULL). spinning: the M is counted in
  * nmspinning already. */
@@ -388,8 +395,23 @@ static void startm(P *p, bool spinning) {
     }
     sched.nm++;
     hoare__unlock(&sched.lock);
+    struct new_m_args a = {p, spinning, false};
+    /* pthread_create needs more stack than a sub-page goroutine has */
+    hoare__on_sched_stack(new_m, &a);
+    if (a.ok) return;
+    /* No thread could be created: give the P back; the running Ms carry on. */
+    hoare__lock(&sched.lock);
+    sched.nm--;
+    pidle_put_locked(p);
+    hoare__unlock(&sched.lock);
+    if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
+}
 
-    m = calloc(1, sizeof *m);
+static void new_m(void *arg) {
+    struct new_m_args *a = arg;
+    P *p = a->p;
+    bool spinning = a->spinning;
+    M *m = calloc(1, sizeof *m);
     if (m) {
         m->id = atomic_fetch_add(&mid_gen, 1) + 1;
         m->spinning = spinning;
@@ -411,15 +433,12 @@ static void startm(P *p, bool spinning) {
         int rc = pthread_create(&m->thread, &attr, mstart, m);
         pthread_attr_destroy(&attr);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc == 0) return;
+        if (rc == 0) {
+            a->ok = true;
+            return;
+        }
         free(m);
     }
-    /* No thread could be created: give the P back; the running Ms carry on. */
-    hoare__lock(&sched.lock);
-    sched.nm--;
-    pidle_put_locked(p);
-    hoare__unlock(&sched.lock);
-    if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
 }
 
 /* New work exists: make sure some M will look for it (Go's wakep). */
@@ -440,6 +459,7 @@ void hoare__wakep(void) {
 
 /* Switch from `from` to `to` on this M. from_dies: from's stack will never run again. */
 static inline void switch_context(G *from, G *to, bool from_dies) {
+    hoare__stack_check(from); /* a sub-page slot's canary (stack.h) */
 #ifdef HOARE_ASAN
     /* g0's bounds are the thread's stack (set at M start), a goroutine's its slot's */
     __sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake_stack, to->stack_lo, to->stack_size);
@@ -483,7 +503,13 @@ static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
     g->saved_errno = dies ? 0 : *m->errno_loc;
     P *p = m->p;
-    G *next = p && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed) ? next_local(m, p) : NULL;
+    /* Expired timers of this P send us through the scheduler context, which runs them: goroutines
+     * handing off to each other directly (a spawning loop) must not starve them. The coarse clock
+     * (the monitor's) is enough: timers are not that precise. */
+    bool timers_due = p && atomic_load_explicit(&p->timers.first, memory_order_relaxed) <=
+                               atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    G *next = p && !timers_due && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
+                  ? next_local(m, p) : NULL;
     g->m = NULL;
     if (next) {
         execute(m, next, true);
@@ -641,22 +667,86 @@ void hoare__ready_exclusive(G *g) {
     ready_runnable(g);
 }
 
+static inline void batch_append(hoare_batch *b, G *g) {
+    g->schedlink = NULL;
+    if (b->tail) b->tail->schedlink = g;
+    else b->head = g;
+    b->tail = g;
+    b->n++;
+}
+
+void hoare__batch_add(hoare_batch *b, G *g) {
+    if (g->flags & G_THREAD) {
+        g->schedlink = b->threads;
+        b->threads = g;
+        return;
+    }
+    uint32_t status = atomic_load_explicit(&g->status, memory_order_acquire);
+    if (unlikely(status != G_WAITING))
+        hoare__fatal("ready of goroutine %llu which is not waiting (status %u)",
+                     (unsigned long long)g->id, status);
+    atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
+    trace_go_unblock(g);
+    batch_append(b, g);
+}
+
+void hoare__batch_ready(hoare_batch *b) {
+    while (b->threads) {
+        G *t = b->threads;
+        b->threads = t->schedlink;
+        t->schedlink = NULL;
+        hoare__ready_thread(t);
+    }
+    if (!b->n) return;
+    /* As many as fit go to the caller's local queue (if it has a processor), the rest to the
+     * global queue in one operation; then as many idle processors started as there are goroutines
+     * for them (Go's injectglist). */
+    M *m = getm_here();
+    G *cur = m ? m->curg : NULL;
+    if (cur) cur->preempt_off++;
+    P *p = m ? m->p : NULL;
+    if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
+    int32_t n = b->n, local = 0;
+    if (p) {
+        uint32_t used = atomic_load_explicit(&p->runq_tail, memory_order_relaxed) -
+                        atomic_load_explicit(&p->runq_head, memory_order_acquire);
+        int32_t room = (int32_t)(RUNQ_SIZE - used); /* thieves only ever make more */
+        while (b->head && local < room) {
+            G *g = b->head;
+            b->head = g->schedlink;
+            runq_put(p, g, false);
+            local++;
+        }
+    }
+    if (b->head) {
+        hoare__lock(&sched.lock);
+        globrunq_put_batch_locked(b->head, b->tail, n - local);
+        hoare__unlock(&sched.lock);
+    }
+    b->head = b->tail = NULL;
+    b->n = 0;
+    if (cur) cur->preempt_off--;
+    int32_t idle = atomic_load(&sched.npidle);
+    for (int32_t i = 0; i < n && i < idle; i++) startm(NULL, false);
+}
+
 void hoare__ready_list(G *list) {
-    int32_t n = 0;
-    G *tail = NULL;
-    for (G *g = list; g; g = g->schedlink) {
+    hoare_batch b = {0};
+    while (list) {
+        G *g = list;
+        list = g->schedlink;
+        if (g->flags & G_THREAD) {
+            g->schedlink = b.threads;
+            b.threads = g;
+            continue;
+        }
         uint32_t expect = G_WAITING;
         if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
             hoare__fatal("ready of goroutine %llu which is not waiting", (unsigned long long)g->id);
         trace_go_unblock(g);
-        tail = g;
-        n++;
+        batch_append(&b, g);
     }
-    if (!n) return;
-    hoare__lock(&sched.lock);
-    globrunq_put_batch_locked(list, tail, n);
-    hoare__unlock(&sched.lock);
-    for (int32_t i = 0; i < n && atomic_load(&sched.npidle) > 0; i++) hoare__wakep();
+    hoare__batch_ready(&b);
 }
 
 /* ------------------------------------------------------------------------------------------

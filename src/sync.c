@@ -325,9 +325,14 @@ void hoare_cond_broadcast(hoare_cond *cv) {
     cond_waiter *w = cv->head;
     cv->head = cv->tail = NULL;
     hoare__unlock(l);
-    while (w) {
-        cond_waiter *next = w->next;
-        hoare__ready(w->g); /* w may be gone from here on */
-        w = next;
+    /* link the goroutines, then ready them as one batch (a w may be gone once its g is ready) */
+    G *wake = NULL, *last = NULL;
+    for (; w; w = w->next) {
+        G *g = w->g;
+        g->schedlink = NULL;
+        if (last) last->schedlink = g;
+        else wake = g;
+        last = g;
     }
+    hoare__ready_list(wake);
 }

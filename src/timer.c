@@ -27,48 +27,48 @@ enum { TIMER_IDLE = 0, TIMER_PENDING, TIMER_FIRING };
 /* ------------------------------------------------------------------------------------------
  * The heap (caller holds h->lock) */
 
-static void heap_set(struct timer_heap *h, int32_t i, hoare_rtimer *t) {
-    h->v[i] = t;
-    t->index = i;
+static void heap_set(struct timer_heap *h, int32_t i, struct timer_entry e) {
+    h->v[i] = e;
+    e.t->index = i;
 }
 
 static void sift_up(struct timer_heap *h, int32_t i) {
-    hoare_rtimer *t = h->v[i];
+    struct timer_entry e = h->v[i];
     while (i > 0) {
         int32_t parent = (i - 1) / 4;
-        if (h->v[parent]->when <= t->when) break;
+        if (h->v[parent].when <= e.when) break;
         heap_set(h, i, h->v[parent]);
         i = parent;
     }
-    heap_set(h, i, t);
+    heap_set(h, i, e);
 }
 
 static void sift_down(struct timer_heap *h, int32_t i) {
-    hoare_rtimer *t = h->v[i];
+    struct timer_entry e = h->v[i];
     for (;;) {
         int32_t first = 4 * i + 1, best = -1;
         for (int32_t c = first; c < first + 4 && c < h->n; c++)
-            if (best < 0 || h->v[c]->when < h->v[best]->when) best = c;
-        if (best < 0 || h->v[best]->when >= t->when) break;
+            if (best < 0 || h->v[c].when < h->v[best].when) best = c;
+        if (best < 0 || h->v[best].when >= e.when) break;
         heap_set(h, i, h->v[best]);
         i = best;
     }
-    heap_set(h, i, t);
+    heap_set(h, i, e);
 }
 
 static void heap_update_first(struct timer_heap *h) {
-    atomic_store_explicit(&h->first, h->n ? h->v[0]->when : INT64_MAX, memory_order_release);
+    atomic_store_explicit(&h->first, h->n ? h->v[0].when : INT64_MAX, memory_order_release);
 }
 
 static void heap_push(struct timer_heap *h, hoare_rtimer *t) {
     if (h->n == h->cap) {
         int32_t cap = h->cap ? h->cap * 2 : 64;
-        hoare_rtimer **v = realloc(h->v, (size_t)cap * sizeof *v);
+        struct timer_entry *v = realloc(h->v, (size_t)cap * sizeof *v);
         if (!v) hoare__fatal("out of memory for a timer heap of %d timers", h->n);
         h->v = v;
         h->cap = cap;
     }
-    heap_set(h, h->n++, t);
+    heap_set(h, h->n++, (struct timer_entry){t->when, t});
     sift_up(h, h->n - 1);
     heap_update_first(h);
 }
@@ -78,7 +78,7 @@ static void heap_remove(struct timer_heap *h, int32_t i) {
     if (i != h->n) {
         heap_set(h, i, h->v[h->n]);
         sift_down(h, i);
-        sift_up(h, h->v[i]->index);
+        sift_up(h, i);
     }
     heap_update_first(h);
 }
@@ -108,7 +108,7 @@ void hoare__timer_start(hoare_rtimer *t, int64_t when) {
     atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
     atomic_store_explicit(&t->heap, h, memory_order_release);
     heap_push(h, t);
-    bool earliest = h->v[0] == t;
+    bool earliest = h->v[0].t == t;
     hoare__unlock(&h->lock);
     if (earliest) hoare__timer_wake_scheduler(when);
 }
@@ -147,20 +147,41 @@ static int64_t next_period(const hoare_rtimer *t, int64_t now) {
     return next;
 }
 
+static void sleep_fire(void *arg, int64_t now);
+
+/* Run h's expired timers. Sleep timers that expire together (hoare_sleep's, whose callback only
+ * readies its goroutine) are taken in one hold of the lock and their goroutines readied as one batch;
+ * any other timer is run alone, with no lock held, as it may stop other timers. */
 static int64_t run_heap(struct timer_heap *h, int64_t now) {
+    enum { SLEEP_BATCH = 1024 };
     while (atomic_load_explicit(&h->first, memory_order_acquire) <= now) {
+        hoare_batch wake = {0};
+        hoare_rtimer *t = NULL;
+        int n = 0;
         hoare__lock(&h->lock);
-        if (h->n == 0 || h->v[0]->when > now) {
-            hoare__unlock(&h->lock);
-            break;
+        while (h->n > 0 && h->v[0].when <= now && n < SLEEP_BATCH) {
+            t = h->v[0].t;
+            heap_remove(h, 0);
+            atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
+            if (t->fn != sleep_fire) break;
+            /* Its goroutine is parked until readied below: nobody else touches this timer. */
+            atomic_store_explicit(&t->state, TIMER_IDLE, memory_order_relaxed);
+            hoare__batch_add(&wake, t->arg);
+            n++;
+            t = NULL;
         }
-        hoare_rtimer *t = h->v[0];
-        heap_remove(h, 0);
-        atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
-        atomic_store_explicit(&t->state, TIMER_FIRING, memory_order_release);
-        /* Read before fn: a one-shot timer's owner may reuse it as soon as fn has readied it. */
-        bool periodic = t->period > 0;
+        bool periodic = false;
+        if (t) {
+            atomic_store_explicit(&t->state, TIMER_FIRING, memory_order_release);
+            /* Read before fn: a one-shot timer's owner may reuse it as soon as fn has readied it. */
+            periodic = t->period > 0;
+        }
         hoare__unlock(&h->lock);
+        hoare__batch_ready(&wake);
+        if (!t) {
+            if (n == 0) break;
+            continue;
+        }
 
         t->fn(t->arg, now);
 
@@ -210,7 +231,7 @@ void hoare__timers_move(P *from, P *to) {
             hoare__unlock(&from->timers.lock);
             return;
         }
-        hoare_rtimer *t = from->timers.v[from->timers.n - 1];
+        hoare_rtimer *t = from->timers.v[from->timers.n - 1].t;
         heap_remove(&from->timers, from->timers.n - 1);
         atomic_store(&t->heap, NULL); /* state stays PENDING: stop waits for the move */
         hoare__unlock(&from->timers.lock);

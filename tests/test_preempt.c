@@ -8,13 +8,19 @@
  *  - two spinning goroutines take turns (each sees the other progress before it finishes) and
  *    take about twice the CPU time of one, never running in parallel (process CPU time stays
  *    about equal to wall time): concurrency, not parallelism. CPU time, not wall time, so that
- *    the check holds on a loaded machine;
+ *    the check holds on a loaded machine. The runtime's switch counter shows it was preemption;
  *  - inside hoare_preempt_disable() a spinning goroutine is not preempted;
  *  - a goroutine that keeps yielding (the processor never idles into the poller) does not keep an
  *    I/O waiter from waking: the monitor polls.
+ * With hoare_procs(2):
+ *  - two spinning goroutines, each alone on its processor with nobody waiting, get fewer than 5
+ *    preemption signals a second between them (the runtime's signal counter; Go's 10 ms slice
+ *    would send about 100 to each).
  * Under TSan preemption is off (see preempt.c): only the blocking region case runs.
  */
 #include "test.h"
+
+#include "proc.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -133,6 +139,7 @@ static int64_t run_spinners(int count, int64_t *wall) {
 }
 
 static void test_two_spinners_take_turns(void) {
+    uint64_t switches0 = atomic_load(&hoare__preempt_switches);
     /* CPU time is inflated by whatever shares the core, so a single measurement can be off
      * either way; run in parallel, though, two would take about as long as one every time. Up to
      * five attempts must include one where two take about twice as long as one. */
@@ -157,6 +164,52 @@ static void test_two_spinners_take_turns(void) {
                 (long long)two, (long long)wall_two);
     /* interleaved: each saw the other advance while it was still running */
     CHECK(atomic_load(&saw_other_progress[0]) && atomic_load(&saw_other_progress[1]));
+    /* by preemption (counted by the runtime) */
+    CHECK(atomic_load(&hoare__preempt_switches) > switches0);
+}
+
+/* ---- two processors, two spinners: nobody waits, so nobody is interrupted */
+
+static _Atomic int alone_stop;
+static _Atomic long alone_progress[2];
+static _Atomic pid_t alone_tid[2];
+
+static void alone_spinner(void *arg) {
+    int me = (int)(intptr_t)((void **)arg)[0];
+    atomic_store(&alone_tid[me], (pid_t)syscall(SYS_gettid));
+    for (long i = 1; !atomic_load_explicit(&alone_stop, memory_order_relaxed); i++)
+        if ((i & 0xffff) == 0) atomic_store_explicit(&alone_progress[me], i, memory_order_relaxed);
+    hoare_wg_done(((void **)arg)[1]);
+}
+
+static void test_alone_not_interrupted(void) {
+    hoare_procs(2);
+    hoare_wg wg = HOARE_WG_INIT;
+    void *args[2][2];
+    hoare_wg_add(&wg, 2);
+    for (int i = 0; i < 2; i++) {
+        args[i][0] = (void *)(intptr_t)i;
+        args[i][1] = &wg;
+        REQUIRE(hoare_go(alone_spinner, args[i]) == 0);
+    }
+    /* both running, on two threads */
+    while (!atomic_load(&alone_progress[0]) || !atomic_load(&alone_progress[1]) ||
+           atomic_load(&alone_tid[0]) == atomic_load(&alone_tid[1]))
+        hoare_sleep(HOARE_MS);
+    uint64_t s0 = atomic_load(&hoare__preempt_signals);
+    int64_t t0 = hoare_now();
+    /* a second of work for both: the monitor looks at them every millisecond or so */
+    long p0 = atomic_load(&alone_progress[0]), p1 = atomic_load(&alone_progress[1]);
+    hoare_sleep(HOARE_SEC);
+    CHECK(atomic_load(&alone_progress[0]) > p0 && atomic_load(&alone_progress[1]) > p1);
+    uint64_t signals = atomic_load(&hoare__preempt_signals) - s0;
+    double seconds = (double)(hoare_now() - t0) / 1e9;
+    atomic_store(&alone_stop, 1);
+    hoare_wg_wait(&wg);
+    /* Go's slice would interrupt each about 100 times a second */
+    CHECK((double)signals / seconds < 5.0);
+    if ((double)signals / seconds >= 5.0) fprintf(stderr, "%llu preemption signals in %.2f s\n", (unsigned long long)signals, seconds);
+    hoare_procs(1);
 }
 
 /* ---- the monitor polls the network when no processor ever idles into the poller */
@@ -205,16 +258,22 @@ static void test_io_wakes_beside_busy_goroutine(void) {
 
 /* ---- no preemption inside hoare_preempt_disable */
 
+static _Atomic int ticks_while_unpreemptible;
+
 static void unpreemptible_hog(void *arg) {
     hoare_preempt_disable();
+    int before = atomic_load(&ticks);
     spin_for(100 * HOARE_MS);
+    atomic_store(&ticks_while_unpreemptible, atomic_load(&ticks) - before);
     hoare_preempt_enable();
     hoare_wg_done(arg);
 }
 
 static void test_preempt_disable(void) {
-    int seen = ticks_beside(unpreemptible_hog);
-    CHECK(seen <= 1); /* at most a tick that ran before the hog started */
+    ticks_beside(unpreemptible_hog);
+    /* Counted by the hog itself: ticks before it started (a loaded machine may delay its start
+     * by several of the ticker's 5 ms naps) do not count. */
+    CHECK_EQ(atomic_load(&ticks_while_unpreemptible), 0);
 }
 
 int main(int argc, char **argv) {
@@ -227,6 +286,7 @@ int main(int argc, char **argv) {
         test_hog_does_not_stop_ticker();
         test_two_spinners_take_turns();
         test_preempt_disable();
+        test_alone_not_interrupted();
     }
     TEST_MAIN_END();
 }

@@ -48,7 +48,7 @@ static void spinner(void *arg) {
 
 static void long_runner(void *arg) {
     hoare_wg *wg = arg;
-    spin_ms(40); /* over a time slice: preempted */
+    spin_ms(40); /* over a time slice, with more runners than processors: preempted */
     hoare_wg_done(wg);
 }
 
@@ -75,9 +75,9 @@ static void workload(void *arg) {
     hoare_close(c[0]);
     /* a blocking region with a handoff, and preemption */
     hoare_wg wg = HOARE_WG_INIT;
-    hoare_wg_add(&wg, 2);
+    hoare_wg_add(&wg, 4);
     hoare_go(in_blocking_region, &wg);
-    hoare_go(long_runner, &wg);
+    for (int i = 0; i < 3; i++) hoare_go(long_runner, &wg); /* preemption needs a waiter */
     hoare_wg_wait(&wg);
     /* steals: goroutines spawned here run child first, the parent waits in runnext, the other
      * processor steals; repeated until the statistics count one */

@@ -12,6 +12,10 @@
  *
  * hoare__ctx_trampoline: where a new context "returns" to the first time; calls hoare__g_start,
  * which never returns.
+ *
+ * void hoare__call_on_stack(void (*fn)(void *), void *arg, void *sp)
+ *   Calls fn(arg) with sp as the stack pointer (16-byte aligned), then comes back to the caller's
+ *   stack (sched.c's hoare__on_sched_stack).
  */
         .text
         .globl  hoare__ctx_switch
@@ -61,5 +65,28 @@ hoare__ctx_trampoline:
         bl      hoare__g_start
         brk     #0
         .size   hoare__ctx_trampoline, .-hoare__ctx_trampoline
+
+        .globl  hoare__call_on_stack
+        .hidden hoare__call_on_stack
+        .type   hoare__call_on_stack, %function
+        .p2align 4
+hoare__call_on_stack:
+        .cfi_startproc
+        stp     x29, x30, [sp, #-16]!
+        .cfi_def_cfa_offset 16
+        .cfi_offset x29, -16
+        .cfi_offset x30, -8
+        mov     x29, sp
+        .cfi_def_cfa_register x29
+        mov     sp, x2
+        mov     x3, x0
+        mov     x0, x1
+        blr     x3
+        mov     sp, x29
+        ldp     x29, x30, [sp], #16
+        .cfi_def_cfa sp, 0
+        ret
+        .cfi_endproc
+        .size   hoare__call_on_stack, .-hoare__call_on_stack
 
         .section .note.GNU-stack,"",%progbits

@@ -12,6 +12,11 @@
  *
  * hoare__ctx_trampoline: where a new context "returns" to the first time; calls hoare__g_start,
  * which never returns.
+ *
+ * void hoare__call_on_stack(void (*fn)(void *), void *arg, void *sp)
+ *   Calls fn(arg) with the stack pointer set to sp (16-byte aligned), then comes back to the
+ *   caller's stack: runtime work that needs more stack than a small goroutine has runs on its
+ *   thread's scheduler stack (sched.c's hoare__on_sched_stack).
  */
         .text
         .globl  hoare__ctx_switch
@@ -56,5 +61,27 @@ hoare__ctx_trampoline:
         ud2
         .cfi_endproc
         .size   hoare__ctx_trampoline, .-hoare__ctx_trampoline
+
+        .globl  hoare__call_on_stack
+        .hidden hoare__call_on_stack
+        .type   hoare__call_on_stack, @function
+        .p2align 4
+hoare__call_on_stack:
+        .cfi_startproc
+        pushq   %rbp
+        .cfi_def_cfa_offset 16
+        .cfi_offset rbp, -16
+        movq    %rsp, %rbp
+        .cfi_def_cfa_register rbp
+        movq    %rdx, %rsp
+        movq    %rdi, %rax
+        movq    %rsi, %rdi
+        call    *%rax
+        movq    %rbp, %rsp
+        popq    %rbp
+        .cfi_def_cfa rsp, 8
+        ret
+        .cfi_endproc
+        .size   hoare__call_on_stack, .-hoare__call_on_stack
 
         .section .note.GNU-stack,"",@progbits
