@@ -378,8 +378,9 @@ void hoare_group_free(hoare_group *g);
  * Descriptors used with these calls are switched to non-blocking mode (which the open file shares
  * with its duplicates and with other processes) and registered with the poller on first use.
  * Close them with hoare_fd_close, never close(2): the poller would go on believing the number is
- * registered. Descriptors the poller refuses (regular files) are used with ordinary blocking calls
- * inside a blocking region.
+ * registered. Descriptors the poller refuses (regular files) are read and written through io_uring
+ * where the kernel allows it (the goroutine parks), else with ordinary blocking calls inside a
+ * blocking region: see hoare_file_io.
  * Writes never raise SIGPIPE (EPIPE is returned): sockets are written with MSG_NOSIGNAL; for pipes
  * SIGPIPE is blocked in the writing thread around the write and a SIGPIPE it caused is discarded.
  * From a plain thread the calls block the thread (it waits for the poller like a goroutine does).
@@ -459,6 +460,14 @@ ssize_t hoare_fd_sendmsg(int fd, const struct msghdr *msg, int flags);
  * socket, -EINVAL for a negative offset. */
 ssize_t hoare_fd_pread(int fd, void *buf, size_t count, off_t offset);
 ssize_t hoare_fd_pwrite(int fd, const void *buf, size_t count, off_t offset);
+
+/* How hoare_fd_read/write/readv/writev/pread/pwrite wait for regular files from goroutines:
+ * "io_uring" (the goroutine parks while the kernel works; kernel worker threads "iou-wrk-*" may
+ * do blocking work, at most 16) or "blocking" (the call blocks its thread inside a blocking region,
+ * and the processor moves to another thread). "blocking" without liburing at build time, where
+ * the kernel refuses io_uring (old kernel, seccomp, kernel.io_uring_disabled), under valgrind, or
+ * with HOARE_IO_URING=0. Plain threads always make the blocking call. */
+const char *hoare_file_io(void);
 
 /* Resolve host (a name, or a numeric address) for network "ip", "ip4" or "ip6" (NULL: "ip"):
  * writes at most cap addresses (struct sockaddr_in / sockaddr_in6, port 0) into addrs (an array of

@@ -35,6 +35,7 @@
 
 #include "netpoll.h"
 #include "proc.h"
+#include "uring.h"
 
 /* Waiter slot values other than a G pointer. */
 #define PD_NIL ((uintptr_t)0)
@@ -120,7 +121,7 @@ static poll_desc *pd_get(int fd, bool create) {
 }
 
 int32_t hoare__netpoll_waiters(void) {
-    return atomic_load_explicit(&netpoll_waiters, memory_order_relaxed);
+    return atomic_load_explicit(&netpoll_waiters, memory_order_relaxed) + hoare__uring_waiters();
 }
 
 /* ---------------------------------------------------------------- waiter slots */
@@ -455,14 +456,19 @@ int hoare_fd_set_write_deadline(int fd, int64_t deadline) {
 /* An operation: one non-blocking attempt, returning >= 0 or -1 with errno. */
 typedef ssize_t (*io_attempt)(poll_desc *pd, void *arg);
 
+static ssize_t uring_io(poll_desc *pd, io_attempt op, void *arg);
+
 /* Attempt op until it succeeds or fails with something other than EAGAIN, waiting for readiness of
- * mode in between. The caller holds the mode's mutex and a reference. */
+ * mode in between. The caller holds the mode's mutex and a reference. A descriptor the poller
+ * refused (a regular file) goes through io_uring where it can (uring.c), else the blocking call
+ * runs in a blocking region. */
 static ssize_t pd_io(poll_desc *pd, int mode, io_attempt op, void *arg) {
     int err = pd_check(pd, mode);
     if (err) return err;
     if (!pd->pollable) {
+        ssize_t n = uring_io(pd, op, arg);
+        if (n != HOARE_URING_UNAVAILABLE) return n;
         hoare_blocking_begin();
-        ssize_t n;
         do n = op(pd, arg);
         while (n < 0 && errno == EINTR);
         err = errno;
@@ -726,6 +732,27 @@ static ssize_t attempt_pread(poll_desc *pd, void *arg) {
 static ssize_t attempt_pwrite(poll_desc *pd, void *arg) {
     struct pos_arg *a = arg;
     return pwrite(pd->fd, a->buf, a->len, a->off);
+}
+
+/* The io_uring form of the attempt op (the attempt functions name the operation), or
+ * HOARE_URING_UNAVAILABLE. */
+static ssize_t uring_io(poll_desc *pd, io_attempt op, void *arg) {
+    if (op == attempt_read || op == attempt_write) {
+        struct buf_arg *a = arg;
+        return hoare__uring_rw(op == attempt_read ? HOARE_URING_READ : HOARE_URING_WRITE, pd->fd, a->buf,
+                               a->len, -1);
+    }
+    if (op == attempt_readv || op == attempt_writev) {
+        struct iov_arg *a = arg;
+        return hoare__uring_rw(op == attempt_readv ? HOARE_URING_READV : HOARE_URING_WRITEV, pd->fd, a->iov,
+                               (size_t)a->iovcnt, -1);
+    }
+    if (op == attempt_pread || op == attempt_pwrite) {
+        struct pos_arg *a = arg;
+        return hoare__uring_rw(op == attempt_pread ? HOARE_URING_READ : HOARE_URING_WRITE, pd->fd, a->buf,
+                               a->len, a->off);
+    }
+    return HOARE_URING_UNAVAILABLE;
 }
 
 /* As Go's ReadAt/WriteAt: no turn-taking (the offset is the caller's), and no deadlines. */
