@@ -94,7 +94,7 @@ static int runtime_threads(void) {
     if (!d) return -1;
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
-        char p[96], comm[32] = "";
+        char p[300], comm[32] = "";
         snprintf(p, sizeof p, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(p, "r");
         if (f) {
