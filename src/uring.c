@@ -3,6 +3,9 @@
  * for the disk parks instead of holding a thread (epoll cannot wait for files: without io_uring
  * they are read inside a blocking region, which hands the processor to another thread).
  *
+ * A read of data already in the page cache needs no ring: preadv2(RWF_NOWAIT) serves it at once,
+ * and only a read that would wait for the disk (EAGAIN), and every write, goes to the ring.
+ *
  * One ring for the process, made at the first file request from a goroutine. A request is a record
  * on the requesting goroutine's stack; its address is the SQE's user data. The goroutine submits
  * (under sq_lock), reaps what already completed (a read served from the page cache completes during
@@ -129,10 +132,8 @@ static bool uring_commit(G *g, void *arg) {
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
-ssize_t hoare__uring_rw(int op, int fd, const void *p, size_t n, int64_t off) {
-    if (!hoare__curg() || !uring_ready() || (off < 0 && !u.cur_pos)) return HOARE_URING_UNAVAILABLE;
-    if (n > (op == HOARE_URING_READ || op == HOARE_URING_WRITE ? (size_t)INT32_MAX : (size_t)IOV_MAX))
-        return HOARE_URING_UNAVAILABLE;
+/* Submit one request and wait for it. */
+static ssize_t uring_submit_wait(int op, int fd, const void *p, size_t n, int64_t off) {
     struct uring_req rq = {0};
     hoare__lock(&u.sq_lock);
     if (atomic_load(&u.inflight) >= u.cq_entries) {
@@ -162,6 +163,26 @@ ssize_t hoare__uring_rw(int op, int fd, const void *p, size_t n, int64_t off) {
     atomic_fetch_sub(&u.waiters, 1);
     if (rq.res == -EAGAIN) return HOARE_URING_UNAVAILABLE;
     return rq.res;
+}
+
+ssize_t hoare__uring_rw(int op, int fd, const void *p, size_t n, int64_t off) {
+    if (!hoare__curg() || !uring_ready() || (off < 0 && !u.cur_pos)) return HOARE_URING_UNAVAILABLE;
+    if (n > (op == HOARE_URING_READ || op == HOARE_URING_WRITE ? (size_t)INT32_MAX : (size_t)IOV_MAX))
+        return HOARE_URING_UNAVAILABLE;
+    if (op == HOARE_URING_READ && n > 0) {
+        /* Data in the page cache needs no ring: RWF_NOWAIT reads what is cached now, or fails with
+         * EAGAIN when the read would wait for the disk. A short read (part cached) is finished
+         * through the ring, so that a file still reads whole as with pread(2). */
+        struct iovec iov = {(void *)p, n};
+        ssize_t got = preadv2(fd, &iov, 1, off, RWF_NOWAIT);
+        if (got == (ssize_t)n || got == 0) return got;
+        if (got > 0) {
+            ssize_t more = uring_submit_wait(op, fd, (const char *)p + got, n - (size_t)got, off < 0 ? off : off + got);
+            return more > 0 ? got + more : got; /* an error after some bytes: the next call reports it */
+        }
+        if (errno != EAGAIN && errno != EOPNOTSUPP && errno != EINVAL) return -errno;
+    }
+    return uring_submit_wait(op, fd, p, n, off);
 }
 
 const char *hoare_file_io(void) { return uring_ready() ? "io_uring" : "blocking"; }
