@@ -13,6 +13,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR ?= $(if $(CI),ON,OFF)
 # python3, golang-go and wrk: the benchmarks' quick mode runs in the suite, both C and Go sides
 DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golang-go wrk
+# the optional integrations (docs/design.md, "Real programs' I/O"): c-ares (name resolution),
+# liburing (files that park), OpenSSL (libhoare_tls) and the tools its test drives (openssl, curl),
+# hiredis and redis-server (the database example and its test)
+DEB_PKGS += libc-ares-dev liburing-dev libssl-dev openssl curl libhiredis-dev redis-server
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
 .PHONY: all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
