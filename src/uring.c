@@ -62,7 +62,7 @@ struct uring_req {
 
 static struct {
     pthread_once_t once;
-    bool ready;         /* the ring works (set once by init) */
+    _Atomic bool ready; /* the ring works (set once by init, with release: the fields below are set) */
     bool cur_pos;       /* offset -1 means the file position (IORING_FEAT_RW_CUR_POS) */
     struct io_uring ring;
     int efd;
@@ -90,7 +90,7 @@ static void uring_init(void) {
     if (hoare__netpoll_open_uring(u.efd) != 0) goto fail;
     u.cur_pos = params.features & IORING_FEAT_RW_CUR_POS;
     u.cq_entries = params.cq_entries;
-    u.ready = true;
+    atomic_store_explicit(&u.ready, true, memory_order_release);
     return;
 fail:
     if (u.efd >= 0) close(u.efd);
@@ -99,19 +99,22 @@ fail:
 
 static bool uring_ready(void) {
     pthread_once(&u.once, uring_init);
-    return u.ready;
+    return atomic_load_explicit(&u.ready, memory_order_acquire);
 }
 
 int32_t hoare__uring_waiters(void) { return atomic_load_explicit(&u.waiters, memory_order_relaxed); }
 
 void hoare__uring_reap(G **list) {
-    if (!u.ready) return;
+    if (!atomic_load_explicit(&u.ready, memory_order_acquire)) return;
     uint64_t count;
     (void)!read(u.efd, &count, sizeof count); /* reset before draining: a later completion signals again */
     hoare__lock(&u.cq_lock);
     struct io_uring_cqe *cqe;
     while (io_uring_peek_cqe(&u.ring, &cqe) == 0) {
         struct uring_req *rq = io_uring_cqe_get_data(cqe);
+        /* The record came through the kernel: this acquire pairs with the submitter's release store
+         * (for TSan, which cannot see the ring; the hardware needs nothing here). */
+        (void)atomic_load_explicit(&rq->state, memory_order_acquire);
         rq->res = cqe->res;
         io_uring_cqe_seen(&u.ring, cqe);
         atomic_fetch_sub(&u.inflight, 1);
@@ -134,7 +137,9 @@ static bool uring_commit(G *g, void *arg) {
 
 /* Submit one request and wait for it. */
 static ssize_t uring_submit_wait(int op, int fd, const void *p, size_t n, int64_t off) {
-    struct uring_req rq = {0};
+    struct uring_req rq;
+    rq.res = 0;
+    atomic_store_explicit(&rq.state, 0, memory_order_release); /* publishes res to the reaper */
     hoare__lock(&u.sq_lock);
     if (atomic_load(&u.inflight) >= u.cq_entries) {
         hoare__unlock(&u.sq_lock);
@@ -158,8 +163,12 @@ static ssize_t uring_submit_wait(int op, int fd, const void *p, size_t n, int64_
     G *done = NULL;
     hoare__uring_reap(&done);
     if (done) hoare__ready_list(done);
-    if (atomic_load_explicit(&rq.state, memory_order_acquire) != REQ_DONE)
+    if (atomic_load_explicit(&rq.state, memory_order_acquire) != REQ_DONE) {
         hoare__park("IO wait", uring_commit, &rq);
+        /* only the reaper readies us, after DONE: this acquire pairs with its exchange */
+        if (atomic_load_explicit(&rq.state, memory_order_acquire) != REQ_DONE)
+            hoare__fatal("io_uring: woken before the request completed");
+    }
     atomic_fetch_sub(&u.waiters, 1);
     if (rq.res == -EAGAIN) return HOARE_URING_UNAVAILABLE;
     return rq.res;
