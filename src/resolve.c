@@ -10,6 +10,9 @@
  * that one descriptor with hoare_fd_wait, its read deadline set to the earlier of c-ares' next
  * retransmission and the caller's deadline, and hands what became ready to ares_process_fd. So a
  * goroutine waiting for a silent server is parked like any reader, and gives up at its deadline.
+ * A name in the hosts file is answered from there alone (Go's "files dns" order). Otherwise A and
+ * AAAA are asked by separate calls; once one family answered with addresses, the other is awaited
+ * FAMILY_GRACE at most, so a server that ignores one query type does not stall a dial.
  *
  * The C library's getaddrinfo (inside a blocking region, not bounded by the deadline) is used
  * instead, as Go does, when the hosts line of /etc/nsswitch.conf names a source other than files
@@ -110,13 +113,28 @@ static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
 static int ares_init_status;
 static void ares_init_once(void) { ares_init_status = ares_library_init(ARES_LIB_INIT_ALL); }
 
+/* Once one family's query has answered with addresses, the other's answer is awaited this long
+ * at most (RFC 8305's resolution delay, generously): a server that ignores AAAA queries must not
+ * cost a dial its whole timeout. */
+#define FAMILY_GRACE (100 * HOARE_MS)
+
+/* One getaddrinfo call of a lookup: one per family asked (AF_INET first, then AF_INET6). */
+struct family_query {
+    struct lookup *lk;
+    int family;
+    bool done;   /* its callback ran */
+    int status;  /* its ARES_* status */
+    struct hoare__addr_list found;
+};
+
 /* One lookup: owned by the goroutine that runs it (c-ares calls back on that goroutine only). */
 struct lookup {
     int epfd;      /* the private epoll instance holding the channel's sockets */
-    bool done;     /* the getaddrinfo callback ran */
-    int status;    /* its ARES_* status */
-    int family, port;
-    struct hoare__addr_list *out;
+    int port;
+    int pending;   /* calls whose callback has not run */
+    int64_t answered; /* when a call first answered with addresses (0: none yet) */
+    int nq;
+    struct family_query q[2];
 };
 
 static void sock_state(void *data, ares_socket_t s, int readable, int writable) {
@@ -131,14 +149,15 @@ static void sock_state(void *data, ares_socket_t s, int readable, int writable) 
 }
 
 static void addrinfo_done(void *arg, int status, int timeouts, struct ares_addrinfo *res) {
-    struct lookup *lk = arg;
-    lk->done = true;
-    lk->status = status;
+    struct family_query *q = arg;
+    q->done = true;
+    q->status = status;
+    q->lk->pending--;
     if (status != ARES_SUCCESS) return;
-    int before = lk->out->n;
     for (struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next)
-        add_addr(lk->out, n->ai_addr, lk->family, lk->port);
-    if (lk->out->n == before) lk->status = ARES_ENODATA;
+        add_addr(&q->found, n->ai_addr, q->family, q->lk->port);
+    if (q->found.n == 0) q->status = ARES_ENODATA;
+    else if (!q->lk->answered) q->lk->answered = hoare_now();
     ares_freeaddrinfo(res);
 }
 
@@ -155,12 +174,16 @@ static int ares_errno(int status) {
     }
 }
 
-/* Wait for the channel's sockets until the lookup is done or the deadline passes. 0 or a negative
- * errno value. */
+/* Wait for the channel's sockets until every call is done, the grace after a first answer is over,
+ * or the deadline passes. 0 or a negative errno value (-ETIMEDOUT at the deadline). */
 static int run_lookup(ares_channel ch, struct lookup *lk, int64_t deadline) {
-    while (!lk->done) {
+    while (lk->pending > 0) {
         struct timeval tv;
         int64_t now = hoare_now(), wake = deadline;
+        if (lk->answered) {
+            if (now >= lk->answered + FAMILY_GRACE) return 0;
+            if (wake == 0 || lk->answered + FAMILY_GRACE < wake) wake = lk->answered + FAMILY_GRACE;
+        }
         if (ares_timeout(ch, NULL, &tv)) {
             int64_t next = now + (int64_t)tv.tv_sec * HOARE_SEC + (int64_t)tv.tv_usec * 1000;
             if (wake == 0 || next < wake) wake = next;
@@ -177,7 +200,7 @@ static int run_lookup(ares_channel ch, struct lookup *lk, int64_t deadline) {
         struct epoll_event evs[8];
         int n;
         while ((n = epoll_wait(lk->epfd, evs, 8, 0)) < 0 && errno == EINTR) {}
-        for (int i = 0; i < n && !lk->done; i++) {
+        for (int i = 0; i < n && lk->pending > 0; i++) {
             uint32_t e = evs[i].events;
             ares_socket_t s = evs[i].data.fd;
             ares_process_fd(ch, e & (EPOLLIN | EPOLLERR | EPOLLHUP) ? s : ARES_SOCKET_BAD,
@@ -185,7 +208,26 @@ static int run_lookup(ares_channel ch, struct lookup *lk, int64_t deadline) {
         }
         if (n == 0) ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     }
-    return ares_errno(lk->status);
+    return 0;
+}
+
+/* The lookup's result: the addresses found (IPv4 first) appended to out, or the error that
+ * explains why there are none (a timeout over a temporary failure over "not found"). */
+static int lookup_result(struct lookup *lk, int err, struct hoare__addr_list *out) {
+    int before = out->n;
+    for (int i = 0; i < lk->nq; i++)
+        for (int k = 0; k < lk->q[i].found.n && out->n < HOARE_MAX_ADDRS; k++) {
+            out->addr[out->n] = lk->q[i].found.addr[k];
+            out->len[out->n++] = lk->q[i].found.len[k];
+        }
+    if (out->n > before) return 0;
+    if (err) return err;
+    int worst = -ENOENT;
+    for (int i = 0; i < lk->nq; i++) {
+        int e = lk->q[i].done ? ares_errno(lk->q[i].status) : -ETIMEDOUT;
+        if (e == -ETIMEDOUT || (e != -ENOENT && worst == -ENOENT)) worst = e;
+    }
+    return worst;
 }
 
 /* c-ares 1.18 ignores a port on a nameserver line of resolv.conf ("nameserver 127.0.0.1:5353",
@@ -214,7 +256,7 @@ static int resolve_ares(const char *host, int family, int port, int64_t deadline
                         struct hoare__addr_list *out) {
     pthread_once(&ares_once, ares_init_once);
     if (ares_init_status != ARES_SUCCESS) return resolve_system(host, family, port, out);
-    struct lookup lk = {.epfd = epoll_create1(EPOLL_CLOEXEC), .family = family, .port = port, .out = out};
+    struct lookup lk = {.epfd = epoll_create1(EPOLL_CLOEXEC), .port = port};
     if (lk.epfd < 0) return -errno;
     struct ares_options opts = {.sock_state_cb = sock_state, .sock_state_cb_data = &lk};
     int mask = ARES_OPT_SOCK_STATE_CB;
@@ -232,12 +274,46 @@ static int resolve_ares(const char *host, int family, int port, int64_t deadline
         return ares_errno(status);
     }
     apply_server_ports(ch, conf);
-    struct ares_addrinfo_hints hints = {.ai_family = family, .ai_socktype = SOCK_STREAM};
-    ares_getaddrinfo(ch, host, NULL, &hints, addrinfo_done, &lk);
+    /* The hosts file first, as Go does for "files dns": a name found there (in either family) is
+     * not asked of DNS. */
+    int before = out->n;
+    for (int fam = AF_INET; fam != 0; fam = fam == AF_INET ? AF_INET6 : 0) {
+        struct hostent *he = NULL;
+        if ((family != AF_UNSPEC && family != fam) || ares_gethostbyname_file(ch, host, fam, &he) != ARES_SUCCESS)
+            continue;
+        for (char **a = he->h_addr_list; *a; a++) {
+            struct sockaddr_storage ss = {0};
+            if (fam == AF_INET) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+                sin->sin_family = AF_INET;
+                memcpy(&sin->sin_addr, *a, sizeof sin->sin_addr);
+            } else {
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+                sin6->sin6_family = AF_INET6;
+                memcpy(&sin6->sin6_addr, *a, sizeof sin6->sin6_addr);
+            }
+            add_addr(out, (struct sockaddr *)&ss, family, port);
+        }
+        ares_free_hostent(he);
+    }
+    if (out->n > before) {
+        ares_destroy(ch);
+        hoare_fd_close(lk.epfd);
+        return 0;
+    }
+    /* One call per family, so that each family's answer counts on its own (see FAMILY_GRACE). */
+    if (family != AF_INET6) lk.q[lk.nq++].family = AF_INET;
+    if (family != AF_INET) lk.q[lk.nq++].family = AF_INET6;
+    lk.pending = lk.nq;
+    for (int i = 0; i < lk.nq; i++) {
+        lk.q[i].lk = &lk;
+        struct ares_addrinfo_hints hints = {.ai_family = lk.q[i].family, .ai_socktype = SOCK_STREAM};
+        ares_getaddrinfo(ch, host, NULL, &hints, addrinfo_done, &lk.q[i]);
+    }
     int err = run_lookup(ch, &lk, deadline);
-    ares_destroy(ch); /* closes its sockets (removing them from epfd); a pending callback runs now */
+    ares_destroy(ch); /* closes its sockets (removing them from epfd); pending callbacks run now */
     hoare_fd_close(lk.epfd);
-    return err;
+    return lookup_result(&lk, err, out);
 }
 #endif /* HOARE_HAVE_CARES */
 

@@ -171,7 +171,10 @@ static void test_in_process(void) {
     }
     hoare_wg_wait(&wg);
     int good = 0;
-    for (int i = 0; i < n; i++) good += args[i].result == 0;
+    for (int i = 0; i < n; i++) {
+        good += args[i].result == 0;
+        if (args[i].result != 0 && good + 5 > i) fprintf(stderr, "client %d: %s (%s)\n", i, strerror(-args[i].result), args[i].error);
+    }
     CHECK_EQ(good, n);
     free(args);
     hoare_procs(old);

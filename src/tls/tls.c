@@ -8,7 +8,8 @@
  * the call. Parking happens only between OpenSSL calls, never inside one: OpenSSL keeps its error
  * queue per thread, and a goroutine may resume on another thread after a park. So each call clears
  * the queue, and SSL_get_error and the error text are read on the thread that made the call, before
- * any park.
+ * any park; and preemption is off during the call (our BIO callbacks are the program's code, so
+ * they would be safe points where another goroutine could take the thread mid-call).
  *
  * Ownership: a hoare_tls owns its SSL and its descriptor; one call at a time (the SSL is not safe
  * for concurrent use).
@@ -115,16 +116,14 @@ hoare_tls *hoare_tls_client(SSL_CTX *ctx, int fd, const char *server_name) {
     return tls_new(ctx, fd, false, server_name);
 }
 
-/* After an OpenSSL call returned r <= 0 (on this thread, no park since): 1 to retry the call after
- * waiting for the socket, else the negative errno value that ends it (0: the peer's close_notify). */
-static int after_call(hoare_tls *t, int r, int saved_errno) {
+/* After an OpenSSL call returned r <= 0, on the same thread with preemption still off: 1 (wait to
+ * read), 2 (wait to write), 0 (the peer's close_notify), or the negative errno value that ends the
+ * call. */
+static int classify(hoare_tls *t, int r, int saved_errno) {
     int e = SSL_get_error(t->ssl, r);
     switch (e) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE: {
-        int w = hoare_fd_wait(t->fd, e == SSL_ERROR_WANT_READ ? 1 : 2);
-        return w ? w : 1;
-    }
+    case SSL_ERROR_WANT_READ: return 1;
+    case SSL_ERROR_WANT_WRITE: return 2;
     case SSL_ERROR_ZERO_RETURN: return 0;
     case SSL_ERROR_SYSCALL:
         if (ERR_peek_error() == 0) return saved_errno ? -saved_errno : -ECONNRESET;
@@ -141,55 +140,68 @@ static int after_call(hoare_tls *t, int r, int saved_errno) {
     return -EPROTO;
 }
 
-int hoare_tls_handshake(hoare_tls *t) {
+/* The OpenSSL calls of this file, one kind each. */
+enum { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_SHUTDOWN };
+
+/* Make one OpenSSL call; returns as classify does, or 3 when it succeeded (*n: bytes moved).
+ * Preemption is off for the call: OpenSSL keeps per-thread state (the error queue, marks set and
+ * popped inside one call), and our BIO callbacks, being the program's code, would otherwise be
+ * safe points where another goroutine could take this thread in the middle of the call. */
+static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n) {
+    hoare_preempt_disable();
+    ERR_clear_error();
+    errno = 0;
+    int r;
+    switch (op) {
+    case OP_HANDSHAKE: r = SSL_do_handshake(t->ssl); break;
+    case OP_READ: r = SSL_read_ex(t->ssl, buf, len, n); break;
+    case OP_WRITE: r = SSL_write_ex(t->ssl, buf, len, n); break;
+    default: r = SSL_shutdown(t->ssl); r = r >= 0 ? 1 : r; break;
+    }
+    int c = r == 1 ? 3 : classify(t, r, errno);
+    hoare_preempt_enable();
+    return c;
+}
+
+/* Make the call until it succeeds (3) or ends (<= 0), parking while the socket is not ready. */
+static int run(hoare_tls *t, int op, void *buf, size_t len, size_t *n) {
     for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        int r = SSL_do_handshake(t->ssl);
-        if (r == 1) return 0;
-        int w = after_call(t, r, errno);
-        if (w <= 0) return w == 0 ? -ECONNRESET : w;
+        int c = call(t, op, buf, len, n);
+        if (c == 1 || c == 2) {
+            int w = hoare_fd_wait(t->fd, c);
+            if (w) return w;
+            continue;
+        }
+        return c;
     }
 }
 
+int hoare_tls_handshake(hoare_tls *t) {
+    int c = run(t, OP_HANDSHAKE, NULL, 0, NULL);
+    return c == 3 ? 0 : c == 0 ? -ECONNRESET : c;
+}
+
 ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len) {
-    for (;;) {
-        size_t n = 0;
-        ERR_clear_error();
-        errno = 0;
-        int r = SSL_read_ex(t->ssl, buf, len, &n);
-        if (r == 1) return (ssize_t)n;
-        int w = after_call(t, r, errno);
-        if (w <= 0) return w;
-    }
+    size_t n = 0;
+    int c = run(t, OP_READ, buf, len, &n);
+    return c == 3 ? (ssize_t)n : c;
 }
 
 ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len) {
     size_t done = 0;
     while (done < len) {
         size_t n = 0;
-        ERR_clear_error();
-        errno = 0;
-        int r = SSL_write_ex(t->ssl, (const char *)buf + done, len - done, &n);
-        if (r == 1) {
-            done += n;
-            continue;
-        }
-        int w = after_call(t, r, errno);
-        if (w <= 0) return w == 0 ? -EPIPE : w;
+        int c = run(t, OP_WRITE, (char *)buf + done, len - done, &n);
+        if (c != 3) return c == 0 ? -EPIPE : c;
+        done += n;
     }
     return (ssize_t)len;
 }
 
 int hoare_tls_shutdown(hoare_tls *t) {
-    for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        int r = SSL_shutdown(t->ssl);
-        if (r >= 0) return 0; /* 0: ours is sent, the peer's not awaited */
-        int w = after_call(t, r, errno);
-        if (w <= 0) return w;
-    }
+    /* 1 or 0 from SSL_shutdown (0: ours sent, the peer's not awaited) both count as done */
+    int c = run(t, OP_SHUTDOWN, NULL, 0, NULL);
+    return c == 3 ? 0 : c;
 }
 
 void hoare_tls_free(hoare_tls *t) {
