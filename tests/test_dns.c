@@ -1,7 +1,7 @@
 /*
  * test_dns.c - name resolution against a DNS server written here (UDP on 127.0.0.1, in a goroutine):
- * it answers alpha.test (A 127.0.0.1) and six.test (AAAA ::1), stays silent for silent.test, and
- * says NXDOMAIN to everything else. The resolver is pointed at it with HOARE_RESOLV_CONF (and, in a
+ * it answers alpha.test (A 127.0.0.1) and six.test (AAAA ::1), answers only the A query of
+ * halfsilent.test, stays silent for silent.test, and says NXDOMAIN to everything else. The resolver is pointed at it with HOARE_RESOLV_CONF (and, in a
  * child with a private mount namespace, through /etc/resolv.conf itself).
  *
  * Checks: lookups and dials by name, search domains, /etc/hosts, unknown names, a
@@ -64,6 +64,7 @@ static void dns_server(void *arg) {
             atomic_fetch_add(&queries_silent, 1);
             continue; /* never answer */
         }
+        if (strcmp(name, "halfsilent.test") == 0 && qtype != 1) continue; /* answers A only */
         if (strcmp(name, "alpha.test") == 0) atomic_fetch_add(&queries_alpha, 1);
         memcpy(r, q, qend);
         r[2] = 0x81; /* QR, RD */
@@ -71,10 +72,11 @@ static void dns_server(void *arg) {
         r[4] = 0, r[5] = 1;                   /* one question */
         r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;
         size_t len = qend;
-        bool known = strcmp(name, "alpha.test") == 0 || strcmp(name, "six.test") == 0;
+        bool known = strcmp(name, "alpha.test") == 0 || strcmp(name, "six.test") == 0 ||
+                     strcmp(name, "halfsilent.test") == 0;
         if (!known) {
             r[3] |= 3; /* NXDOMAIN */
-        } else if (strcmp(name, "alpha.test") == 0 && qtype == 1) {
+        } else if ((strcmp(name, "alpha.test") == 0 || strcmp(name, "halfsilent.test") == 0) && qtype == 1) {
             static const unsigned char a[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1};
             memcpy(r + len, a, sizeof a);
             len += sizeof a;
@@ -135,6 +137,12 @@ static void test_lookups(void) {
     CHECK_EQ(hoare_net_lookup("ip4", "alpha", a, 8, 5 * HOARE_SEC), 1);
     CHECK(is_v4(&a[0], "127.0.0.1"));
     CHECK_EQ(hoare_net_lookup("ip", "nosuch.test", a, 8, 5 * HOARE_SEC), -ENOENT);
+    /* a server that ignores AAAA queries: the A answer is used after a short grace, well before
+     * the timeout */
+    int64_t t0 = hoare_now();
+    CHECK_EQ(hoare_net_lookup("ip", "halfsilent.test", a, 8, 5 * HOARE_SEC), 1);
+    CHECK(is_v4(&a[0], "127.0.0.1"));
+    CHECK(hoare_now() - t0 < 2 * HOARE_SEC);
     /* numeric addresses need no server */
     CHECK_EQ(hoare_net_lookup("ip", "127.0.0.5", a, 8, 0), 1);
     CHECK(is_v4(&a[0], "127.0.0.5"));
