@@ -3,7 +3,7 @@
  * hoare_fd_sendto, read/write on connected sockets (one datagram each, empty ones included,
  * truncation), recvmsg/sendmsg, read deadlines, close waking a reader, and an echo server serving
  * hundreds of client goroutines that retry on their read deadline (loopback UDP may drop when a
- * receive queue overflows).
+ * receive queue overflows); examples/udp_echo serving 100 of them.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -11,6 +11,8 @@
 #include "test.h"
 
 #include <arpa/inet.h>
+#include <libgen.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -197,11 +199,50 @@ static void test_echo_many(void) {
     free(args);
 }
 
+/* examples/udp_echo, spawned from the build tree, echoes datagrams from many goroutines. */
+static void test_example(void) {
+    char self[PATH_MAX], exe[PATH_MAX + 32];
+    REQUIRE(realpath(test_argv0, self) != NULL);
+    snprintf(exe, sizeof exe, "%s/../examples/udp_echo", dirname(self));
+    if (access(exe, X_OK) != 0) return; /* examples not built */
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = {exe, "udp4", "127.0.0.1:0", NULL};
+    pid_t pid = test_spawn(argv, &fa, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    char line[128], addr[64];
+    size_t len = 0;
+    while (len < sizeof line - 1 && read(out[0], line + len, 1) == 1 && line[len] != '\n') len++;
+    line[len] = 0;
+    close(out[0]);
+    REQUIRE(sscanf(line, "listening on %63s", addr) == 1);
+    enum { N = 100 };
+    _Atomic int ok = 0, retries = 0;
+    hoare_wg wg = HOARE_WG_INIT;
+    struct client_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct client_arg){addr, 5, &ok, &retries, &wg};
+        hoare_wg_add(&wg, 1);
+        REQUIRE(hoare_go(client, &args[i]) == 0);
+    }
+    hoare_wg_wait(&wg);
+    CHECK_EQ(atomic_load(&ok), N);
+    kill(pid, SIGTERM);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+}
+
 int main(int argc, char **argv) {
     test_begin(argv, 120);
     test_basics();
     test_udp6();
     test_close_wakes();
     test_echo_many();
+    test_example();
     TEST_MAIN_END();
 }
