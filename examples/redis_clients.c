@@ -45,7 +45,7 @@ static redisContext *connect_redis(void) {
         return NULL;
     }
     c->flags &= ~REDIS_BLOCK;
-    hoare_fd_set_deadline(fd, hoare_now() + 60 * HOARE_SEC); /* a bound on the whole run */
+    hoare_fd_set_deadline(fd, hoare_now() + 30 * HOARE_SEC); /* a bound on the whole run */
     return c;
 }
 
