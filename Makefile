@@ -16,6 +16,10 @@ WERROR ?= $(if $(CI),ON,OFF)
 DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golang-go wrk
 # diagnostics: libdw for tracebacks, gdb for the gdb extension's test, gnuplot for make demo's picture
 DEB_PKGS += libdw-dev gdb gnuplot-nox
+# the optional integrations (docs/design.md, "Real programs' I/O"): c-ares (name resolution),
+# liburing (files that park), OpenSSL (libhoare_tls) and the tools its test drives (openssl, curl),
+# hiredis and redis-server (the database example and its test)
+DEB_PKGS += libc-ares-dev liburing-dev libssl-dev openssl curl libhiredis-dev redis-server
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
 .PHONY: bench-trace all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean

@@ -51,6 +51,9 @@ WORKLOADS = [
     ("startpark", "startpark", [], 100000, 10000, ("ratio", 1.0)),
     ("wakeall", "wakeall", [], 100000, 10000, ("ratio", 1.0)),
     ("demo", "demo", [], 1500000000, 20000000, ("ratio", 1.05)),
+    # sizes in MiB; the file lives in $TMPDIR (default /tmp)
+    ("fileread-cold", "fileread", ["cold"], 256, 8, ("ratio", 1.0)),
+    ("fileread-warm", "fileread", ["warm"], 256, 8, ("ratio", 1.0)),
     ("http", "http", [], None, None, ("http", 1.5)),
 ]
 # The same C code driven two more ways (bench.h's HOARE_BENCH_MODE), default processors only, each
@@ -65,6 +68,8 @@ MAIN_VS_GOROUTINE = 1.1
 # Rows whose Go column is another row's (same processor setting) instead of runs of their own:
 # Go has no per-goroutine stack size, so the C small-stack run is compared with the ordinary Go run.
 GO_SHARED_WITH = {"parked-2k": "parked"}
+# Rows whose Go twin is another program than bench/go/<key>, with extra arguments after the size.
+GO_PROGRAM = {"fileread-cold": ("fileread", ["cold"]), "fileread-warm": ("fileread", ["warm"])}
 
 # Cleared from the environment of every run so that results are reproducible.
 TUNING_ENV = ["HOARE_PROCS", "HOARE_STACK_SIZE", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"]
@@ -337,7 +342,8 @@ def run_all(args, build_dir):
                 size = [] if key == "http" else [str(quick if args.quick else full)]
                 sides = [("c", [os.path.join(c_bin, f"bench_{c_name}")] + size + c_extra)]
                 if not args.no_go and key not in GO_SHARED_WITH:
-                    sides.append(("go", [os.path.join(go_bin, key)] + size))
+                    go_name, go_extra = GO_PROGRAM.get(key, (key, []))
+                    sides.append(("go", [os.path.join(go_bin, go_name)] + size + go_extra))
                 for side, argv in sides:
                     if key == "http":
                         if side == "c":

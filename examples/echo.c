@@ -8,6 +8,7 @@
  */
 #include <hoare.h>
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,12 +40,22 @@ int main(int argc, char **argv) {
     }
     printf("listening\n");
     fflush(stdout);
+    int64_t backoff = 0;
     for (;;) {
         int fd = hoare_fd_accept(lfd, NULL, NULL);
         if (fd < 0) {
-            hoare_sleep(10 * HOARE_MS); /* out of descriptors, most likely: let some close */
+            /* Out of descriptors or memory: sleep 5 ms, doubling up to 1 s (as Go's http.Server),
+             * so that connections can finish, then accept again. */
+            if (fd != -EMFILE && fd != -ENFILE && fd != -ENOBUFS && fd != -ENOMEM) {
+                fprintf(stderr, "accept: %s\n", strerror(-fd));
+                return 1;
+            }
+            backoff = backoff ? 2 * backoff : 5 * HOARE_MS;
+            if (backoff > HOARE_SEC) backoff = HOARE_SEC;
+            hoare_sleep(backoff);
             continue;
         }
+        backoff = 0;
         if (hoare_go(echo_conn, (void *)(intptr_t)fd) != 0) hoare_fd_close(fd);
     }
 }

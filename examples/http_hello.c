@@ -303,14 +303,23 @@ int main(int argc, char **argv) {
     }
     printf(ss.ss_family == AF_INET6 ? "listening on [%s]:%d\n" : "listening on %s:%d\n", host, port);
     fflush(stdout);
+    int64_t backoff = 0;
     for (;;) {
         int fd = hoare_fd_accept(lfd, NULL, NULL);
         if (fd < 0) {
-            /* Out of descriptors or memory: let connections finish, then accept again. */
-            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM)
-                hoare_sleep(10 * HOARE_MS);
+            /* Out of descriptors or memory: as Go's http.Server, sleep 5 ms, doubling up to 1 s,
+             * so that connections can finish, then accept again (neither spin nor die). */
+            if (fd != -EMFILE && fd != -ENFILE && fd != -ENOBUFS && fd != -ENOMEM) {
+                fprintf(stderr, "accept: %s\n", strerror(-fd));
+                return 1;
+            }
+            backoff = backoff ? 2 * backoff : 5 * HOARE_MS;
+            if (backoff > HOARE_SEC) backoff = HOARE_SEC;
+            fprintf(stderr, "accept: %s; retrying in %lld ms\n", strerror(-fd), (long long)(backoff / HOARE_MS));
+            hoare_sleep(backoff);
             continue;
         }
+        backoff = 0;
         /* One allocation per connection (buffers too big for comfort on a goroutine stack). */
         struct conn *c = malloc(sizeof *c);
         if (!c) {

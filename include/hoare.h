@@ -477,8 +477,9 @@ void hoare_group_free(hoare_group *g);
  * Descriptors used with these calls are switched to non-blocking mode (which the open file shares
  * with its duplicates and with other processes) and registered with the poller on first use.
  * Close them with hoare_fd_close, never close(2): the poller would go on believing the number is
- * registered. Descriptors the poller refuses (regular files) are used with ordinary blocking calls
- * inside a blocking region.
+ * registered. Descriptors the poller refuses (regular files) are read and written through io_uring
+ * where the kernel allows it (the goroutine parks), else with ordinary blocking calls inside a
+ * blocking region: see hoare_file_io.
  * Writes never raise SIGPIPE (EPIPE is returned): sockets are written with MSG_NOSIGNAL; for pipes
  * SIGPIPE is blocked in the writing thread around the write and a SIGPIPE it caused is discarded.
  * From a plain thread the calls block the thread (it waits for the poller like a goroutine does).
@@ -515,11 +516,12 @@ int hoare_fd_set_write_deadline(int fd, int64_t deadline);
  * when the last of them returns, so it is never reused under a running call. */
 int hoare_fd_close(int fd);
 
-/* Networks: "tcp", "tcp4", "tcp6", "unix". Addresses: "host:port", "[::1]:port", ":port",
+/* Networks: "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6" (see Datagrams below), "unix".
+ * Addresses: "host:port", "[::1]:port", ":port",
  * or a path for "unix" ("@name": Linux abstract socket). Return a descriptor (>= 0, registered,
  * usable with the calls above) or a negative errno value (-EINVAL malformed address or unknown
  * network, -ENOENT unknown host, -EAFNOSUPPORT address of the wrong family for the network). Host
- * names are resolved with getaddrinfo inside a blocking region (not bounded by timeout_ns).
+ * names are resolved as hoare_net_lookup does; the dial's timeout bounds the lookup too.
  * listen: SO_REUSEADDR; ":port" (empty host) listens on all addresses, for "tcp" on IPv6 and IPv4
  * (dual stack) where possible; port 0 picks a free port (getsockname tells which); the listen
  * backlog is the system's maximum. A unix socket's path is not removed at close.
@@ -527,6 +529,61 @@ int hoare_fd_close(int fd);
  * turn until one connects or the timeout passes (-ETIMEDOUT). */
 int hoare_net_listen(const char *network, const char *address);
 int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns /* 0: none */);
+
+/* ======================================================================================
+ * Datagrams, positioned file I/O, name lookup
+ * ====================================================================================== */
+
+/* Datagram sockets: hoare_net_listen("udp" | "udp4" | "udp6", "host:port") returns a bound socket
+ * (":port": all addresses, dual stack for "udp"); hoare_net_dial("udp", "host:port", timeout) a
+ * connected one, on which hoare_fd_read/hoare_fd_write move one datagram each (an empty write
+ * sends an empty datagram; a read returns 0 for an empty one, and a datagram longer than the
+ * buffer is truncated, as recv(2) does).
+ * recvfrom: one datagram, its sender in addr (struct sockaddr *, NULL: not wanted) and *addrlen
+ * (socklen_t *, in: the capacity of addr). Waits under the read deadline. */
+ssize_t hoare_fd_recvfrom(int fd, void *buf, size_t len, void *addr /* struct sockaddr * or NULL */,
+                          void *addrlen /* socklen_t * */);
+/* One datagram to addr (struct sockaddr *, addrlen bytes; NULL/0 on a connected socket). Returns
+ * len or a negative errno value (-EMSGSIZE: too big for one datagram). Waits under the write
+ * deadline. */
+ssize_t hoare_fd_sendto(int fd, const void *buf, size_t len, const void *addr, unsigned addrlen);
+/* recvmsg(2)/sendmsg(2) (ancillary data, scatter/gather, descriptor passing), flags must be 0;
+ * waiting and deadlines as above. */
+struct msghdr;
+ssize_t hoare_fd_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t hoare_fd_sendmsg(int fd, const struct msghdr *msg, int flags);
+
+/* pread(2)/pwrite(2): at offset, without moving the file position; callers need not take turns
+ * (unlike hoare_fd_read). pwrite writes all of buf unless an error stops it (then the count if >
+ * 0). On a regular file, see hoare_file_io for how the goroutine waits. -ESPIPE on a pipe or a
+ * socket, -EINVAL for a negative offset. */
+ssize_t hoare_fd_pread(int fd, void *buf, size_t count, off_t offset);
+ssize_t hoare_fd_pwrite(int fd, const void *buf, size_t count, off_t offset);
+
+/* How hoare_fd_read/write/readv/writev/pread/pwrite wait for regular files from goroutines:
+ * "io_uring" (the goroutine parks while the kernel works; kernel worker threads "iou-wrk-*" may
+ * do blocking work, at most 16) or "blocking" (the call blocks its thread inside a blocking region,
+ * and the processor moves to another thread). "blocking" without liburing at build time, where
+ * the kernel refuses io_uring (old kernel, seccomp, kernel.io_uring_disabled), under valgrind, or
+ * with HOARE_IO_URING=0. Plain threads always make the blocking call. */
+const char *hoare_file_io(void);
+
+/* Resolve host (a name, or a numeric address) for network "ip", "ip4" or "ip6" (NULL: "ip"):
+ * writes at most cap addresses (struct sockaddr_in / sockaddr_in6, port 0) into addrs (an array of
+ * struct sockaddr_storage) and returns how many, or a negative errno value: -ENOENT no such host
+ * (or no address of that family), -ETIMEDOUT when timeout_ns (0: none) passed or the servers stayed
+ * silent, -EAGAIN the servers failed, -EINVAL bad arguments. At most 8 addresses are kept.
+ * Names are resolved as hoare_net_dial does: /etc/hosts, then DNS per /etc/resolv.conf (servers,
+ * search domains, ndots, timeout, attempts) with c-ares, the goroutine parked while it waits and
+ * bounded by the timeout (a dial's timeout bounds its lookup plus its connect). When the hosts line
+ * of /etc/nsswitch.conf names other sources than files and dns, or c-ares was missing at build
+ * time, getaddrinfo(3) runs in a blocking region instead (not bounded by the timeout).
+ * Environment: HOARE_RESOLVER=system|cares forces one way; HOARE_RESOLV_CONF=path reads another
+ * resolv.conf (c-ares only; nameserver lines may carry a port: "nameserver 127.0.0.1:5353"). */
+int hoare_net_lookup(const char *network, const char *host, void *addrs /* struct sockaddr_storage[] */,
+                     int cap, int64_t timeout_ns);
+/* Which resolver lookups use now: "cares" or "system" (getaddrinfo in a blocking region). */
+const char *hoare_net_resolver(void);
 
 /* Around a call that may block the thread (file I/O, DNS, a library without non-blocking mode):
  * the thread's processor is handed to another thread while it blocks, so other goroutines run.

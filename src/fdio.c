@@ -35,6 +35,7 @@
 
 #include "netpoll.h"
 #include "proc.h"
+#include "uring.h"
 
 /* Waiter slot values other than a G pointer. */
 #define PD_NIL ((uintptr_t)0)
@@ -120,7 +121,7 @@ static poll_desc *pd_get(int fd, bool create) {
 }
 
 int32_t hoare__netpoll_waiters(void) {
-    return atomic_load_explicit(&netpoll_waiters, memory_order_relaxed);
+    return atomic_load_explicit(&netpoll_waiters, memory_order_relaxed) + hoare__uring_waiters();
 }
 
 /* ---------------------------------------------------------------- waiter slots */
@@ -455,14 +456,19 @@ int hoare_fd_set_write_deadline(int fd, int64_t deadline) {
 /* An operation: one non-blocking attempt, returning >= 0 or -1 with errno. */
 typedef ssize_t (*io_attempt)(poll_desc *pd, void *arg);
 
+static ssize_t uring_io(poll_desc *pd, io_attempt op, void *arg);
+
 /* Attempt op until it succeeds or fails with something other than EAGAIN, waiting for readiness of
- * mode in between. The caller holds the mode's mutex and a reference. */
+ * mode in between. The caller holds the mode's mutex and a reference. A descriptor the poller
+ * refused (a regular file) goes through io_uring where it can (uring.c), else the blocking call
+ * runs in a blocking region. */
 static ssize_t pd_io(poll_desc *pd, int mode, io_attempt op, void *arg) {
     int err = pd_check(pd, mode);
     if (err) return err;
     if (!pd->pollable) {
+        ssize_t n = uring_io(pd, op, arg);
+        if (n != HOARE_URING_UNAVAILABLE) return n;
         hoare_blocking_begin();
-        ssize_t n;
         do n = op(pd, arg);
         while (n < 0 && errno == EINTR);
         err = errno;
@@ -584,7 +590,10 @@ ssize_t hoare_fd_write(int fd, const void *buf, size_t len) {
     hoare_mutex_lock(&pd->wmu);
     size_t done = 0;
     ssize_t n = 0;
-    while (done < len) {
+    /* A datagram socket sends one datagram per write, an empty one too (as Go). */
+    bool once = pd->is_socket && !pd->is_stream;
+    while (done < len || once) {
+        once = false;
         struct buf_arg a = {(char *)buf + done, len - done};
         n = pd_io(pd, NETPOLL_WRITE, attempt_write, &a);
         if (n < 0) break;
@@ -629,6 +638,148 @@ ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt) {
         }
     }
     hoare_mutex_unlock(&pd->wmu);
+    pd_release(pd);
+    return done > 0 || n >= 0 ? (ssize_t)done : n;
+}
+
+/* ---------------------------------------------------------------- datagrams */
+
+struct from_arg {
+    void *buf;
+    size_t len;
+    void *addr;
+    void *addrlen;
+};
+static ssize_t attempt_recvfrom(poll_desc *pd, void *arg) {
+    struct from_arg *a = arg;
+    return recvfrom(pd->fd, a->buf, a->len, 0, a->addr, a->addrlen);
+}
+
+ssize_t hoare_fd_recvfrom(int fd, void *buf, size_t len, void *addr, void *addrlen) {
+    if (addr && !addrlen) return -EINVAL;
+    int err;
+    poll_desc *pd = pd_acquire(fd, &err);
+    if (!pd) return err;
+    hoare_mutex_lock(&pd->rmu);
+    struct from_arg a = {buf, len, addr, addr ? addrlen : NULL};
+    ssize_t n = pd_read(pd, attempt_recvfrom, &a, len);
+    hoare_mutex_unlock(&pd->rmu);
+    pd_release(pd);
+    return n;
+}
+
+struct to_arg {
+    const void *buf;
+    size_t len;
+    const void *addr;
+    socklen_t addrlen;
+};
+static ssize_t attempt_sendto(poll_desc *pd, void *arg) {
+    struct to_arg *a = arg;
+    return sendto(pd->fd, a->buf, a->len, MSG_NOSIGNAL, a->addr, a->addrlen);
+}
+
+ssize_t hoare_fd_sendto(int fd, const void *buf, size_t len, const void *addr, unsigned addrlen) {
+    int err;
+    poll_desc *pd = pd_acquire(fd, &err);
+    if (!pd) return err;
+    hoare_mutex_lock(&pd->wmu);
+    struct to_arg a = {buf, len, addr, addr ? (socklen_t)addrlen : 0};
+    ssize_t n = pd_io(pd, NETPOLL_WRITE, attempt_sendto, &a); /* one datagram: all or nothing */
+    hoare_mutex_unlock(&pd->wmu);
+    pd_release(pd);
+    return n;
+}
+
+static ssize_t attempt_recvmsg(poll_desc *pd, void *arg) { return recvmsg(pd->fd, arg, 0); }
+static ssize_t attempt_sendmsg(poll_desc *pd, void *arg) { return sendmsg(pd->fd, arg, MSG_NOSIGNAL); }
+
+ssize_t hoare_fd_recvmsg(int fd, struct msghdr *msg, int flags) {
+    if (flags != 0) return -EINVAL;
+    int err;
+    poll_desc *pd = pd_acquire(fd, &err);
+    if (!pd) return err;
+    hoare_mutex_lock(&pd->rmu);
+    ssize_t n = pd_read(pd, attempt_recvmsg, msg, iov_total(msg->msg_iov, (int)msg->msg_iovlen));
+    hoare_mutex_unlock(&pd->rmu);
+    pd_release(pd);
+    return n;
+}
+
+ssize_t hoare_fd_sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (flags != 0) return -EINVAL;
+    int err;
+    poll_desc *pd = pd_acquire(fd, &err);
+    if (!pd) return err;
+    hoare_mutex_lock(&pd->wmu);
+    ssize_t n = pd_io(pd, NETPOLL_WRITE, attempt_sendmsg, (void *)msg);
+    hoare_mutex_unlock(&pd->wmu);
+    pd_release(pd);
+    return n;
+}
+
+/* ---------------------------------------------------------------- positioned I/O */
+
+struct pos_arg {
+    void *buf;
+    size_t len;
+    off_t off;
+};
+static ssize_t attempt_pread(poll_desc *pd, void *arg) {
+    struct pos_arg *a = arg;
+    return pread(pd->fd, a->buf, a->len, a->off);
+}
+static ssize_t attempt_pwrite(poll_desc *pd, void *arg) {
+    struct pos_arg *a = arg;
+    return pwrite(pd->fd, a->buf, a->len, a->off);
+}
+
+/* The io_uring form of the attempt op (the attempt functions name the operation), or
+ * HOARE_URING_UNAVAILABLE. */
+static ssize_t uring_io(poll_desc *pd, io_attempt op, void *arg) {
+    if (op == attempt_read || op == attempt_write) {
+        struct buf_arg *a = arg;
+        return hoare__uring_rw(op == attempt_read ? HOARE_URING_READ : HOARE_URING_WRITE, pd->fd, a->buf,
+                               a->len, -1);
+    }
+    if (op == attempt_readv || op == attempt_writev) {
+        struct iov_arg *a = arg;
+        return hoare__uring_rw(op == attempt_readv ? HOARE_URING_READV : HOARE_URING_WRITEV, pd->fd, a->iov,
+                               (size_t)a->iovcnt, -1);
+    }
+    if (op == attempt_pread || op == attempt_pwrite) {
+        struct pos_arg *a = arg;
+        return hoare__uring_rw(op == attempt_pread ? HOARE_URING_READ : HOARE_URING_WRITE, pd->fd, a->buf,
+                               a->len, a->off);
+    }
+    return HOARE_URING_UNAVAILABLE;
+}
+
+/* As Go's ReadAt/WriteAt: no turn-taking (the offset is the caller's), and no deadlines. */
+ssize_t hoare_fd_pread(int fd, void *buf, size_t count, off_t offset) {
+    if (offset < 0) return -EINVAL;
+    int err;
+    poll_desc *pd = pd_acquire(fd, &err);
+    if (!pd) return err;
+    struct pos_arg a = {buf, count, offset};
+    ssize_t n = pd_io(pd, NETPOLL_READ, attempt_pread, &a);
+    pd_release(pd);
+    return n;
+}
+
+ssize_t hoare_fd_pwrite(int fd, const void *buf, size_t count, off_t offset) {
+    if (offset < 0) return -EINVAL;
+    int err;
+    poll_desc *pd = pd_acquire(fd, &err);
+    if (!pd) return err;
+    size_t done = 0;
+    ssize_t n = 0;
+    do {
+        struct pos_arg a = {(char *)buf + done, count - done, offset + (off_t)done};
+        n = pd_io(pd, NETPOLL_WRITE, attempt_pwrite, &a);
+        if (n < 0) break;
+        done += (size_t)n;
+    } while (done < count && n > 0);
     pd_release(pd);
     return done > 0 || n >= 0 ? (ssize_t)done : n;
 }

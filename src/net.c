@@ -1,9 +1,9 @@
 /*
- * net.c - hoare_net_listen / hoare_net_dial: sockets for "tcp", "tcp4", "tcp6" and "unix" by
- * address string, registered with the poller (see fdio.c).
+ * net.c - hoare_net_listen / hoare_net_dial: sockets for "tcp", "tcp4", "tcp6", "udp", "udp4",
+ * "udp6" and "unix" by address string, registered with the poller (see fdio.c).
  *
- * Numeric hosts are parsed here; names go to getaddrinfo inside hoare_blocking_begin/end (it may
- * block the thread on DNS). The descriptors are created non-blocking and close-on-exec.
+ * Numeric hosts are parsed here; names go to the resolver (resolve.c), which parks the goroutine
+ * and is bounded by the dial's deadline. The descriptors are created non-blocking and close-on-exec.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -17,25 +17,23 @@
 #include <unistd.h>
 
 #include "netpoll.h"
+#include "resolve.h"
 
-enum net_kind { NET_TCP, NET_TCP4, NET_TCP6, NET_UNIX };
+enum net_kind { NET_TCP, NET_TCP4, NET_TCP6, NET_UDP, NET_UDP4, NET_UDP6, NET_UNIX };
 
-/* The most addresses of one host name a dial tries. */
-#define MAX_ADDRS 8
+static bool is_udp(enum net_kind k) { return k == NET_UDP || k == NET_UDP4 || k == NET_UDP6; }
+
 /* Larger than any system's maximum: listen(2) caps it at net.core.somaxconn. */
 #define LISTEN_BACKLOG 65535
-
-struct addr_list {
-    int n;
-    struct sockaddr_storage addr[MAX_ADDRS];
-    socklen_t len[MAX_ADDRS];
-};
 
 static int parse_network(const char *network, enum net_kind *kind) {
     if (!network) return -EINVAL;
     if (strcmp(network, "tcp") == 0) *kind = NET_TCP;
     else if (strcmp(network, "tcp4") == 0) *kind = NET_TCP4;
     else if (strcmp(network, "tcp6") == 0) *kind = NET_TCP6;
+    else if (strcmp(network, "udp") == 0) *kind = NET_UDP;
+    else if (strcmp(network, "udp4") == 0) *kind = NET_UDP4;
+    else if (strcmp(network, "udp6") == 0) *kind = NET_UDP6;
     else if (strcmp(network, "unix") == 0) *kind = NET_UNIX;
     else return -EINVAL;
     return 0;
@@ -72,7 +70,7 @@ static int numeric_port(const char *port) {
     return v > 65535 ? -2 : (int)v;
 }
 
-static void add_v4(struct addr_list *l, struct in_addr a, int port) {
+static void add_v4(struct hoare__addr_list *l, struct in_addr a, int port) {
     struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr[l->n];
     memset(sin, 0, sizeof *sin);
     sin->sin_family = AF_INET;
@@ -81,7 +79,7 @@ static void add_v4(struct addr_list *l, struct in_addr a, int port) {
     l->len[l->n++] = sizeof *sin;
 }
 
-static void add_v6(struct addr_list *l, struct in6_addr a, int port) {
+static void add_v6(struct hoare__addr_list *l, struct in6_addr a, int port) {
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr[l->n];
     memset(sin6, 0, sizeof *sin6);
     sin6->sin6_family = AF_INET6;
@@ -90,76 +88,81 @@ static void add_v6(struct addr_list *l, struct in6_addr a, int port) {
     l->len[l->n++] = sizeof *sin6;
 }
 
-static int gai_errno(int rc, int saved_errno) {
-    switch (rc) {
-    case EAI_NONAME:
-#ifdef EAI_NODATA
-    case EAI_NODATA:
-#endif
-    case EAI_ADDRFAMILY:
-        return -ENOENT;
-    case EAI_AGAIN: return -EAGAIN;
-    case EAI_MEMORY: return -ENOMEM;
-    case EAI_SYSTEM: return saved_errno ? -saved_errno : -EIO;
-    default: return -EINVAL;
-    }
+/* A service name's port for the protocol ("tcp" or "udp"), from the services database; -ENOENT if
+ * unknown. */
+static int service_port(const char *service, const char *proto) {
+    struct servent se, *res = NULL;
+    char buf[1024];
+    hoare_blocking_begin(); /* usually a file, but NSS may be configured otherwise */
+    int rc = getservbyname_r(service, proto, &se, buf, sizeof buf, &res);
+    hoare_blocking_end();
+    return rc == 0 && res ? ntohs((uint16_t)res->s_port) : -ENOENT;
 }
 
-/* Resolve host:port for kind (not unix). Empty host: the wildcard addresses when listening (IPv6
- * first for "tcp": a dual-stack socket), the loopback addresses when dialing. */
-static int resolve(enum net_kind kind, const char *address, bool listening, struct addr_list *out) {
+/* Addresses of host (numeric or a name; empty: none) with port for the families wanted, before
+ * deadline (0: none). */
+static int resolve_host(const char *host, bool want4, bool want6, int pnum, int64_t deadline,
+                        struct hoare__addr_list *out) {
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1) {
+        if (!want4) return -EAFNOSUPPORT;
+        add_v4(out, a4, pnum);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6) == 1) {
+        /* IPv4-mapped addresses count as IPv4, as in Go. */
+        if (IN6_IS_ADDR_V4MAPPED(&a6) ? !want4 : !want6) return -EAFNOSUPPORT;
+        add_v6(out, a6, pnum);
+        return 0;
+    }
+    int family = want4 && want6 ? AF_UNSPEC : want4 ? AF_INET : AF_INET6;
+    return hoare__resolve(host, family, pnum, deadline, out);
+}
+
+/* Resolve host:port for kind (not unix) before deadline (0: none). Empty host: the wildcard
+ * addresses when listening (IPv6 first for "tcp"/"udp": a dual-stack socket), the loopback
+ * addresses when dialing. */
+static int resolve(enum net_kind kind, const char *address, bool listening, int64_t deadline,
+                   struct hoare__addr_list *out) {
     char host[256], port[64];
     int err = split_host_port(address, host, sizeof host, port, sizeof port);
     if (err) return err;
-    bool want4 = kind != NET_TCP6, want6 = kind != NET_TCP4;
+    bool want4 = kind != NET_TCP6 && kind != NET_UDP6, want6 = kind != NET_TCP4 && kind != NET_UDP4;
     out->n = 0;
     int pnum = numeric_port(port);
     if (pnum == -2) return -EINVAL;
-    if (pnum >= 0) {
-        struct in_addr a4;
-        struct in6_addr a6;
-        if (host[0] == 0) {
-            if (listening) {
-                if (want6) add_v6(out, in6addr_any, pnum);
-                if (want4) add_v4(out, (struct in_addr){htonl(INADDR_ANY)}, pnum);
-            } else {
-                if (want4) add_v4(out, (struct in_addr){htonl(INADDR_LOOPBACK)}, pnum);
-                if (want6) add_v6(out, in6addr_loopback, pnum);
-            }
-            return 0;
+    if (pnum == -1) pnum = service_port(port, is_udp(kind) ? "udp" : "tcp");
+    if (pnum < 0) return pnum;
+    if (host[0] == 0) {
+        if (listening) {
+            if (want6) add_v6(out, in6addr_any, pnum);
+            if (want4) add_v4(out, (struct in_addr){htonl(INADDR_ANY)}, pnum);
+        } else {
+            if (want4) add_v4(out, (struct in_addr){htonl(INADDR_LOOPBACK)}, pnum);
+            if (want6) add_v6(out, in6addr_loopback, pnum);
         }
-        if (inet_pton(AF_INET, host, &a4) == 1) {
-            if (!want4) return -EAFNOSUPPORT;
-            add_v4(out, a4, pnum);
-            return 0;
-        }
-        if (inet_pton(AF_INET6, host, &a6) == 1) {
-            /* IPv4-mapped addresses count as IPv4, as in Go. */
-            if (IN6_IS_ADDR_V4MAPPED(&a6) ? !want4 : !want6) return -EAFNOSUPPORT;
-            add_v6(out, a6, pnum);
-            return 0;
-        }
+        return 0;
     }
-    struct addrinfo hints = {
-        .ai_family = kind == NET_TCP4 ? AF_INET : kind == NET_TCP6 ? AF_INET6 : AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = (pnum >= 0 ? AI_NUMERICSERV : 0) | (listening ? AI_PASSIVE : 0),
-    };
-    struct addrinfo *res = NULL;
-    hoare_blocking_begin();
-    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    int saved = errno;
-    hoare_blocking_end();
-    if (rc != 0) return gai_errno(rc, saved);
-    for (struct addrinfo *ai = res; ai && out->n < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof out->addr[0])
-            continue;
-        memcpy(&out->addr[out->n], ai->ai_addr, ai->ai_addrlen);
-        out->len[out->n++] = ai->ai_addrlen;
+    return resolve_host(host, want4, want6, pnum, deadline, out);
+}
+
+int hoare_net_lookup(const char *network, const char *host, void *addrs, int cap, int64_t timeout_ns) {
+    bool want4 = true, want6 = true;
+    if (network && strcmp(network, "ip4") == 0) want6 = false;
+    else if (network && strcmp(network, "ip6") == 0) want4 = false;
+    else if (network && strcmp(network, "ip") != 0) return -EINVAL;
+    if (!host || !host[0] || cap < 0 || (cap > 0 && !addrs)) return -EINVAL;
+    struct hoare__addr_list list = {0};
+    int err = resolve_host(host, want4, want6, 0, timeout_ns > 0 ? hoare_now() + timeout_ns : 0, &list);
+    if (err) return err == -EAFNOSUPPORT ? -ENOENT : err;
+    int n = list.n < cap ? list.n : cap;
+    struct sockaddr_storage *out = addrs;
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        memcpy(&out[i], &list.addr[i], list.len[i]);
     }
-    freeaddrinfo(res);
-    return out->n ? 0 : -ENOENT;
+    return n;
 }
 
 static int unix_address(const char *path, struct sockaddr_un *sun, socklen_t *len) {
@@ -178,15 +181,16 @@ static int unix_address(const char *path, struct sockaddr_un *sun, socklen_t *le
     return 0;
 }
 
-/* A new non-blocking socket, registered with the poller; TCP_NODELAY for TCP (as Go). */
-static int new_socket(int family) {
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+/* A new non-blocking socket of type (SOCK_STREAM or SOCK_DGRAM), registered with the poller;
+ * TCP_NODELAY for TCP (as Go). */
+static int new_socket(int family, int type) {
+    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    if (family != AF_UNIX) {
+    if (family != AF_UNIX && type == SOCK_STREAM) {
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    int err = hoare__fd_register_new(fd, true);
+    int err = hoare__fd_register_new(fd, type == SOCK_STREAM);
     if (err) {
         close(fd);
         return -err;
@@ -194,20 +198,23 @@ static int new_socket(int family) {
     return fd;
 }
 
-/* Bind and listen on one address; a descriptor or a negative errno value. */
-static int listen_on(const struct sockaddr *sa, socklen_t len, bool v6only) {
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+/* Bind and listen on one address (type SOCK_STREAM), or just bind (SOCK_DGRAM); a descriptor or a
+ * negative errno value. */
+static int listen_on(const struct sockaddr *sa, socklen_t len, int type, bool v6only) {
+    int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1, err = 0;
-    if (sa->sa_family != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+    /* As Go: SO_REUSEADDR for stream listeners only (for UDP it would let two sockets share a port). */
+    if (type == SOCK_STREAM && sa->sa_family != AF_UNIX &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         err = -errno;
     if (!err && sa->sa_family == AF_INET6) {
         int v = v6only;
         if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v) != 0) err = -errno;
     }
     if (!err && bind(fd, sa, len) != 0) err = -errno;
-    if (!err && listen(fd, LISTEN_BACKLOG) != 0) err = -errno;
-    if (!err) err = -hoare__fd_register_new(fd, true);
+    if (!err && type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) != 0) err = -errno;
+    if (!err) err = -hoare__fd_register_new(fd, type == SOCK_STREAM);
     if (err) {
         close(fd);
         return err;
@@ -223,18 +230,19 @@ int hoare_net_listen(const char *network, const char *address) {
         struct sockaddr_un sun;
         socklen_t len;
         err = unix_address(address, &sun, &len);
-        return err ? err : listen_on((struct sockaddr *)&sun, len, false);
+        return err ? err : listen_on((struct sockaddr *)&sun, len, SOCK_STREAM, false);
     }
-    struct addr_list addrs;
-    err = resolve(kind, address, true, &addrs);
+    struct hoare__addr_list addrs;
+    err = resolve(kind, address, true, 0, &addrs);
     if (err) return err;
-    /* The first address; for "tcp" on the IPv6 wildcard, a dual-stack socket, falling back to the
-     * IPv4 wildcard (next in the list) where IPv6 is unavailable. */
+    /* The first address; for "tcp"/"udp" on the IPv6 wildcard, a dual-stack socket, falling back to
+     * the IPv4 wildcard (next in the list) where IPv6 is unavailable. */
+    int type = is_udp(kind) ? SOCK_DGRAM : SOCK_STREAM;
     for (int i = 0; i < addrs.n; i++) {
         const struct sockaddr *sa = (const struct sockaddr *)&addrs.addr[i];
         bool wildcard6 = sa->sa_family == AF_INET6 &&
                          IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-        int fd = listen_on(sa, addrs.len[i], !(kind == NET_TCP && wildcard6));
+        int fd = listen_on(sa, addrs.len[i], type, !((kind == NET_TCP || kind == NET_UDP) && wildcard6));
         if (fd >= 0) return fd;
         err = fd;
         if (!(wildcard6 && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL))) break;
@@ -242,9 +250,9 @@ int hoare_net_listen(const char *network, const char *address) {
     return err;
 }
 
-/* Dial one address before the deadline (0: none). */
-static int dial_one(const struct sockaddr *sa, socklen_t len, int64_t deadline) {
-    int fd = new_socket(sa->sa_family);
+/* Dial one address before the deadline (0: none). A datagram socket's connect only sets its peer. */
+static int dial_one(const struct sockaddr *sa, socklen_t len, int type, int64_t deadline) {
+    int fd = new_socket(sa->sa_family, type);
     if (fd < 0) return fd;
     int err = deadline ? hoare_fd_set_write_deadline(fd, deadline) : 0;
     if (!err) err = -hoare_fd_connect(fd, sa, len);
@@ -265,13 +273,14 @@ int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns)
         struct sockaddr_un sun;
         socklen_t len;
         err = unix_address(address, &sun, &len);
-        return err ? err : dial_one((struct sockaddr *)&sun, len, deadline);
+        return err ? err : dial_one((struct sockaddr *)&sun, len, SOCK_STREAM, deadline);
     }
-    struct addr_list addrs;
-    err = resolve(kind, address, false, &addrs);
+    struct hoare__addr_list addrs;
+    err = resolve(kind, address, false, deadline, &addrs);
     if (err) return err;
+    int type = is_udp(kind) ? SOCK_DGRAM : SOCK_STREAM;
     for (int i = 0; i < addrs.n; i++) {
-        int fd = dial_one((const struct sockaddr *)&addrs.addr[i], addrs.len[i], deadline);
+        int fd = dial_one((const struct sockaddr *)&addrs.addr[i], addrs.len[i], type, deadline);
         if (fd >= 0) return fd;
         err = fd;
         if (err == -ETIMEDOUT) break;

@@ -22,6 +22,9 @@ enum { NETPOLL_READ = 1, NETPOLL_WRITE = 2, NETPOLL_HANGUP = 4 };
 HIDDEN int hoare__netpoll_open(int fd, uint32_t seq);
 /* Backend: deregister fd (before it is closed). */
 HIDDEN void hoare__netpoll_close(int fd);
+/* Backend: watch the io_uring completion eventfd efd (uring.c); when it fires, the poller calls
+ * hoare__uring_reap. 0 or an errno value. */
+HIDDEN int hoare__netpoll_open_uring(int efd);
 
 /* Generic layer, called by the backend from hoare__netpoll: fd (tagged seq) became ready for modes
  * (NETPOLL_READ|NETPOLL_WRITE|NETPOLL_HANGUP). Goroutines to wake are pushed on *list (linked by schedlink).

@@ -25,10 +25,13 @@
 #include <unistd.h>
 
 #include "netpoll.h"
+#include "uring.h"
 
 /* The event data of the break eventfd: no descriptor registration can produce it (seq 0xffffffff
  * and fd -1 together). */
 #define BREAK_TAG UINT64_MAX
+/* The event data of the io_uring completion eventfd (uring.c): likewise never a registration's. */
+#define URING_TAG (UINT64_MAX - 1)
 #define EVENTS_PER_POLL 128
 
 static struct {
@@ -76,6 +79,13 @@ int hoare__netpoll_open(int fd, uint32_t seq) {
      * with close(2) while a duplicate kept it alive). Take it over with the new tag. */
     if (errno == EEXIST && epoll_ctl(netpoll.epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
     return errno;
+}
+
+int hoare__netpoll_open_uring(int efd) {
+    /* Edge-triggered: every completion the kernel signals is a new edge; the reaper resets the
+     * counter before draining, so none is missed. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = URING_TAG};
+    return epoll_ctl(netpoll.epfd, EPOLL_CTL_ADD, efd, &ev) == 0 ? 0 : errno;
 }
 
 void hoare__netpoll_close(int fd) {
@@ -136,6 +146,10 @@ G *hoare__netpoll(int64_t delay) {
         if (data == BREAK_TAG) {
             /* A non-blocking poll leaves the break for the thread that blocks (or will). */
             if (delay != 0) consume_break();
+            continue;
+        }
+        if (data == URING_TAG) {
+            hoare__uring_reap(&list);
             continue;
         }
         int modes = 0;

@@ -1,0 +1,62 @@
+/*
+ * hoare_tls.h - TLS over hoare descriptors with OpenSSL (libhoare_tls, an optional part built when
+ * OpenSSL is found; the core library does not use OpenSSL).
+ *
+ * A goroutine in a handshake, read or write that has to wait for the peer parks (hoare_fd_wait),
+ * as in hoare_fd_read: a slow or silent TLS client holds a parked goroutine, never a thread. The
+ * descriptor's deadlines (hoare_fd_set_deadline and friends) bound every call; at the deadline the
+ * call returns -ETIMEDOUT.
+ *
+ * Rules:
+ *  - The SSL_CTX is the caller's: configure certificates, verification, protocols on it as usual
+ *    (an SSL_CTX may be shared by any number of connections and threads, as OpenSSL allows).
+ *  - One call at a time per connection: an SSL object is not safe for concurrent use, so a reader
+ *    and a writer goroutine on one connection must take turns (a hoare_mutex will do).
+ *  - Calls return 0 or a count, or a negative errno value: -ETIMEDOUT (deadline), -EBADF (the
+ *    descriptor was closed), -ECONNRESET (the peer went away without close_notify), -EPROTO (a TLS
+ *    failure: handshake, certificate, bad record; hoare_tls_error tells which).
+ * Link with -lhoare_tls -lhoare -lssl -lcrypto -pthread.
+ */
+#ifndef HOARE_TLS_H
+#define HOARE_TLS_H
+
+#include <hoare.h>
+#include <openssl/ssl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hoare_tls hoare_tls;
+
+/* A TLS connection over fd, a connected socket (used with hoare_fd_* calls; the connection owns it
+ * from now on, and hoare_tls_free closes it). server: the accepting side; client: the connecting
+ * side, server_name (may be NULL) is sent as SNI and, if the context verifies peers, checked
+ * against the certificate. NULL with errno ENOMEM (or EINVAL) on failure; fd is then not closed. */
+hoare_tls *hoare_tls_server(SSL_CTX *ctx, int fd);
+hoare_tls *hoare_tls_client(SSL_CTX *ctx, int fd, const char *server_name);
+
+/* Run the handshake now (read and write run it first otherwise). 0 or a negative errno value. */
+int hoare_tls_handshake(hoare_tls *t);
+/* Up to len bytes of application data: the count, 0 once the peer sent close_notify, or a
+ * negative errno value. */
+ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len);
+/* All of buf: len, or a negative errno value (what went out before the error is lost with the
+ * connection, which cannot be used further). */
+ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len);
+/* Send close_notify (does not wait for the peer's). 0 or a negative errno value. */
+int hoare_tls_shutdown(hoare_tls *t);
+/* Free the connection and close its descriptor (hoare_fd_close). NULL: nothing. */
+void hoare_tls_free(hoare_tls *t);
+
+/* The descriptor, the OpenSSL object (for inspection: peer certificate, ALPN, cipher), and the
+ * text of the last TLS failure (-EPROTO) of this connection ("" if none). */
+int hoare_tls_fd(const hoare_tls *t);
+SSL *hoare_tls_ssl(hoare_tls *t);
+const char *hoare_tls_error(const hoare_tls *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HOARE_TLS_H */

@@ -1,0 +1,327 @@
+/*
+ * test_tls.c - TLS over hoare descriptors.
+ *
+ * With libhoare_tls linked (HOARE_TEST_HAVE_TLS): in-process client and server goroutines over
+ * loopback with a certificate made by `openssl req`: verification against the certificate (and
+ * its failure for another name), many concurrent echo connections on one processor, a handshake
+ * that ends at the descriptor's deadline.
+ *
+ * With examples/https_hello built: the server serves `curl -k` and `openssl s_client`; with one
+ * processor (HOARE_PROCS=1), 200 slow TLS clients (silent, or stuck in the middle of a ClientHello)
+ * hold no threads (the server's thread count stays small) and do not keep curl from being served,
+ * and are dropped at the idle timeout.
+ *
+ * Exits 77 (skipped) with the reason when openssl, curl or the TLS parts are missing.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <limits.h>
+#include <stdbool.h>
+
+#ifdef HOARE_TEST_HAVE_TLS
+#include <hoare_tls.h>
+#include <openssl/err.h>
+#endif
+
+#define SKIP 77
+
+static char dir[64], cert[96], key[96];
+static char server_addr[64];
+
+static bool have_program(const char *name) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
+    return system(cmd) == 0;
+}
+
+/* Run a shell command, its stdout into out (NUL-terminated). Returns the exit status. */
+static int run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p != NULL);
+    size_t have = 0, n;
+    while (have < cap - 1 && (n = fread(out + have, 1, cap - 1 - have, p)) > 0) have += n;
+    out[have] = 0;
+    return pclose(p);
+}
+
+static void make_certificate(void) {
+    snprintf(dir, sizeof dir, "/tmp/hoare_tls_%d", (int)getpid());
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    char cmd[512], out[256];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>&1",
+             dir, key, cert);
+    REQUIRE(run(cmd, out, sizeof out) == 0);
+}
+
+#ifdef HOARE_TEST_HAVE_TLS
+static SSL_CTX *server_ctx, *client_ctx;
+
+static void make_contexts(void) {
+    server_ctx = SSL_CTX_new(TLS_server_method());
+    REQUIRE(server_ctx && SSL_CTX_use_certificate_chain_file(server_ctx, cert) == 1 &&
+            SSL_CTX_use_PrivateKey_file(server_ctx, key, SSL_FILETYPE_PEM) == 1);
+    client_ctx = SSL_CTX_new(TLS_client_method());
+    REQUIRE(client_ctx && SSL_CTX_load_verify_locations(client_ctx, cert, NULL) == 1);
+    SSL_CTX_set_verify(client_ctx, SSL_VERIFY_PEER, NULL);
+}
+
+static int local_port(int fd) {
+    struct sockaddr_in sin;
+    socklen_t len = sizeof sin;
+    REQUIRE(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+    return ntohs(sin.sin_port);
+}
+
+/* Server side of one connection: echo until the client closes. */
+static void echo_conn(void *p) {
+    hoare_tls *t = hoare_tls_server(server_ctx, (int)(intptr_t)p);
+    REQUIRE(t != NULL);
+    hoare_fd_set_deadline(hoare_tls_fd(t), hoare_now() + 60 * HOARE_SEC);
+    char buf[256];
+    ssize_t n;
+    while ((n = hoare_tls_read(t, buf, sizeof buf)) > 0)
+        if (hoare_tls_write(t, buf, (size_t)n) != n) break;
+    hoare_tls_free(t);
+}
+
+struct accept_arg {
+    int lfd, count;
+};
+static void acceptor(void *p) {
+    struct accept_arg *a = p;
+    for (int i = 0; i < a->count; i++) {
+        int fd = hoare_fd_accept(a->lfd, NULL, NULL);
+        if (fd < 0) break;
+        REQUIRE(hoare_go(echo_conn, (void *)(intptr_t)fd) == 0);
+    }
+}
+
+struct client_arg {
+    const char *addr, *name;
+    int rounds, result; /* result: 0 all echoed, else the first error */
+    char error[160];
+    hoare_wg *wg;
+};
+static void client(void *p) {
+    struct client_arg *a = p;
+    int fd = hoare_net_dial("tcp", a->addr, 10 * HOARE_SEC);
+    a->result = fd < 0 ? fd : 0;
+    if (fd >= 0) {
+        hoare_tls *t = hoare_tls_client(client_ctx, fd, a->name);
+        REQUIRE(t != NULL);
+        hoare_fd_set_deadline(fd, hoare_now() + 60 * HOARE_SEC);
+        a->result = hoare_tls_handshake(t);
+        for (int r = 0; r < a->rounds && a->result == 0; r++) {
+            char msg[64], back[64];
+            int len = snprintf(msg, sizeof msg, "message %d from %p", r, (void *)a);
+            if (hoare_tls_write(t, msg, (size_t)len) != len) a->result = -EIO;
+            size_t have = 0;
+            while (a->result == 0 && have < (size_t)len) {
+                ssize_t n = hoare_tls_read(t, back + have, sizeof back - have);
+                if (n <= 0) a->result = n ? (int)n : -EPIPE;
+                else have += (size_t)n;
+            }
+            if (a->result == 0 && memcmp(msg, back, (size_t)len) != 0) a->result = -EBADMSG;
+        }
+        snprintf(a->error, sizeof a->error, "%s", hoare_tls_error(t));
+        if (a->result == 0) CHECK_EQ(hoare_tls_shutdown(t), 0);
+        hoare_tls_free(t);
+    }
+    if (a->wg) hoare_wg_done(a->wg);
+}
+
+static void test_in_process(void) {
+    make_contexts();
+    int lfd = hoare_net_listen("tcp4", "127.0.0.1:0");
+    REQUIRE(lfd >= 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", local_port(lfd));
+    int n = TEST_TSAN ? 20 : TEST_SANITIZED ? 100 : 300;
+    struct accept_arg aa = {lfd, n + 2};
+    REQUIRE(hoare_go(acceptor, &aa) == 0);
+
+    /* verified against the certificate, and refused for a name it does not carry */
+    struct client_arg one = {addr, "localhost", 3, -1, "", NULL};
+    client(&one);
+    CHECK_EQ(one.result, 0);
+    struct client_arg other = {addr, "otherhost", 1, -1, "", NULL};
+    client(&other);
+    CHECK_EQ(other.result, -EPROTO);
+    CHECK(strstr(other.error, "certificate verify failed") != NULL);
+
+    /* many connections at once, on one processor */
+    int old = hoare_procs(1);
+    hoare_wg wg = HOARE_WG_INIT;
+    struct client_arg *args = calloc((size_t)n, sizeof *args);
+    REQUIRE(args != NULL);
+    for (int i = 0; i < n; i++) {
+        args[i] = (struct client_arg){addr, "localhost", 5, -1, "", &wg};
+        hoare_wg_add(&wg, 1);
+        REQUIRE(hoare_go(client, &args[i]) == 0);
+    }
+    hoare_wg_wait(&wg);
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        good += args[i].result == 0;
+        if (args[i].result != 0 && good + 5 > i) fprintf(stderr, "client %d: %s (%s)\n", i, strerror(-args[i].result), args[i].error);
+    }
+    CHECK_EQ(good, n);
+    free(args);
+    hoare_procs(old);
+    hoare_fd_close(lfd);
+
+    /* a handshake with a silent peer ends at the descriptor's deadline */
+    lfd = hoare_net_listen("tcp4", "127.0.0.1:0");
+    REQUIRE(lfd >= 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", local_port(lfd));
+    int c = hoare_net_dial("tcp", addr, HOARE_SEC);
+    int s = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(c >= 0 && s >= 0);
+    hoare_tls *t = hoare_tls_server(server_ctx, s);
+    REQUIRE(t != NULL);
+    hoare_fd_set_deadline(s, hoare_now() + 100 * HOARE_MS);
+    CHECK_EQ(hoare_tls_handshake(t), -ETIMEDOUT);
+    hoare_tls_free(t);
+    /* and the peer going away mid-handshake is a reset, not a hang */
+    c = hoare_net_dial("tcp", addr, HOARE_SEC);
+    s = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(c >= 0 && s >= 0);
+    t = hoare_tls_server(server_ctx, s);
+    hoare_fd_close(c);
+    CHECK_EQ(hoare_tls_handshake(t), -ECONNRESET);
+    hoare_tls_free(t);
+    hoare_fd_close(lfd);
+    SSL_CTX_free(server_ctx);
+    SSL_CTX_free(client_ctx);
+}
+#endif /* HOARE_TEST_HAVE_TLS */
+
+static pid_t start_server(const char *exe) {
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = {(char *)exe, cert, key, "127.0.0.1:0", "2000", NULL};
+    size_t nenv = 0;
+    while (environ[nenv]) nenv++;
+    char **env = calloc(nenv + 2, sizeof *env);
+    REQUIRE(env != NULL);
+    env[0] = "HOARE_PROCS=1";
+    for (size_t i = 0; i < nenv; i++) env[i + 1] = environ[i];
+    pid_t pid = test_spawn(argv, &fa, env);
+    free(env);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    char line[128];
+    size_t len = 0;
+    while (len < sizeof line - 1) {
+        ssize_t n = read(out[0], line + len, 1);
+        if (n <= 0 || line[len] == '\n') break;
+        len++;
+    }
+    line[len] = 0;
+    close(out[0]);
+    REQUIRE(sscanf(line, "listening on %63s", server_addr) == 1);
+    return pid;
+}
+
+static int threads_of(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    int n = -1;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+static bool curl_ok(void) {
+    char cmd[256], out[512];
+    snprintf(cmd, sizeof cmd, "curl -sk --max-time 20 https://%s/ https://%s/again", server_addr, server_addr);
+    return run(cmd, out, sizeof out) == 0 && strcmp(out, "Hello, World!Hello, World!") == 0;
+}
+
+static void test_https_example(const char *exe) {
+    pid_t pid = start_server(exe);
+    CHECK(curl_ok());
+    char cmd[512], out[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | "
+             "timeout 20 openssl s_client -connect %s -quiet 2>/dev/null", server_addr);
+    CHECK_EQ(run(cmd, out, sizeof out), 0);
+    CHECK(strstr(out, "HTTP/1.1 200 OK") != NULL && strstr(out, "Hello, World!") != NULL);
+
+    /* Slow clients: 100 silent, 100 that sent the first bytes of a ClientHello record and stall. */
+    enum { SLOW = 200 };
+    int slow[SLOW];
+    static const unsigned char partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00};
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = hoare_net_dial("tcp", server_addr, 10 * HOARE_SEC);
+        REQUIRE(slow[i] >= 0);
+        if (i % 2) CHECK_EQ(hoare_fd_write(slow[i], partial, sizeof partial), (ssize_t)sizeof partial);
+    }
+    hoare_sleep(300 * HOARE_MS);
+    CHECK(curl_ok()); /* served while they stall */
+    int threads = threads_of(pid);
+    CHECK(threads > 0 && threads <= 6); /* main, monitor, a scheduler thread or two: not 200 */
+    if (threads > 6) fprintf(stderr, "https_hello has %d threads with %d slow clients\n", threads, SLOW);
+    /* the idle timeout (2 s) drops them: each sees the connection end */
+    int dropped = 0;
+    for (int i = 0; i < SLOW; i++) {
+        hoare_fd_set_read_deadline(slow[i], hoare_now() + 20 * HOARE_SEC);
+        char b[64];
+        ssize_t n;
+        while ((n = hoare_fd_read(slow[i], b, sizeof b)) > 0) {}
+        dropped += n == 0 || n == -ECONNRESET;
+        hoare_fd_close(slow[i]);
+    }
+    CHECK_EQ(dropped, SLOW);
+    CHECK(curl_ok());
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+}
+
+int main(int argc, char **argv) {
+    test_begin(argv, 240);
+    if (!have_program("openssl")) {
+        printf("skip: no openssl program (Debian package openssl)\n");
+        return SKIP;
+    }
+    char self[PATH_MAX], exe[PATH_MAX + 32];
+    REQUIRE(realpath(test_argv0, self) != NULL);
+    snprintf(exe, sizeof exe, "%s/../examples/https_hello", dirname(self));
+    bool have_example = access(exe, X_OK) == 0;
+#ifndef HOARE_TEST_HAVE_TLS
+    if (!have_example) {
+        printf("skip: built without OpenSSL (no libhoare_tls, no https_hello)\n");
+        return SKIP;
+    }
+#endif
+    make_certificate();
+#ifdef HOARE_TEST_HAVE_TLS
+    test_in_process();
+#endif
+    if (!have_example) printf("https_hello not built: its part skipped\n");
+    else if (!have_program("curl")) printf("no curl program (Debian package curl): https_hello part skipped\n");
+    else test_https_example(exe);
+    char cmd[128], out[16];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    run(cmd, out, sizeof out);
+    TEST_MAIN_END();
+}
