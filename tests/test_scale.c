@@ -325,17 +325,20 @@ static void test_sleepers_batch(void) {
 /* ---- the monitor gives back the pages of slots left free */
 
 static void deep_then_exit(void *arg) {
-    (void)arg;
     volatile char big[32 * 1024]; /* touch 8 more pages of stack */
     for (size_t i = 0; i < sizeof big; i += 512) big[i] = 1;
+    hoare_recv(arg, NULL); /* all alive at once: n slots of their own */
     hoare_wg_done(&finished);
 }
 
 static void test_scavenger(void) {
     long n = 2000;
+    hoare_chan *release = hoare_chan_make(0, 0);
     hoare_wg_add(&finished, (int)n);
-    for (long i = 0; i < n; i++) REQUIRE(hoare_go(deep_then_exit, NULL) == 0);
+    for (long i = 0; i < n; i++) REQUIRE(hoare_go(deep_then_exit, release) == 0);
+    hoare_close(release);
     hoare_wg_wait(&finished);
+    hoare_chan_release(release);
     test_wait_count(0);
     long rss0 = rss_bytes();
     /* two scavenger rounds: the slots go cold, then their stacks are released */
