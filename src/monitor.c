@@ -134,7 +134,8 @@ void hoare__monitor_start(void) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* deadlock reports are printed from here: libdw unwinding (under TSan above all) needs room */
+    pthread_attr_setstacksize(&attr, 2 << 20);
     if (pthread_create(&t, &attr, monitor_main, NULL) != 0)
         hoare__fatal("cannot start the monitor thread");
     pthread_attr_destroy(&attr);
