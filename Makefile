@@ -5,6 +5,8 @@
 #   make install  install the libraries, header, pkg-config file and CMake package (PREFIX=/usr/local)
 #   make bench    run the benchmarks side by side with Go and write docs/BENCHMARKS.md
 #   make build    just the optimised build (build/rel)
+#   make fuzz     run the libFuzzer targets for FUZZ_TIME seconds each (fuzz/)
+#   make soak     the mixed workload for DURATION (e.g. DURATION=30m), with leak checkpoints
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -15,7 +17,8 @@ WERROR ?= $(if $(CI),ON,OFF)
 DEB_PKGS := cmake make gcc g++ clang pkg-config valgrind libc6-dev python3 golang-go wrk
 CMAKE_FLAGS := -DHOARE_WERROR=$(WERROR)
 
-.PHONY: all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean
+.PHONY: all deps build demo test test-rel test-asan test-tsan test-clang test-aarch64 install bench clean \
+	test-fuzz fuzz fuzz-build harden-deps test-fault test-aarch64-subset soak test-soak
 
 all: build
 
@@ -37,8 +40,8 @@ demo: build
 
 # The suite three ways. TSan needs the address space layout it was built for: run it without ASLR
 # (setarch -R), as its runtime cannot handle the high mmap entropy of recent kernels.
-test: test-rel test-asan test-tsan test-clang
-	@echo "all three builds passed"
+test: test-rel test-asan test-tsan test-clang test-fuzz test-fault test-aarch64-subset test-soak
+	@echo "all builds passed"
 
 test-rel: deps
 	cmake -S . -B build/rel -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
@@ -81,3 +84,29 @@ bench: deps
 
 clean:
 	rm -rf build
+
+# ---- Hardening (issue 13): fuzzing, fault injection, the AArch64 subset, the soak.
+# clang's libFuzzer and sanitizer runtimes; the cross toolchain and qemu-user for the AArch64 subset.
+HARDEN_PKGS := clang libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+FUZZ_TIME ?= 300
+FUZZ_CI_TIME ?= 55
+
+harden-deps: deps
+	@missing=""; for p in $(HARDEN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+# The fuzz build: clang, ASan+UBSan, coverage on the library too.
+build/fuzz/Makefile: harden-deps
+	CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOARE_SANITIZE=address -DHOARE_FUZZ=ON \
+	  -DHOARE_TESTS=OFF -DHOARE_BENCH=OFF -DHOARE_EXAMPLES=OFF -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link >/dev/null
+
+fuzz-build: build/fuzz/Makefile
+	cmake --build build/fuzz -j $(JOBS)
+
+# FUZZ_TIME seconds per target; fails on a finding.
+fuzz: fuzz-build
+	sh fuzz/run.sh build/fuzz $(FUZZ_TIME)
+
+# The bounded run of the suite: FUZZ_CI_TIME seconds per target.
+test-fuzz: fuzz-build
+	sh fuzz/run.sh build/fuzz $(FUZZ_CI_TIME)
