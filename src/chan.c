@@ -30,7 +30,7 @@ hoare_chan *hoare_chan_make(size_t elem_size, size_t cap) {
     }
     /* The buffer follows the struct, aligned for any element type. */
     size_t header = (sizeof(hoare_chan) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
-    hoare_chan *c = malloc(header + buf_bytes);
+    hoare_chan *c = hoare__malloc(header + buf_bytes);
     if (!c) {
         errno = ENOMEM;
         return NULL;

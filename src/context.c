@@ -132,7 +132,7 @@ static void deadline_passed(void *arg, int64_t now) {
 }
 
 static hoare_ctx *ctx_new(hoare_ctx *parent, int64_t deadline) {
-    hoare_ctx *c = calloc(1, sizeof *c);
+    hoare_ctx *c = hoare__calloc(1, sizeof *c);
     if (!c) goto nomem;
     c->done = hoare_chan_make(0, 0);
     if (!c->done) goto nomem;

@@ -165,7 +165,7 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
 HIDDEN void hoare__signals_thread_init(void) {
     enum { ALT_SIZE = 64 * 1024 };
     stack_t ss;
-    ss.ss_sp = mmap(NULL, ALT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ss.ss_sp = hoare__mmap(NULL, ALT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (ss.ss_sp == MAP_FAILED) return;
     ss.ss_size = ALT_SIZE;
     ss.ss_flags = 0;

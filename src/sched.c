@@ -349,7 +349,7 @@ static void startm(P *p, bool spinning) {
     sched.nm++;
     hoare__unlock(&sched.lock);
 
-    m = calloc(1, sizeof *m);
+    m = hoare__calloc(1, sizeof *m);
     if (m) {
         m->id = atomic_fetch_add(&mid_gen, 1) + 1;
         m->spinning = spinning;
@@ -368,7 +368,7 @@ static void startm(P *p, bool spinning) {
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 1 << 20);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&m->thread, &attr, mstart, m);
+        int rc = hoare__pthread_create(&m->thread, &attr, mstart, m);
         pthread_attr_destroy(&attr);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc == 0) return;
@@ -1160,7 +1160,7 @@ static int default_procs(void) {
 static P *make_p(int32_t id) {
     P *p = atomic_load(&hoare__allp[id]);
     if (p) return p;
-    p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
+    p = hoare__aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
     if (!p) hoare__fatal("out of memory for processor %d", id);
     memset(p, 0, sizeof *p);
     p->id = id;

@@ -93,7 +93,7 @@ size_t hoare__default_stack(void) {
 static size_class *class_for(size_t stack_size) {
     for (size_class *c = classes; c; c = c->next)
         if (c->stack_size == stack_size) return c;
-    size_class *c = calloc(1, sizeof *c);
+    size_class *c = hoare__calloc(1, sizeof *c);
     if (!c) return NULL;
     c->stack_size = stack_size;
     c->slot_size = round_up(GUARD_BYTES + stack_size + sizeof(G), page_size);
@@ -103,7 +103,7 @@ static size_class *class_for(size_t stack_size) {
 }
 
 static void install_guard(char *lo) {
-    if (guard_mode == 1 && madvise(lo, GUARD_BYTES, MADV_GUARD_INSTALL) != 0) {
+    if (guard_mode == 1 && hoare__madvise(lo, GUARD_BYTES, MADV_GUARD_INSTALL) != 0) {
         guard_mode = 2; /* kernel without guard regions: fall back for this and later slots */
     }
     if (guard_mode == 2) mprotect(lo, GUARD_BYTES, PROT_NONE);
@@ -121,14 +121,14 @@ static G *carve(size_class *c) {
         size_t nslots = SLAB_MIN_BYTES / c->slot_size;
         if (nslots == 0) nslots = 1;
         size_t len = nslots * c->slot_size;
-        char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+        char *base = hoare__mmap(NULL, len, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (base == MAP_FAILED) {
             errno = (errno == ENOMEM) ? ENOMEM : EAGAIN;
             return NULL;
         }
         madvise(base, len, MADV_NOHUGEPAGE);
-        s = calloc(1, sizeof *s);
+        s = hoare__calloc(1, sizeof *s);
         if (!s) {
             munmap(base, len);
             errno = ENOMEM;

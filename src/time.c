@@ -47,7 +47,7 @@ static void after_channel_freed(void *arg) {
 hoare_chan *hoare_after(int64_t ns) {
     hoare_chan *c = hoare_chan_make(sizeof(int64_t), 1);
     if (!c) return NULL;
-    struct timed_chan *a = calloc(1, sizeof *a);
+    struct timed_chan *a = hoare__calloc(1, sizeof *a);
     if (!a) {
         hoare_chan_release(c);
         errno = ENOMEM;
@@ -65,7 +65,7 @@ hoare_chan *hoare_after(int64_t ns) {
 
 /* A started timed channel: first delivery `first` ns from now, then every `period` if > 0. */
 static struct timed_chan *timed_chan_start(int64_t first, int64_t period) {
-    struct timed_chan *tc = calloc(1, sizeof *tc);
+    struct timed_chan *tc = hoare__calloc(1, sizeof *tc);
     if (!tc || !(tc->c = hoare_chan_make(sizeof(int64_t), 1))) {
         free(tc);
         errno = ENOMEM;
