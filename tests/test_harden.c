@@ -16,7 +16,6 @@ static atomic_int timed_done;
 static void timed_empty_selects(void *arg) {
     int n = (int)(intptr_t)arg;
     for (int i = 0; i < n; i++) {
-        errno = 0;
         int r = hoare_select_timeout(NULL, 0, (int64_t)(i % 8) * HOARE_US);
         CHECK(r == -1);
         /* deeper frames overwrite where the select's state was */
