@@ -293,7 +293,8 @@ void hoare_ticker_stop(hoare_ticker *t);
  * reset re-arms it for ns from now (returns as stop would have). As in Go 1.23, after stop or
  * reset returns no stale value is received: a fired value not yet taken is discarded. free stops
  * it and drops its reference to the channel (retain the channel first to keep using it). NULL
- * with errno ENOMEM. */
+ * with errno ENOMEM. Using a timer (or ticker) after its free (stop) is a fatal error when it can be
+ * detected. */
 typedef struct hoare_timer hoare_timer;
 hoare_timer *hoare_timer_start(int64_t ns);
 hoare_chan *hoare_timer_chan(hoare_timer *t);
@@ -371,7 +372,8 @@ typedef struct hoare_once {
     hoare_mutex mu;
 } hoare_once;
 #define HOARE_ONCE_INIT {0}
-/* Run fn(arg) if no call on this once has run it yet; wait for it if another caller runs it. */
+/* Run fn(arg) if no call on this once has run it yet; wait for it if another caller runs it.
+ * fn NULL is a fatal error. */
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
 
 /* Condition variable used with a hoare_mutex (Go's sync.Cond). Wakeups are in wait order; a waiter
@@ -446,7 +448,8 @@ int hoare_ctx_err(const hoare_ctx *ctx);
 int64_t hoare_ctx_deadline(const hoare_ctx *ctx);
 /* Add a reference (for another owner, e.g. a goroutine that outlives the creator); returns ctx. */
 hoare_ctx *hoare_ctx_retain(hoare_ctx *ctx);
-/* Drop a reference. Releasing the last reference also cancels the context (like calling Go's
+/* Drop a reference (releasing more than were held is a fatal error when it can be detected).
+ * Releasing the last reference also cancels the context (like calling Go's
  * cancel func) and frees it, so that its resources and its children are let go. With a single
  * owner, release is Go's `defer cancel()`; to cancel while others still hold references, call
  * hoare_ctx_cancel. */
@@ -484,6 +487,8 @@ void hoare_group_free(hoare_group *g);
  * SIGPIPE is blocked in the writing thread around the write and a SIGPIPE it caused is discarded.
  * From a plain thread the calls block the thread (it waits for the poller like a goroutine does).
  * Two goroutines may read (or write) one descriptor at once: they take turns, each call is whole.
+ * Out of descriptors when the poller is first needed: the calls return -EMFILE (or -ENFILE,
+ * -ENOMEM) until it can be created.
  * Return: bytes (>= 0) or a negative errno value: -ETIMEDOUT at the deadline, -EBADF once
  * hoare_fd_close was called (also for calls waiting at that moment), -EPIPE/-ECONNRESET from the
  * peer.

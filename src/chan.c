@@ -30,7 +30,7 @@ hoare_chan *hoare_chan_make(size_t elem_size, size_t cap) {
     }
     /* The buffer follows the struct, aligned for any element type. */
     size_t header = (sizeof(hoare_chan) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
-    hoare_chan *c = malloc(header + buf_bytes);
+    hoare_chan *c = hoare__malloc(header + buf_bytes);
     if (!c) {
         errno = ENOMEM;
         return NULL;
@@ -38,7 +38,8 @@ hoare_chan *hoare_chan_make(size_t elem_size, size_t cap) {
     memset(c, 0, sizeof *c);
     c->elem_size = elem_size;
     c->cap = cap;
-    c->buf = buf_bytes ? (unsigned char *)c + header : NULL;
+    /* never NULL, also with no buffer: chan_slot's arithmetic on NULL is undefined behaviour */
+    c->buf = (unsigned char *)c + header;
     atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
     return c;
 }

@@ -48,7 +48,7 @@ struct hoare_chan {
     chan_waitq recvq, sendq;
     void (*on_free)(void *arg);
     void *on_free_arg;
-    unsigned char *buf;       /* cap * elem_size bytes right after the struct (NULL if none) */
+    unsigned char *buf;       /* cap * elem_size bytes right after the struct (never NULL) */
 };
 
 /* fn(arg) runs during the final release, before the channel's memory is freed (one hook per

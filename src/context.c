@@ -45,7 +45,19 @@ struct hoare_ctx {
     hoare_ctx_watch *watches;
     bool has_timer;
     hoare_rtimer timer;
+    /* CTX_LIVE from creation until freed; far from the first words, which an allocator may reuse
+     * in a freed block: a release or retain after the free finds it cleared (best-effort misuse
+     * detection, as for channels). */
+    uint32_t live;
 };
+#define CTX_LIVE 0xc0de1e55u
+
+/* A user reference must be held: fatal error naming the misuse otherwise. */
+static void check_live(const hoare_ctx *c, const char *fn) {
+    if (unlikely(c->live != CTX_LIVE))
+        hoare__fatal("%s: context %p was already freed (released more times than retained)", fn,
+                     (const void *)c);
+}
 
 static hoare_ctx background = {.deadline = INT64_MAX};
 
@@ -54,6 +66,7 @@ static bool is_root(const hoare_ctx *c) { return c == NULL || c == &background; 
 hoare_ctx *hoare_ctx_background(void) { return &background; }
 
 static void ctx_free(hoare_ctx *c) {
+    c->live = 0;
     if (c->has_timer) hoare__timer_stop(&c->timer);
     hoare_chan_release(c->done);
     free(c);
@@ -132,12 +145,13 @@ static void deadline_passed(void *arg, int64_t now) {
 }
 
 static hoare_ctx *ctx_new(hoare_ctx *parent, int64_t deadline) {
-    hoare_ctx *c = calloc(1, sizeof *c);
+    hoare_ctx *c = hoare__calloc(1, sizeof *c);
     if (!c) goto nomem;
     c->done = hoare_chan_make(0, 0);
     if (!c->done) goto nomem;
     atomic_init(&c->refs, 1);
     atomic_init(&c->pins, 1);
+    c->live = CTX_LIVE;
     int64_t parent_deadline = hoare_ctx_deadline(parent);
     bool own_timer = deadline < parent_deadline;
     c->deadline = own_timer ? deadline : parent_deadline;
@@ -196,13 +210,21 @@ int hoare_ctx_err(const hoare_ctx *ctx) {
 int64_t hoare_ctx_deadline(const hoare_ctx *ctx) { return is_root(ctx) ? INT64_MAX : ctx->deadline; }
 
 hoare_ctx *hoare_ctx_retain(hoare_ctx *ctx) {
-    if (!is_root(ctx)) atomic_fetch_add(&ctx->refs, 1);
+    if (is_root(ctx)) return ctx;
+    check_live(ctx, "hoare_ctx_retain");
+    if (unlikely(atomic_fetch_add(&ctx->refs, 1) <= 0))
+        hoare__fatal("hoare_ctx_retain: context %p has no reference left (released too often)",
+                     (void *)ctx);
     return ctx;
 }
 
 void hoare_ctx_release(hoare_ctx *ctx) {
     if (is_root(ctx)) return;
-    if (atomic_fetch_sub(&ctx->refs, 1) != 1) return;
+    check_live(ctx, "hoare_ctx_release");
+    int32_t old = atomic_fetch_sub(&ctx->refs, 1);
+    if (unlikely(old <= 0)) /* children still pin the memory: not freed, but over-released */
+        hoare__fatal("hoare_ctx_release: context %p released more times than retained", (void *)ctx);
+    if (old != 1) return;
     ctx_cancel(ctx, ECANCELED, true); /* also stops the timer: then the user pin may go */
     unpin(ctx);
 }

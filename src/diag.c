@@ -141,6 +141,9 @@ static __attribute__((noreturn)) void die(void) {
     _exit(2);
 }
 
+/* Stack a fatal report needs: libdw's line tables take far more than a goroutine has left. */
+enum { FATAL_REPORT_STACK = 512 * 1024 };
+
 struct fatal_args {
     const char *fmt;
     va_list *ap;
@@ -160,8 +163,8 @@ __attribute__((noinline)) void hoare__fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     struct fatal_args a = {fmt, &ap, (uintptr_t)__builtin_return_address(0)};
-    /* formatting and the dump need more stack than a sub-page goroutine has */
-    hoare__on_sched_stack(fatal_report, &a);
+    /* formatting and the dump need more stack than a goroutine may have left */
+    hoare__on_sched_stack(fatal_report, &a, FATAL_REPORT_STACK);
     __builtin_unreachable();
 }
 
@@ -212,7 +215,7 @@ static void die_on(void *arg) {
  * no frames; the rest runs on the scheduler stack. */
 void hoare__stack_overflow_fatal(const G *g) {
     overflow_line(g);
-    hoare__on_sched_stack(die_on, NULL);
+    hoare__on_sched_stack(die_on, NULL, 0);
     _exit(2);
 }
 
@@ -313,7 +316,7 @@ static void on_quit(int sig, siginfo_t *info, void *uctx) {
  * It is large enough for libdw's unwinder; pages are committed only when touched. */
 HIDDEN void hoare__signals_thread_init(void) {
     stack_t ss;
-    ss.ss_sp = mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE,
+    ss.ss_sp = hoare__mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (ss.ss_sp == MAP_FAILED) return;
     ss.ss_size = HOARE_SIGSTACK_SIZE;

@@ -97,7 +97,7 @@ static poll_desc *pd_get(int fd, bool create) {
     poll_desc *chunk = atomic_load_explicit(&pd_table[fd >> PD_CHUNK_BITS], memory_order_acquire);
     if (unlikely(!chunk)) {
         if (!create) return NULL;
-        poll_desc *fresh = aligned_alloc(_Alignof(poll_desc), sizeof(poll_desc) * PD_CHUNK);
+        poll_desc *fresh = hoare__aligned_alloc(_Alignof(poll_desc), sizeof(poll_desc) * PD_CHUNK);
         if (!fresh) return NULL;
         memset(fresh, 0, sizeof(poll_desc) * PD_CHUNK);
         for (int i = 0; i < PD_CHUNK; i++) {
@@ -282,7 +282,8 @@ static G *pd_set_deadline_locked(poll_desc *pd, int mode, int64_t deadline, int6
  * progress on the descriptor (life 0, or a stale registration of a number the kernel reused). */
 static int pd_register_locked(poll_desc *pd, int fd, int reg) {
     hoare__init();
-    hoare__netpoll_init();
+    int perr = hoare__netpoll_init();
+    if (perr) return perr;
     bool is_socket = reg & REG_SOCKET, is_stream = reg & REG_STREAM;
     pd_disarm_locked(pd, NETPOLL_READ); /* only after misuse: a number closed with close(2) */
     pd_disarm_locked(pd, NETPOLL_WRITE);

@@ -28,7 +28,7 @@ typedef struct group_task {
 } group_task;
 
 hoare_group *hoare_group_new(hoare_ctx *parent) {
-    hoare_group *g = calloc(1, sizeof *g);
+    hoare_group *g = hoare__calloc(1, sizeof *g);
     if (!g) goto nomem;
     g->ctx = hoare_ctx_with_cancel(parent);
     if (!g->ctx) goto nomem;
@@ -72,7 +72,7 @@ static void task_run(void *arg) {
 
 int hoare_group_go(hoare_group *g, int (*fn)(hoare_ctx *ctx, void *arg), void *arg) {
     if (!fn) return EINVAL;
-    group_task *task = malloc(sizeof *task);
+    group_task *task = hoare__malloc(sizeof *task);
     if (!task) return ENOMEM;
     *task = (group_task){g, fn, arg};
     if (g->limit) hoare_sem_acquire(&g->slots, 1);

@@ -4,7 +4,8 @@
  * asks goroutines that have run for too long without yielding to stop (preemption, see
  * preempt.c).
  *
- * It also polls the network when nobody has for 10 ms (all processors busy).
+ * It also polls the network when nobody has for 10 ms (all processors busy), and retries starting
+ * a scheduler thread for goroutines queued when none could be started.
  *
  * In the background it gives back the pages of stack slots that stayed free for a while
  * (hoare__stack_scavenge) and sheds pooled objects unused for two intervals (hoare__pool_shed).
@@ -46,13 +47,23 @@ void hoare__monitor_kick(void) {
 
 HIDDEN bool hoare__preempt_check(P *p, int64_t now);
 
+/* Goroutines queued while every processor idles and no thread looks for work: the thread that
+ * should have run them could not be started (out of memory or threads, see startm). */
+static bool work_stranded(void) {
+    return atomic_load(&hoare__sched.runq_size) > 0 && atomic_load(&hoare__sched.nmspinning) == 0 &&
+           atomic_load(&hoare__sched.npidle) == atomic_load(&hoare__sched.nprocs);
+}
+
 static bool nothing_runs(void) {
     return atomic_load(&hoare__sched.npidle) == atomic_load(&hoare__sched.nprocs) &&
-           atomic_load(&hoare__sched.nblocking) == 0;
+           atomic_load(&hoare__sched.nblocking) == 0 && !work_stranded();
 }
 
 static bool watch(int64_t now) {
     bool acted = false;
+    /* Try again to start a thread for stranded work (not counted as acted: while threads cannot be
+     * created, the retries back off like the polling). */
+    if (work_stranded()) hoare__wakep();
     /* While every processor is busy nobody waits in the poller: descriptors that became ready
      * would wait until a processor runs out of work. Poll for them (Go's sysmon does too). */
     if (hoare__netpoll_waiters() > 0 && !atomic_load(&hoare__sched.netpoll_blocked) &&
@@ -136,7 +147,7 @@ void hoare__monitor_start(void) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     /* deadlock reports are printed from here: libdw unwinding (under TSan above all) needs room */
     pthread_attr_setstacksize(&attr, 2 << 20);
-    if (pthread_create(&t, &attr, monitor_main, NULL) != 0)
+    if (hoare__pthread_create(&t, &attr, monitor_main, NULL) != 0)
         hoare__fatal("cannot start the monitor thread");
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

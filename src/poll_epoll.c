@@ -35,7 +35,7 @@
 #define EVENTS_PER_POLL 128
 
 static struct {
-    pthread_once_t once;
+    pthread_mutex_t init_lock; /* serialises attempts to create the poller */
     _Atomic bool ready;      /* epfd and breakfd are set (release by init, acquire by users) */
     int epfd;
     int breakfd;
@@ -45,28 +45,45 @@ static struct {
     _Atomic int have_pwait2;
     /* when a poll last returned: the monitor polls itself if nobody has for a while */
     _Atomic int64_t last_poll;
-} netpoll = {.once = PTHREAD_ONCE_INIT, .have_pwait2 = 1};
+} netpoll = {.init_lock = PTHREAD_MUTEX_INITIALIZER, .have_pwait2 = 1};
 
-static void netpoll_init_once(void) {
-    netpoll.epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (netpoll.epfd < 0) hoare__fatal("netpoll: epoll_create1 failed: %s", strerror(errno));
-    netpoll.breakfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (netpoll.breakfd < 0) hoare__fatal("netpoll: eventfd failed: %s", strerror(errno));
+/* Create the epoll instance and the break eventfd. Out of descriptors or memory (EMFILE, ENFILE,
+ * ENOMEM) is not fatal: the runtime runs without a poller, descriptor calls fail with that error,
+ * and a later call tries again. Called with init_lock held. */
+static int netpoll_create(void) {
+    int epfd = hoare__epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) return errno;
+    int breakfd = hoare__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (breakfd < 0) {
+        int err = errno;
+        close(epfd);
+        return err;
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = BREAK_TAG};
-    if (epoll_ctl(netpoll.epfd, EPOLL_CTL_ADD, netpoll.breakfd, &ev) != 0)
-        hoare__fatal("netpoll: epoll_ctl(eventfd) failed: %s", strerror(errno));
+    if (hoare__epoll_ctl(epfd, EPOLL_CTL_ADD, breakfd, &ev) != 0) {
+        int err = errno;
+        close(breakfd);
+        close(epfd);
+        return err;
+    }
+    netpoll.epfd = epfd;
+    netpoll.breakfd = breakfd;
 #ifdef HOARE_HAVE_VALGRIND
     /* valgrind does not know epoll_pwait2 (and warns about it): use epoll_wait there */
     if (RUNNING_ON_VALGRIND) atomic_store(&netpoll.have_pwait2, 0);
 #endif
     atomic_store_explicit(&netpoll.ready, true, memory_order_release);
+    return 0;
 }
 
 int64_t hoare__netpoll_last(void) { return atomic_load_explicit(&netpoll.last_poll, memory_order_relaxed); }
 
-void hoare__netpoll_init(void) {
-    if (likely(atomic_load_explicit(&netpoll.ready, memory_order_acquire))) return;
-    pthread_once(&netpoll.once, netpoll_init_once);
+int hoare__netpoll_init(void) {
+    if (likely(atomic_load_explicit(&netpoll.ready, memory_order_acquire))) return 0;
+    pthread_mutex_lock(&netpoll.init_lock);
+    int err = atomic_load_explicit(&netpoll.ready, memory_order_acquire) ? 0 : netpoll_create();
+    pthread_mutex_unlock(&netpoll.init_lock);
+    return err;
 }
 
 int hoare__netpoll_open(int fd, uint32_t seq) {
@@ -74,10 +91,10 @@ int hoare__netpoll_open(int fd, uint32_t seq) {
         .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
         .data.u64 = (uint64_t)seq << 32 | (uint32_t)fd,
     };
-    if (epoll_ctl(netpoll.epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+    if (hoare__epoll_ctl(netpoll.epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
     /* Still registered: the same open file under this number was never deregistered (it was closed
      * with close(2) while a duplicate kept it alive). Take it over with the new tag. */
-    if (errno == EEXIST && epoll_ctl(netpoll.epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+    if (errno == EEXIST && hoare__epoll_ctl(netpoll.epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
     return errno;
 }
 
@@ -90,11 +107,12 @@ int hoare__netpoll_open_uring(int efd) {
 
 void hoare__netpoll_close(int fd) {
     /* Errors (ENOENT, EBADF) only mean there is nothing left to deregister. */
-    (void)epoll_ctl(netpoll.epfd, EPOLL_CTL_DEL, fd, NULL);
+    (void)hoare__epoll_ctl(netpoll.epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 void hoare__netpoll_break(void) {
-    hoare__netpoll_init();
+    /* without a poller nobody can be blocked in it */
+    if (!atomic_load_explicit(&netpoll.ready, memory_order_acquire)) return;
     if (atomic_exchange(&netpoll.break_pending, 1) != 0) return; /* a break is already on its way */
     uint64_t one = 1;
     while (write(netpoll.breakfd, &one, sizeof one) < 0 && errno == EINTR) {}
@@ -127,7 +145,14 @@ static int wait_events(struct epoll_event *evs, int64_t delay) {
 G *hoare__netpoll(int64_t delay) {
     if (!atomic_load_explicit(&netpoll.ready, memory_order_acquire)) {
         if (delay == 0) return NULL; /* nothing was ever registered: nothing to report */
-        hoare__netpoll_init();
+        if (hoare__netpoll_init() != 0) {
+            /* No poller (out of descriptors): nothing is registered, the caller only waits for a
+             * timer. Sleep in short steps, since a break cannot reach this thread. */
+            int64_t step = delay < 0 || delay > HOARE_MS ? HOARE_MS : delay;
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = step};
+            nanosleep(&ts, NULL);
+            return NULL;
+        }
     }
     struct epoll_event evs[EVENTS_PER_POLL];
     int n;

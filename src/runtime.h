@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fault.h" /* hoare__malloc & co: the calls fault injection can fail */
 #include "hoare.h"
 
 #define HIDDEN __attribute__((visibility("hidden")))
@@ -227,7 +228,9 @@ HIDDEN G *hoare__netpoll(int64_t delay);
 HIDDEN void hoare__netpoll_break(void);
 /* Number of goroutines waiting on descriptors (the deadlock check counts them as alive). */
 HIDDEN int32_t hoare__netpoll_waiters(void);
-HIDDEN void hoare__netpoll_init(void);
+/* Create the poller if it does not exist yet: 0, or the errno value (EMFILE, ENOMEM) of a failed
+ * attempt (the runtime runs on without; a later call tries again). */
+HIDDEN int hoare__netpoll_init(void);
 /* hoare_now() when a poll last returned (0: never). */
 HIDDEN int64_t hoare__netpoll_last(void);
 

@@ -397,7 +397,7 @@ static void startm(P *p, bool spinning) {
     hoare__unlock(&sched.lock);
     struct new_m_args a = {p, spinning, false};
     /* pthread_create needs more stack than a sub-page goroutine has */
-    hoare__on_sched_stack(new_m, &a);
+    hoare__on_sched_stack(new_m, &a, 0);
     if (a.ok) return;
     /* No thread could be created: give the P back; the running Ms carry on. */
     hoare__lock(&sched.lock);
@@ -411,7 +411,7 @@ static void new_m(void *arg) {
     struct new_m_args *a = arg;
     P *p = a->p;
     bool spinning = a->spinning;
-    M *m = calloc(1, sizeof *m);
+    M *m = hoare__calloc(1, sizeof *m);
     if (m) {
         m->id = atomic_fetch_add(&mid_gen, 1) + 1;
         m->spinning = spinning;
@@ -430,7 +430,7 @@ static void new_m(void *arg) {
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 1 << 20);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&m->thread, &attr, mstart, m);
+        int rc = hoare__pthread_create(&m->thread, &attr, mstart, m);
         pthread_attr_destroy(&attr);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc == 0) {
@@ -1287,7 +1287,7 @@ static int default_procs(void) {
 static P *make_p(int32_t id) {
     P *p = atomic_load(&hoare__allp[id]);
     if (p) return p;
-    p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
+    p = hoare__aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
     if (!p) hoare__fatal("out of memory for processor %d", id);
     memset(p, 0, sizeof *p);
     p->id = id;

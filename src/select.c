@@ -187,12 +187,16 @@ static void select_timeout_fire(void *arg, int64_t now) {
 }
 
 /* park commit: the goroutine is switched out, so the timer may now fire and wakers may come. The
- * timer is armed before the locks go, so that no waker can have readied g yet: g's wake-up path
- * always finds an armed (or fired) timer to stop. */
+ * timer is armed before the locks go, so that no channel waker can have readied g yet: g's wake-up
+ * path always finds an armed (or fired) timer to stop. But the timer itself may fire (on another
+ * thread) as soon as it is armed: with no channel lock to hold g back, g may then return and reuse
+ * its stack, where st lives. So nothing of st is read after the timer is armed unless a channel
+ * lock is still held. */
 static bool select_commit(G *g, void *arg) {
     select_state *st = arg;
+    uint32_t nchan = st->nchan;
     if (st->timed) hoare__timer_start(&g->sleep_timer, st->deadline);
-    if (st->nchan) select_unlock(st);
+    if (nchan) select_unlock(st);
     return true;
 }
 
@@ -283,7 +287,7 @@ static int select_run(hoare_case *cs, size_t n, enum select_mode mode, int64_t d
                        .deadline = deadline};
     void *heap_scratch = NULL;
     if (nchan > SELECT_STACK_CASES) {
-        heap_scratch = malloc((size_t)nchan * (2 * sizeof(uint32_t) + sizeof(chan_waiter)));
+        heap_scratch = hoare__malloc((size_t)nchan * (2 * sizeof(uint32_t) + sizeof(chan_waiter)));
         if (!heap_scratch) {
             errno = ENOMEM;
             return -1;

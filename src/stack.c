@@ -193,7 +193,7 @@ static slab *new_slab(size_t slot_size, bool small) {
         len = nslots * slot_size;
     }
     size_t map_len = small ? len + SMALL_GROUP : len;
-    char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *map = hoare__mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) {
         errno = (errno == ENOMEM) ? ENOMEM : EAGAIN;
         return NULL;
@@ -205,7 +205,7 @@ static slab *new_slab(size_t slot_size, bool small) {
         if (map + map_len > base + len) munmap(base + len, (size_t)(map + map_len - (base + len)));
     }
     madvise(base, len, MADV_NOHUGEPAGE);
-    slab *s = calloc(1, sizeof *s);
+    slab *s = hoare__calloc(1, sizeof *s);
     if (!s) {
         munmap(base, len);
         errno = ENOMEM;
@@ -218,7 +218,7 @@ static slab *new_slab(size_t slot_size, bool small) {
     s->len = len;
     if (atomic_load(&guard_mode)) {
         size_t nguards = small ? ngroups : nslots;
-        struct iovec *iov = malloc(nguards * sizeof *iov);
+        struct iovec *iov = hoare__malloc(nguards * sizeof *iov);
         if (!iov) {
             free(s);
             munmap(base, len);
@@ -303,7 +303,7 @@ static void populate(const slab *s, size_t first, size_t n) {
 static size_class *class_for(size_t stack_size, bool small) {
     for (size_class *c = classes; c; c = c->next)
         if (c->stack_size == stack_size && c->small == small) return c;
-    size_class *c = calloc(1, sizeof *c);
+    size_class *c = hoare__calloc(1, sizeof *c);
     if (!c) return NULL;
     c->stack_size = stack_size;
     c->small = small;
@@ -411,7 +411,7 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
             size_t slot = c->slot_size;
             hoare__unlock(&pool_lock);
             struct new_slab_args a = {slot, small, NULL, 0};
-            hoare__on_sched_stack(new_slab_call, &a); /* mmap, malloc: more stack than small slots have */
+            hoare__on_sched_stack(new_slab_call, &a, 0); /* mmap, malloc: more stack than small slots have */
             slab *s = a.s;
             if (!s) {
                 errno = a.err;
@@ -539,12 +539,13 @@ bool hoare__stack_scavenge(int64_t now) {
 /* ------------------------------------------------------------------------------------------
  * Running on the scheduler stack */
 
-void hoare__on_sched_stack(void (*fn)(void *), void *arg) {
+void hoare__on_sched_stack(void (*fn)(void *), void *arg, size_t need) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     char here;
-    if (!g || !(g->flags & G_SMALL_STACK) || &here < g->stack_lo || &here >= g->stack_lo + g->stack_size) {
-        fn(arg); /* a big stack, or already off the small one */
+    if (!g || &here < g->stack_lo || &here >= g->stack_lo + g->stack_size ||
+        (!(g->flags & G_SMALL_STACK) && (size_t)(&here - g->stack_lo) >= need)) {
+        fn(arg); /* room enough here, or already off the goroutine's stack */
         return;
     }
     /* While a goroutine runs on m, m's scheduler context is switched out: everything below its

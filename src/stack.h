@@ -35,9 +35,11 @@ HIDDEN bool hoare__stack_fault_is_overflow(const G *g, const void *addr);
  * until the interval has passed). Returns true while free slots may still need releasing later. */
 HIDDEN bool hoare__stack_scavenge(int64_t now);
 /* Run fn(arg) where there is stack to spare: on the thread's scheduler stack when the caller runs on
- * a sub-page stack, else right here. For runtime work that needs more than a few hundred bytes of
- * stack (creating a thread, mapping a slab, a fatal report); fn must not park or switch. */
-HIDDEN void hoare__on_sched_stack(void (*fn)(void *), void *arg);
+ * a sub-page stack, or on a goroutine stack with less than `need` bytes left; else right here. For
+ * runtime work that needs more than a few hundred bytes of stack (creating a thread, mapping a
+ * slab; fatal reports, whose symbolisation needs far more than a default stack has left); fn must
+ * not park or switch. */
+HIDDEN void hoare__on_sched_stack(void (*fn)(void *), void *arg, size_t need);
 /* Fatal "stack overflow" report naming g; async-signal-safe, little stack (diag.c). */
 HIDDEN __attribute__((noreturn)) void hoare__stack_overflow_fatal(const G *g);
 

@@ -238,6 +238,7 @@ void hoare_wg_wait(hoare_wg *wg) {
 
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg) {
     if (likely(__atomic_load_n(&once->done, __ATOMIC_ACQUIRE))) return;
+    if (unlikely(!fn)) hoare__fatal("hoare_once_do: fn is NULL");
     hoare_mutex_lock(&once->mu);
     if (!__atomic_load_n(&once->done, __ATOMIC_RELAXED)) {
         fn(arg);

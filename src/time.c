@@ -21,7 +21,18 @@
 struct timed_chan {
     hoare_rtimer timer;
     hoare_chan *c;
+    /* TC_LIVE while a ticker or timer is usable, cleared when freed: a stop, reset or free after
+     * the free finds it cleared (best-effort: the word lies beyond what an allocator reuses in a
+     * freed block; ASan reports the use after free itself). */
+    uint32_t live;
 };
+#define TC_LIVE 0x7173e5a1u
+
+static struct timed_chan *live_tc(struct timed_chan *tc, const char *fn) {
+    if (unlikely(tc->live != TC_LIVE))
+        hoare__fatal("%s: %p was already freed (stopped or freed twice?)", fn, (void *)tc);
+    return tc;
+}
 struct hoare_ticker {
     struct timed_chan tc;
 };
@@ -47,7 +58,7 @@ static void after_channel_freed(void *arg) {
 hoare_chan *hoare_after(int64_t ns) {
     hoare_chan *c = hoare_chan_make(sizeof(int64_t), 1);
     if (!c) return NULL;
-    struct timed_chan *a = calloc(1, sizeof *a);
+    struct timed_chan *a = hoare__calloc(1, sizeof *a);
     if (!a) {
         hoare_chan_release(c);
         errno = ENOMEM;
@@ -65,7 +76,7 @@ hoare_chan *hoare_after(int64_t ns) {
 
 /* A started timed channel: first delivery `first` ns from now, then every `period` if > 0. */
 static struct timed_chan *timed_chan_start(int64_t first, int64_t period) {
-    struct timed_chan *tc = calloc(1, sizeof *tc);
+    struct timed_chan *tc = hoare__calloc(1, sizeof *tc);
     if (!tc || !(tc->c = hoare_chan_make(sizeof(int64_t), 1))) {
         free(tc);
         errno = ENOMEM;
@@ -74,11 +85,13 @@ static struct timed_chan *timed_chan_start(int64_t first, int64_t period) {
     tc->timer.fn = deliver_now;
     tc->timer.arg = &tc->c;
     tc->timer.period = period;
+    tc->live = TC_LIVE;
     hoare__timer_start(&tc->timer, hoare__nanotime() + (first > 0 ? first : 0));
     return tc;
 }
 
 static void timed_chan_free(struct timed_chan *tc) {
+    tc->live = 0;
     hoare__timer_stop(&tc->timer);
     hoare_chan_release(tc->c);
     free(tc);
@@ -96,13 +109,14 @@ hoare_chan *hoare_ticker_chan(hoare_ticker *t) { return t ? t->tc.c : NULL; }
 
 void hoare_ticker_reset(hoare_ticker *t, int64_t period) {
     if (!t || period <= 0) return;
+    live_tc(&t->tc, "hoare_ticker_reset");
     hoare__timer_stop(&t->tc.timer);
     t->tc.timer.period = period;
     hoare__timer_start(&t->tc.timer, hoare__nanotime() + period);
 }
 
 void hoare_ticker_stop(hoare_ticker *t) {
-    if (t) timed_chan_free(&t->tc);
+    if (t) timed_chan_free(live_tc(&t->tc, "hoare_ticker_stop"));
 }
 
 hoare_timer *hoare_timer_start(int64_t ns) { return (hoare_timer *)timed_chan_start(ns, 0); }
@@ -116,15 +130,18 @@ static int stop_and_drain(hoare_timer *t) {
     return was_pending ? 1 : 0;
 }
 
-int hoare_timer_stop(hoare_timer *t) { return t ? stop_and_drain(t) : 0; }
+int hoare_timer_stop(hoare_timer *t) {
+    return t ? stop_and_drain((hoare_timer *)live_tc(&t->tc, "hoare_timer_stop")) : 0;
+}
 
 int hoare_timer_reset(hoare_timer *t, int64_t ns) {
     if (!t) return 0;
+    live_tc(&t->tc, "hoare_timer_reset");
     int was_pending = stop_and_drain(t);
     hoare__timer_start(&t->tc.timer, hoare__nanotime() + (ns > 0 ? ns : 0));
     return was_pending;
 }
 
 void hoare_timer_free(hoare_timer *t) {
-    if (t) timed_chan_free(&t->tc);
+    if (t) timed_chan_free(live_tc(&t->tc, "hoare_timer_free"));
 }

@@ -63,7 +63,7 @@ static void heap_update_first(struct timer_heap *h) {
 static void heap_push(struct timer_heap *h, hoare_rtimer *t) {
     if (h->n == h->cap) {
         int32_t cap = h->cap ? h->cap * 2 : 64;
-        struct timer_entry *v = realloc(h->v, (size_t)cap * sizeof *v);
+        struct timer_entry *v = hoare__realloc(h->v, (size_t)cap * sizeof *v);
         if (!v) hoare__fatal("out of memory for a timer heap of %d timers", h->n);
         h->v = v;
         h->cap = cap;
