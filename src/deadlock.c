@@ -5,7 +5,8 @@
  *  - every M is idle (none runs a goroutine, spins for work or polls the network), no goroutine
  *    is runnable, none is inside a blocking region, no timer is pending, no goroutine waits for a
  *    descriptor;
- *  - some goroutine or plain thread waits;
+ *  - some goroutine or plain thread waits, or a plain thread ended by hoare_exit (Go's Goexit from
+ *    main: the program goes on until nothing is left, then reports "no goroutines");
  *  - every thread of the process that is not the runtime's is asleep in the runtime without a
  *    timer (counted in sched.nthreads_blocked by thread.c).
  * The first two are cheap and read under sched.lock ("a candidate"). The last needs the process's
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     QUIET_NS = 100 * 1000 * 1000,
@@ -51,6 +53,21 @@ void hoare__deadlock_count_locked(int delta) {
 
 HIDDEN _Atomic uint64_t hoare__deadlock_probes;
 
+/* The main thread (the thread group's leader) ended by hoare_exit: the kernel keeps counting it
+ * until the whole process exits. Guarded by sched.lock. */
+static bool leader_exited;
+
+void hoare__deadlock_thread_exits(void) {
+    hoare__init();
+    bool leader = gettid() == getpid();
+    hoare__lock(&hoare__sched.lock);
+    hoare__sched.nthreads_exited++;
+    if (leader) leader_exited = true;
+    hoare__sched.deadlock_epoch++;
+    hoare__monitor_kick();
+    hoare__unlock(&hoare__sched.lock);
+}
+
 /* Threads in this process (field 20 of /proc/self/stat), -1 if unknown. */
 static int process_threads(void) {
     atomic_fetch_add_explicit(&hoare__deadlock_probes, 1, memory_order_relaxed);
@@ -75,12 +92,13 @@ static bool candidate_locked(void) {
     if (atomic_load(&s->netpoll_blocked) || atomic_load(&s->nblocking) > 0) return false;
     if (atomic_load(&s->runq_size) > 0 || hoare__any_local_work()) return false;
     if (hoare__timers_next() != INT64_MAX || hoare__netpoll_waiters() > 0) return false;
-    return atomic_load(&s->ngoroutines) > 0 || s->nthreads_blocked > 0;
+    return atomic_load(&s->ngoroutines) > 0 || s->nthreads_blocked > 0 || s->nthreads_exited > 0;
 }
 
-/* The runtime's own threads: the Ms and the monitor (and TSan's background thread). */
+/* The threads the count must leave out: the Ms and the monitor (and TSan's background thread),
+ * and a main thread that ended by hoare_exit. */
 static int runtime_threads_locked(void) {
-    int n = hoare__sched.nm + 1;
+    int n = hoare__sched.nm + 1 + (leader_exited ? 1 : 0);
 #ifdef HOARE_TSAN
     n += 1;
 #endif
@@ -114,7 +132,9 @@ int64_t hoare__deadlock_watch(int64_t now) {
     hoare__lock(&hoare__sched.lock);
     bool dead = candidate_locked() && hoare__sched.deadlock_epoch == epoch && threads >= 0 &&
                 threads - runtime_threads_locked() == hoare__sched.nthreads_blocked;
+    bool none_left = atomic_load(&hoare__sched.ngoroutines) == 0 && hoare__sched.nthreads_blocked == 0;
     hoare__unlock(&hoare__sched.lock);
+    if (dead && none_left) hoare__fatal("no goroutines (main called hoare_exit) - deadlock!");
     if (dead) hoare__fatal("all goroutines are asleep - deadlock!");
     /* some thread outside the runtime may still act: look again, less often */
     watch.since = now;

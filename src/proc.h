@@ -111,6 +111,7 @@ struct sched {
     _Atomic int64_t netpoll_until;    /* ...until this time (INT64_MAX: forever) */
     _Atomic int64_t ngoroutines;      /* alive goroutines */
     int32_t nthreads_blocked;         /* plain threads asleep without timeout, guarded by lock */
+    int32_t nthreads_exited;          /* plain threads ended by hoare_exit, guarded by lock */
     uint64_t deadlock_epoch;          /* bumped by every event that can end a deadlock (an M
                                        * woken, a blocked thread woken), guarded by lock */
     _Atomic int32_t nblocking;        /* goroutines inside blocking regions */
@@ -180,6 +181,9 @@ HIDDEN void hoare__deadlock_count_locked(int delta);
 /* The monitor, while no processor runs: check for a deadlock; returns how long the monitor may
  * sleep before it must call again (-1: until kicked). Fatal when the program is deadlocked. */
 HIDDEN int64_t hoare__deadlock_watch(int64_t now);
+/* A plain thread ends by hoare_exit: once no goroutine and no other thread is left, the program
+ * is deadlocked (Go: "no goroutines (main called runtime.Goexit) - deadlock!"). */
+HIDDEN void hoare__deadlock_thread_exits(void);
 /* Reads of the process's thread count so far (tests: the idle path makes none). */
 extern HIDDEN _Atomic uint64_t hoare__deadlock_probes;
 /* Monitor: shed pooled objects unused for two intervals (pool.c); true while pools exist. */

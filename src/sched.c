@@ -354,11 +354,15 @@ static P *pidle_get_locked(void) {
     return p;
 }
 
+/* m takes p. The monitor sleeps while no P runs; it must be awake (polling) while one does, for
+ * preemption and for the deadlock check when they all go idle again: wake it if it sleeps (one
+ * relaxed load when it does not). */
 static void acquirep(M *m, P *p) {
     trace_proc(p, true);
     m->p = p;
     p->m = m;
     atomic_store_explicit(&p->status, P_RUNNING, memory_order_relaxed);
+    hoare__monitor_kick();
 }
 
 static void *mstart(void *arg);
@@ -1029,7 +1033,11 @@ static void exit_finish(M *m, G *g) {
 void hoare_exit(void) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
-    if (!g) pthread_exit(NULL);
+    if (!g) {
+        /* Go's Goexit from main: the others go on; once none is left, that is a deadlock */
+        hoare__deadlock_thread_exits();
+        pthread_exit(NULL);
+    }
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
     trace_go_exit(g);

@@ -6,7 +6,8 @@
  *  - plain threads and goroutines mixed on channels, select and mutexes: every value exactly once;
  *  - a plain thread blocked for a second costs (almost) no CPU;
  *  - spawning 100,000 goroutines from a plain thread makes few futex calls (hoare__futex_calls);
- *  - the idle path never reads the process's thread count (hoare__deadlock_probes).
+ *  - the idle path never reads the process's thread count (hoare__deadlock_probes);
+ *  - hoare_exit from main lets the goroutines finish, then reports "no goroutines", as Go does.
  */
 #include "test.h"
 
@@ -40,6 +41,18 @@ static int app_deadlocks(int argc, char **argv) {
     hoare_go_with(&a, blocked, hoare_chan_make(0, 0));
     hoare_recv(hoare_chan_make(0, 0), NULL); /* nobody will ever send */
     return 0;
+}
+
+/* Go's Goexit from main: the other goroutines go on, then "no goroutines" is a deadlock. */
+static void finish_later(void *arg) {
+    (void)arg;
+    hoare_sleep(50 * HOARE_MS);
+    fputs("the goroutine finished\n", stderr);
+}
+
+static int child_exit_from_main(void) {
+    REQUIRE(hoare_go(finish_later, NULL) == 0);
+    hoare_exit();
 }
 
 /* ---- hoare_main in this process */
@@ -139,6 +152,11 @@ static void test_child_scenarios(void) {
     CHECK(strstr(out, "main") != NULL);
     /* reported within about a second of the start (a sanitizer build starts slower) */
     CHECK(took < (TEST_SANITIZED ? 10 : 3) * HOARE_SEC);
+
+    status = test_run_self("exit-from-main", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(out, "the goroutine finished") != NULL);
+    CHECK(strstr(out, "fatal error: no goroutines (main called hoare_exit) - deadlock!") != NULL);
 }
 
 /* ---- plain threads and goroutines mixed: every value received exactly once */
@@ -294,6 +312,10 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "deadlocks")) {
             alarm(20); /* if no deadlock is reported: SIGALRM, not status 2 */
             return hoare_main(app_deadlocks, argc, argv);
+        }
+        if (!strcmp(argv[1], "exit-from-main")) {
+            alarm(20);
+            return child_exit_from_main();
         }
         return 99;
     }
