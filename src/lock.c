@@ -107,6 +107,18 @@ void hoare__lock(hoare_lock *l) {
     }
 }
 
+bool hoare__trylock(hoare_lock *l) {
+    hoare__locks_held++;
+    atomic_signal_fence(memory_order_seq_cst);
+    uint32_t c = 0;
+    if (atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return true;
+    atomic_signal_fence(memory_order_seq_cst);
+    hoare__locks_held--;
+    return false;
+}
+
 void hoare__unlock(hoare_lock *l) {
     if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
         hoare__futex_wake(&l->state, 1);

@@ -50,6 +50,8 @@ typedef struct hoare_lock {
 } hoare_lock;
 HIDDEN void hoare__lock(hoare_lock *l);
 HIDDEN void hoare__unlock(hoare_lock *l);
+/* Take l if it is free now (true), else give up at once. */
+HIDDEN bool hoare__trylock(hoare_lock *l);
 /* Runtime locks this thread holds now (the preemption handler never switches while > 0). */
 extern HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 

@@ -811,8 +811,9 @@ static G *idle_spin(M *m) {
     if (hoare__netpoll_waiters() > 0 && !atomic_load(&sched.netpoll_blocked)) return NULL;
     hoare_spin spin = {0};
     while (hoare__spin_step(&spin, IDLE_SPIN_NS)) {
-        if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
-            hoare__lock(&sched.lock);
+        /* a spinner never queues for the lock: whoever holds it is taking the work already */
+        if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0 &&
+            hoare__trylock(&sched.lock)) {
             G *g = globrunq_get_locked(p, 0);
             hoare__unlock(&sched.lock);
             if (g) return g;

@@ -35,6 +35,20 @@ static int app_returns_early(int argc, char **argv) {
     return 42;
 }
 
+static void sleep_then_block(void *arg) {
+    hoare_sleep(50 * HOARE_MS); /* the processors go idle, then a timer wakes one */
+    hoare_recv(arg, NULL);
+}
+
+/* The deadlock starts only after timer-driven work: the monitor, asleep while nothing ran, must be
+ * awake again by then. */
+static int app_deadlocks_later(int argc, char **argv) {
+    (void)argc, (void)argv;
+    hoare_go(sleep_then_block, hoare_chan_make(0, 0));
+    hoare_recv(hoare_chan_make(0, 0), NULL);
+    return 0;
+}
+
 static int app_deadlocks(int argc, char **argv) {
     (void)argc, (void)argv;
     hoare_attr a = {.name = "stuck-helper"};
@@ -152,6 +166,10 @@ static void test_child_scenarios(void) {
     CHECK(strstr(out, "main") != NULL);
     /* reported within about a second of the start (a sanitizer build starts slower) */
     CHECK(took < (TEST_SANITIZED ? 10 : 3) * HOARE_SEC);
+
+    status = test_run_self("deadlocks-later", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(out, "fatal error: all goroutines are asleep - deadlock!") != NULL);
 
     status = test_run_self("exit-from-main", NULL, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
@@ -300,9 +318,11 @@ static void test_spawn_from_thread(void) {
     uint64_t probes = atomic_load(&hoare__deadlock_probes) - probes0;
     printf("spawning %ld goroutines from a plain thread: %llu futex calls, %llu thread-count reads\n",
            n, (unsigned long long)futex, (unsigned long long)probes);
-    /* a few hundred in all, where a wake-up per goroutine would be 100,000; sanitizer builds run
-     * too slowly for spinning to bridge anything, so the count is only printed there */
-    if (!TEST_SANITIZED) CHECK(futex <= 600);
+    /* a wake-up per goroutine would be 100,000 futex calls; what remains (about 1,300 on a quiet
+     * 2-CPU VM, 60 to 300 with the test's threads given real-time priority) are processors going
+     * idle between bursts and runtime locks found busy. Sanitizer builds run too slowly for
+     * spinning to bridge anything, so the count is only printed there. */
+    if (!TEST_SANITIZED) CHECK(futex <= 2500);
     CHECK(probes <= 2);
 }
 
@@ -312,6 +332,10 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "deadlocks")) {
             alarm(20); /* if no deadlock is reported: SIGALRM, not status 2 */
             return hoare_main(app_deadlocks, argc, argv);
+        }
+        if (!strcmp(argv[1], "deadlocks-later")) {
+            alarm(20);
+            return hoare_main(app_deadlocks_later, argc, argv);
         }
         if (!strcmp(argv[1], "exit-from-main")) {
             alarm(20);
