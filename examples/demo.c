@@ -57,7 +57,8 @@ static double run_with(int procs) {
     return seconds;
 }
 
-int main(int argc, char **argv) {
+/* The program's main goroutine (see main below). */
+static int app(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--trace")) trace_prefix = argv[2];
     const char *count_env = getenv("HOARE_DEMO_COUNT");
     if (count_env && atol(count_env) > 0) COUNT = atol(count_env);
@@ -72,3 +73,5 @@ int main(int argc, char **argv) {
     if (cpus < 2) printf("(This machine has one usable CPU, so both runs are sequential.)\n");
     return 0;
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }

@@ -26,7 +26,8 @@ static void echo_conn(void *arg) {
     hoare_fd_close(fd);
 }
 
-int main(int argc, char **argv) {
+/* The program's main goroutine (see main below). */
+static int app(int argc, char **argv) {
     const char *network = argc == 3 ? argv[1] : "tcp";
     const char *address = argc == 3 ? argv[2] : argc == 2 ? argv[1] : NULL;
     if (!address) {
@@ -59,3 +60,5 @@ int main(int argc, char **argv) {
         if (hoare_go(echo_conn, (void *)(intptr_t)fd) != 0) hoare_fd_close(fd);
     }
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }

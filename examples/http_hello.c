@@ -175,7 +175,8 @@ out:
     free(c);
 }
 
-int main(int argc, char **argv) {
+/* The program's main goroutine (see main below). */
+static int app(int argc, char **argv) {
     if (argc < 2 || argc > 3) {
         fprintf(stderr, "usage: %s HOST:PORT [idle_timeout_ms]\n", argv[0]);
         return 2;
@@ -236,3 +237,5 @@ int main(int argc, char **argv) {
         }
     }
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }

@@ -107,7 +107,8 @@ out:
     hoare_tls_free(t);
 }
 
-int main(int argc, char **argv) {
+/* The program's main goroutine (see main below). */
+static int app(int argc, char **argv) {
     if (argc < 4 || argc > 5) {
         fprintf(stderr, "usage: %s CERT.pem KEY.pem HOST:PORT [idle_timeout_ms]\n", argv[0]);
         return 2;
@@ -159,3 +160,5 @@ int main(int argc, char **argv) {
         if (hoare_go(serve, t) != 0) hoare_tls_free(t);
     }
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }

@@ -133,7 +133,8 @@ static void sampler(void *arg) {
     }
 }
 
-int main(int argc, char **argv) {
+/* The program's main goroutine (see main below). */
+static int app(int argc, char **argv) {
     if (argc < 2 || argc > 4) {
         fprintf(stderr, "usage: %s HOST:PORT [goroutines] [rounds]\n", argv[0]);
         return 2;
@@ -184,3 +185,5 @@ int main(int argc, char **argv) {
            atomic_load(&commands), counter, max_threads);
     return 0;
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }

@@ -31,7 +31,8 @@ static void serve(void *arg) {
     }
 }
 
-int main(int argc, char **argv) {
+/* The program's main goroutine (see main below). */
+static int app(int argc, char **argv) {
     const char *network = argc == 3 ? argv[1] : "udp";
     const char *address = argc == 3 ? argv[2] : argc == 2 ? argv[1] : NULL;
     if (!address) {
@@ -62,3 +63,5 @@ int main(int argc, char **argv) {
     serve((void *)(intptr_t)fd); /* main takes its turns too */
     return 0;
 }
+
+int main(int argc, char **argv) { return hoare_main(app, argc, argv); }
