@@ -62,7 +62,7 @@ WORKLOADS = [
 # for "main" the C time over the same code's time in a goroutine.
 MODES = ["thread", "main"]
 THREAD_TARGETS = {"pingpong": 1.0, "select": 1.0, "buffered": 0.5, "mpmc": 0.5, "spawn": 0.3,
-                  "sleepers": 0.5}
+                  "startpark": 0.5, "sleepers": 0.5}
 MAIN_VS_GOROUTINE = 1.1
 
 # Rows whose Go column is another row's (same processor setting) instead of runs of their own:
