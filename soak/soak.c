@@ -16,7 +16,7 @@
  * After each round, every message must be accounted for (sent == received, requests == responses,
  * the counter exact). At checkpoints (every round-seconds): goroutines back to 0, no runtime timer
  * pending, this process's descriptors (/proc/self/fd) and the server's (/proc/PID/fd) back to their
- * level after warm-up (the first checkpoint, after round-seconds of work), resident memory of both within 10% (+1 MiB for page
+ * level after warm-up (descriptors: at most FDS_IN_FLIGHT more; the first checkpoint, after round-seconds of work), resident memory of both within 10% (+1 MiB for page
  * granularity) of that level, heap in use (mallinfo2) within 10% (+1 MiB). Prints each checkpoint
  * and a final report; exit status 1 if any check failed.
  */
@@ -37,6 +37,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Descriptors of connections being closed that a checkpoint may count (see the checks). */
+enum { FDS_IN_FLIGHT = 2 };
 
 extern char **environ;
 
@@ -413,8 +416,11 @@ int main(int argc, char **argv) {
             continue;
         }
         checkpoints++;
-        if (fds != base_fds) FAIL("descriptors: %ld, after warm-up %ld", fds, base_fds);
-        if (sfds != base_sfds) FAIL("server descriptors: %ld, after warm-up %ld", sfds, base_sfds);
+        /* a leak grows; a connection the client is just closing may be counted at one checkpoint
+         * and not at the next, so up to FDS_IN_FLIGHT more (or any fewer) is not one */
+        if (fds > base_fds + FDS_IN_FLIGHT) FAIL("descriptors: %ld, after warm-up %ld", fds, base_fds);
+        if (sfds > base_sfds + FDS_IN_FLIGHT)
+            FAIL("server descriptors: %ld, after warm-up %ld", sfds, base_sfds);
         if (!within(rss, base_rss)) FAIL("RSS %ld KiB, after warm-up %ld KiB", rss, base_rss);
         if (!within(srss, base_srss)) FAIL("server RSS %ld KiB, after warm-up %ld KiB", srss, base_srss);
         if (!within(heap, base_heap)) FAIL("heap in use %ld KiB, after warm-up %ld KiB", heap, base_heap);
