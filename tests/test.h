@@ -169,4 +169,19 @@ static inline void test_expect_fatal(const char *scenario, const char *message) 
     if (!strstr(out, message)) fprintf(stderr, "child %s said: %s\n", scenario, out);
 }
 
+/* A server example started by a test prints "listening on HOST:PORT" first: read that line from
+ * fd (then closed) into addr (64 bytes). */
+static inline void test_read_listening(int fd, char addr[64]) {
+    char line[128];
+    size_t len = 0;
+    while (len < sizeof line - 1) {
+        ssize_t n = read(fd, line + len, 1);
+        if (n <= 0 || line[len] == '\n') break;
+        len++;
+    }
+    line[len] = 0;
+    close(fd);
+    REQUIRE(sscanf(line, "listening on %63s", addr) == 1);
+}
+
 #endif /* HOARE_TEST_H */

@@ -35,16 +35,7 @@ static pid_t start_server(void) {
     pid_t pid = test_spawn(argv, &fa, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
-    char line[128];
-    size_t len = 0;
-    while (len < sizeof line - 1) {
-        ssize_t n = read(out[0], line + len, 1);
-        if (n <= 0 || line[len] == '\n') break;
-        len++;
-    }
-    line[len] = 0;
-    close(out[0]);
-    REQUIRE(sscanf(line, "listening on %63s", server_addr) == 1);
+    test_read_listening(out[0], server_addr);
     return pid;
 }
 
