@@ -33,6 +33,10 @@
  * expired timer of its processor. A goroutine alone on its processor runs uninterrupted (the demo's
  * two counting goroutines on two processors get no signal at all).
  *
+ * A plain thread that lent itself to the scheduler while it waits (sched.c, "Lending") wants its
+ * thread back as soon as its wait is over: its goroutine is then asked to stop after
+ * LENDER_PREEMPT_AFTER_NS instead of a full time slice.
+ *
  * Where it resumes: a preempted goroutine resumes on the same thread (M.preempted list). Go can
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
  * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
@@ -57,6 +61,7 @@
 
 enum {
     PREEMPT_AFTER_NS = 10 * 1000 * 1000, /* Go's time slice */
+    LENDER_PREEMPT_AFTER_NS = 50 * 1000, /* the slice left when a lent thread's wait is over */
     RESEND_AFTER_NS = 1000 * 1000,       /* a request that met no safe point is repeated this late:
                                             every signal can cut a system call short (EINTR) */
     MAX_RANGES = 64,
@@ -150,7 +155,11 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
         return;
     }
     P *p = m->p;
-    if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE ||
+    char here; /* the frame must be on the thread's current alternate stack, the one we rotate */
+    bool on_our_sigstack = !hoare__sigstack_autodisarm ||
+                           (m->sigstack && &here >= (char *)m->sigstack &&
+                            &here < (char *)m->sigstack + HOARE_SIGSTACK_SIZE);
+    if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE || !on_our_sigstack ||
         (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
         !in_program_code(interrupted_pc(uctx)))
         return; /* not a safe point: the monitor asks again later */
@@ -243,18 +252,21 @@ bool hoare__preempt_check(P *p, int64_t now) {
         p->monitor_since = now;
         return false;
     }
-    if (!preempt_enabled || now - p->monitor_since < PREEMPT_AFTER_NS ||
+    if (!preempt_enabled || now - p->monitor_since < LENDER_PREEMPT_AFTER_NS ||
         now - p->monitor_preempt_sent < RESEND_AFTER_NS)
         return false;
     M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
     G *g = m ? __atomic_load_n(&m->curg, __ATOMIC_ACQUIRE) : NULL;
     if (!g) return false;
+    G *lender = __atomic_load_n(&m->lender, __ATOMIC_ACQUIRE);
+    bool lender_waits = lender && atomic_load_explicit(&lender->wake_key, memory_order_relaxed) == WAKE_WOKEN;
+    if (!lender_waits && now - p->monitor_since < PREEMPT_AFTER_NS) return false;
     /* fallback: the handler's frame would land on the goroutine's stack, and a sub-page one has no
      * room for it (a switch to one between here and the delivery is not covered: documented) */
     if (!hoare__sigstack_autodisarm && (g->flags & G_SMALL_STACK)) return false;
     /* Nobody waits for this processor: leave its goroutine alone (see above). The reads are racy
      * snapshots; a waiter that appears after them is seen at the next round. */
-    if (!hoare__p_has_queued(p) && atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&
+    if (!lender_waits && !hoare__p_has_queued(p) && atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&
         !__atomic_load_n(&m->preempted_head, __ATOMIC_RELAXED) &&
         atomic_load_explicit(&p->timers.first, memory_order_relaxed) > now)
         return false;
@@ -264,6 +276,8 @@ bool hoare__preempt_check(P *p, int64_t now) {
     pthread_kill(m->thread, SIGURG);
     return true;
 }
+
+bool hoare__preempt_enabled(void) { return preempt_enabled; }
 
 void hoare_preempt_disable(void) {
     G *g = hoare__curg();

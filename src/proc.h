@@ -76,6 +76,9 @@ struct hoare_m {
     G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
+    uint64_t region_word;  /* P.blocking as set by this M's last blocking region (owner only) */
+    G *lender;             /* the waiter record of the plain thread this M is, while the thread
+                            * runs goroutines as it waits (NULL for the runtime's own Ms) */
     void *sigstack;        /* the thread's current alternate signal stack (HOARE_SIGSTACK_SIZE) */
     void *sigstack_free;   /* spare ones, linked through their first word (preempt.c); owner only */
     int *errno_loc;        /* this thread's errno: saved/restored per goroutine at each switch
@@ -164,6 +167,11 @@ HIDDEN uint64_t hoare__new_goid(P *p);
 HIDDEN bool hoare__any_local_work(void);
 
 /* Plain threads (thread.c). */
+/* The wake word of a thread waiter record (G.wake_key): see thread.c. */
+enum { WAKE_SPINNING = 0, WAKE_WOKEN = 1, WAKE_SLEEPING = 2 };
+/* The calling plain thread's M for lending (NULL: none yet, or the thread cannot lend). Its p,
+ * when not NULL, is a processor the thread holds between waits (sched.c, "Lending"). */
+extern HIDDEN RUNTIME_TLS M *hoare__tls_lend_m;
 HIDDEN void hoare__threads_init(void);
 /* hoare__park and hoare__ready for a thread waiter record g (the calling thread's own, for park). */
 HIDDEN void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg);
@@ -174,6 +182,17 @@ HIDDEN G *hoare__thread_waiter_peek(void);
 HIDDEN g_cache *hoare__thread_gcache(void);
 /* Call fn for every thread waiter record that waits now (dumps). */
 HIDDEN void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg);
+
+/* Lending (sched.c): a plain thread that waits runs goroutines on an idle processor meanwhile. */
+/* A new M for a plain thread to lend (its thread-specific fields are set by the thread). */
+HIDDEN M *hoare__lend_m_new(void);
+/* Run goroutines on the calling thread until waiter is woken (true), or until there is nothing
+ * to run (false: the processor is given up). false at once if no processor is free. */
+HIDDEN bool hoare__lend(M *m, G *waiter);
+/* The thread exits: give back the processor it holds, if any. */
+HIDDEN void hoare__lend_drop(M *m);
+/* Lending is possible in this process (it relies on preemption to return promptly). */
+HIDDEN bool hoare__preempt_enabled(void);
 
 /* Deadlock detection (deadlock.c). */
 /* A thread starts (+1) or stops (-1) sleeping without a timer. Caller holds sched.lock. */

@@ -411,6 +411,16 @@ static void startm(P *p, bool spinning) {
     if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
 }
 
+/* Every signal but the synchronous ones (faults) and preemption's. */
+static void async_signals(sigset_t *set) {
+    sigfillset(set);
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGBUS);
+    sigdelset(set, SIGFPE);
+    sigdelset(set, SIGILL);
+    sigdelset(set, SIGURG); /* preemption */
+}
+
 static void new_m(void *arg) {
     struct new_m_args *a = arg;
     P *p = a->p;
@@ -423,12 +433,7 @@ static void new_m(void *arg) {
         m->g0.flags = G_G0;
         /* Scheduler threads take no asynchronous signals: they stay with the user's threads. */
         sigset_t all, old;
-        sigfillset(&all);
-        sigdelset(&all, SIGSEGV);
-        sigdelset(&all, SIGBUS);
-        sigdelset(&all, SIGFPE);
-        sigdelset(&all, SIGILL);
-        sigdelset(&all, SIGURG); /* preemption */
+        async_signals(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -456,6 +461,38 @@ void hoare__wakep(void) {
         !atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1))
         return;
     startm(NULL, true);
+}
+
+/* A plain thread that lent itself (see "Lending") keeps its processor between waits, as a
+ * goroutine keeps it in a blocking region: P.blocking holds the region word the thread recorded in
+ * m->region_word, so that the monitor can take the processor away once the thread stays out long
+ * (hoare__retake_blocked). thread_p_take takes it back for one runtime call (NULL: the thread
+ * holds none, or lost it); thread_p_hold lets go again. */
+static bool retire_p(M *m);
+
+static P *thread_p_take(M *lm) {
+    P *p = lm ? lm->p : NULL;
+    if (!p) return NULL;
+    uint64_t mine = lm->region_word;
+    if (!atomic_compare_exchange_strong(&p->blocking, &mine, 0)) {
+        lm->p = NULL; /* the monitor handed it on */
+        return NULL;
+    }
+    if (likely(p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)) || !retire_p(lm))
+        return p;
+    return NULL;
+}
+
+static void thread_p_hold(M *lm, P *p) {
+    lm->region_word = (++p->blocking_tick << 1) | 1;
+    atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
+    atomic_store_explicit(&p->blocking, lm->region_word, memory_order_release);
+}
+
+void hoare__lend_drop(M *lm) {
+    P *p = lm->p;
+    lm->p = NULL;
+    if (p) hoare__retake_blocked(p, lm->region_word);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -512,7 +549,9 @@ static void switch_out(M *m, G *g) {
      * (the monitor's) is enough: timers are not that precise. */
     bool timers_due = p && atomic_load_explicit(&p->timers.first, memory_order_relaxed) <=
                                atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
-    G *next = p && !timers_due && p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
+    /* A lent thread (see "Lending") starts every goroutine from its own loop. */
+    G *next = p && !timers_due && !m->lender &&
+                      p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
                   ? next_local(m, p) : NULL;
     g->m = NULL;
     if (next) {
@@ -631,7 +670,14 @@ static inline void ready_runnable(G *g) {
     /* Inside a blocking region the monitor may hand m->p to another M at any time: not ours to
      * queue on. */
     if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
-    if (!p) {
+    M *lm = m ? NULL : hoare__tls_lend_m;
+    P *held = thread_p_take(lm);
+    if (held) {
+        /* a plain thread holding a processor: g runs when the thread next waits (or is stolen) */
+        bool queued = runq_put(held, g, true);
+        thread_p_hold(lm, held);
+        if (queued) hoare__wakep();
+    } else if (!p) {
         globrunq_put(g);
         hoare__wakep();
     } else if (runq_put(p, g, true)) {
@@ -800,6 +846,12 @@ bool hoare__any_local_work(void) {
     return false;
 }
 
+/* A lent thread's wait is over: it returns to its own code at the next chance. */
+static inline bool lender_woken(M *m) {
+    return m->lender &&
+           atomic_load_explicit(&m->lender->wake_key, memory_order_acquire) == WAKE_WOKEN;
+}
+
 static bool retire_p(M *m);
 
 /* A spinner that found nothing polls for new work a little longer before it gives up its P (see
@@ -810,7 +862,7 @@ static G *idle_spin(M *m) {
     P *p = m->p;
     if (hoare__netpoll_waiters() > 0 && !atomic_load(&sched.netpoll_blocked)) return NULL;
     hoare_spin spin = {0};
-    while (hoare__spin_step(&spin, IDLE_SPIN_NS)) {
+    while (hoare__spin_step(&spin, IDLE_SPIN_NS) && !lender_woken(m)) {
         /* a spinner never queues for the lock: whoever holds it is taking the work already */
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0 &&
             hoare__trylock(&sched.lock)) {
@@ -836,8 +888,15 @@ static G *idle_spin(M *m) {
 }
 
 /* Block until a goroutine can run on this M; return it with m->p set. */
+/* Block until a goroutine can run on this M; return it with m->p set. A lent thread's M returns
+ * NULL instead when the thread is woken (it keeps the P) or finds nothing to run (it gives the P
+ * up): it never sleeps here. */
 static G *find_runnable(M *m) {
     for (;;) {
+        if (lender_woken(m)) {
+            stop_spinning(m);
+            return NULL;
+        }
         P *p = m->p;
         if (p && p->id >= atomic_load(&sched.nprocs) && retire_p(m)) p = NULL;
         if (p) {
@@ -876,14 +935,14 @@ static G *find_runnable(M *m) {
                 return take_preempted(m);
             }
             int32_t busy = atomic_load(&sched.nprocs) - atomic_load(&sched.npidle);
-            if (m->spinning || 2 * atomic_load(&sched.nmspinning) < busy) {
+            if (m->spinning || m->lender || 2 * atomic_load(&sched.nmspinning) < busy) {
                 if (!m->spinning) {
                     m->spinning = true;
                     atomic_fetch_add(&sched.nmspinning, 1);
                 }
                 g = steal_work(m);
                 if (!g) g = idle_spin(m);
-                if (g) {
+                if (g || lender_woken(m)) {
                     stop_spinning(m);
                     return g;
                 }
@@ -899,6 +958,15 @@ static G *find_runnable(M *m) {
             pidle_put_locked(p);
             m->p = NULL;
             hoare__unlock(&sched.lock);
+            if (m->lender) {
+                /* the thread goes back to its own wait: work that came meanwhile needs an M */
+                if (m->spinning) {
+                    m->spinning = false;
+                    atomic_fetch_sub(&sched.nmspinning, 1);
+                }
+                if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) hoare__wakep();
+                return NULL;
+            }
             if (m->spinning) {
                 m->spinning = false;
                 atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst: a full fence before the re-check */
@@ -915,6 +983,7 @@ static G *find_runnable(M *m) {
                 }
             }
         }
+        if (m->lender) return NULL; /* lost its P in a blocking region */
         /* No P. Wait in the poller if timers or descriptors need somebody to, else sleep. */
         int64_t next_timer = hoare__timers_next();
         uint32_t zero = 0;
@@ -975,6 +1044,90 @@ static void schedule(M *m) {
         switch_context(&m->g0, g, false);
         resumed(&m->g0);
     }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Lending: a plain thread that waits runs goroutines meanwhile.
+ *
+ * A plain thread that parks (thread.c) first becomes an M for a while: it takes an idle P (or the
+ * one it still holds from its last wait) and runs the scheduler loop on its own stack, until its
+ * waiter record is woken or nothing is left to run. So a thread handing off to a goroutine runs
+ * that goroutine itself, on its own core, at goroutine speed - the goroutine it just readied is in
+ * its P's runnext - instead of waking another thread and waiting for it. Afterwards it keeps the P
+ * as in a blocking region (thread_p_hold): the goroutines it readies or spawns meanwhile go to that
+ * P's queues, and the monitor takes it away if the thread stays out long.
+ *
+ * Rules that keep the thread's own wait prompt and its state its own:
+ *  - every goroutine starts from this loop (switch_out never switches directly on a lent M), so
+ *    the thread is back at its first chance once woken;
+ *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
+ *    (preempt.c): lending exists only where preemption works;
+ *  - goroutines preempted here are moved to the global queue when the thread leaves, or they
+ *    would wait for its next wait (they resume on another thread: see preempt.c on thread-locals);
+ *  - the thread's errno is its own again when it returns;
+ *  - a goroutine with a sub-page stack runs with asynchronous signals blocked: the thread's own
+ *    signal handlers would otherwise run on that stack, which has no room for them. */
+
+M *hoare__lend_m_new(void) {
+    M *m = hoare__calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->id = atomic_fetch_add(&mid_gen, 1) + 1;
+    m->g0.flags = G_G0;
+    M *head = atomic_load(&sched.allm);
+    do m->alllink = head;
+    while (!atomic_compare_exchange_weak(&sched.allm, &head, m));
+    return m;
+}
+
+/* Run g from the lending thread's loop (see the rules above). */
+static void lend_run(M *m, G *g) {
+    bool mask = (g->flags & G_SMALL_STACK) != 0;
+    sigset_t async, old;
+    if (mask) {
+        async_signals(&async);
+        pthread_sigmask(SIG_BLOCK, &async, &old);
+    }
+    execute(m, g, false);
+    switch_context(&m->g0, g, false);
+    resumed(&m->g0);
+    if (mask) pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+bool hoare__lend(M *m, G *waiter) {
+    ensure_init();
+    P *p = thread_p_take(m);
+    if (!p) {
+        if (atomic_load_explicit(&sched.npidle, memory_order_relaxed) == 0) return false;
+        hoare__lock(&sched.lock);
+        p = pidle_get_locked();
+        hoare__unlock(&sched.lock);
+        if (!p) return false;
+    }
+    int saved_errno = errno;
+    tls_m = m;
+    __atomic_store_n(&m->lender, waiter, __ATOMIC_RELEASE); /* the monitor reads it */
+    acquirep(m, p);
+    for (;;) {
+        run_pending(m);
+        G *g = find_runnable(m);
+        if (!g) break;
+        lend_run(m, g);
+    }
+    bool more = false;
+    for (G *g; (g = take_preempted(m));) {
+        globrunq_put(g);
+        more = true;
+    }
+    __atomic_store_n(&m->lender, NULL, __ATOMIC_RELEASE);
+    tls_m = NULL;
+    p = m->p;
+    if (p) {
+        thread_p_hold(m, p);
+        more |= !runq_empty(p);
+    }
+    if (more) hoare__wakep();
+    errno = saved_errno;
+    return atomic_load_explicit(&waiter->wake_key, memory_order_acquire) == WAKE_WOKEN;
 }
 
 HIDDEN void hoare__signals_thread_init(void);
@@ -1092,10 +1245,13 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     M *m = getm_here();
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
-    P *p = m ? m->p : NULL;
+    M *lm = m ? NULL : hoare__tls_lend_m;
+    P *held = thread_p_take(lm); /* a plain thread holding a processor spawns onto it */
+    P *p = m ? m->p : held;
     G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : cur ? NULL : hoare__thread_gcache());
     if (!g) {
         if (cur) cur->preempt_off--;
+        if (held) thread_p_hold(lm, held);
         return errno == ENOMEM ? ENOMEM : EAGAIN;
     }
     g->fn = fn;
@@ -1123,7 +1279,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     observe_go_create(m, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
-    if (cur && p) {
+    if (cur && p && !m->lender) {
         /* Child first: the new goroutine runs now and its parent next (in runnext, where an idle
          * processor may steal it). A spawning loop then never builds a backlog of goroutines that
          * have not started, so their slots come hot from the processor's cache, and a tree of
@@ -1139,8 +1295,16 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
         cur->preempt_off--;
         return 0;
     }
-    globrunq_put(g);
-    hoare__wakep();
+    if (held || (cur && p)) {
+        /* a plain thread holding a P, or a goroutine on a lent thread (which starts every
+         * goroutine from its loop): g runs next there, unless an idle processor steals it */
+        bool queued = runq_put(p, g, true);
+        if (held) thread_p_hold(lm, held);
+        if (queued) hoare__wakep();
+    } else {
+        globrunq_put(g);
+        hoare__wakep();
+    }
     if (cur) cur->preempt_off--;
     else spawn_backpressure();
     return 0;
@@ -1166,7 +1330,8 @@ void hoare_blocking_begin(void) {
     trace_blocking(g, true);
     atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
-    atomic_store_explicit(&p->blocking, (++p->blocking_tick << 1) | 1, memory_order_release);
+    m->region_word = (++p->blocking_tick << 1) | 1;
+    atomic_store_explicit(&p->blocking, m->region_word, memory_order_release);
     hoare__monitor_kick();
 }
 
@@ -1178,7 +1343,7 @@ void hoare_blocking_end(void) {
     if (!p || atomic_load_explicit(&g->status, memory_order_relaxed) != G_BLOCKING)
         hoare__fatal("hoare_blocking_end without hoare_blocking_begin (goroutine %llu)",
                      (unsigned long long)g->id);
-    uint64_t mine = (p->blocking_tick << 1) | 1;
+    uint64_t mine = m->region_word;
     trace_blocking(g, false);
     atomic_fetch_sub_explicit(&sched.nblocking, 1, memory_order_relaxed);
     if (likely(atomic_compare_exchange_strong(&p->blocking, &mine, 0))) {

@@ -3,11 +3,17 @@
  * waiters.
  *
  * A plain thread that blocks on a runtime object gets a waiter record: a G without a stack, so
- * channels, select, sync and timers treat it like a goroutine. It waits in two phases:
- *  1. it spins for a short while (THREAD_SPIN_NS), watching its wake word: a partner that answers
+ * channels, select, sync and timers treat it like a goroutine. It waits in three phases:
+ *  1. it lends itself to the scheduler (sched.c, "Lending"): with a processor that is free (or the
+ *     one it kept from its last wait) it runs goroutines - first the one it just readied - until
+ *     it is woken or nothing is left to run;
+ *  2. it spins for a short while (THREAD_SPIN_NS), watching its wake word: a partner that answers
  *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
  *     no system call on either side;
- *  2. then it sleeps on a futex, costing no CPU however long the wait.
+ *  3. then it sleeps on a futex, costing no CPU however long the wait.
+ * Lending needs preemption (to get the thread back from a goroutine that does not yield) and the
+ * thread's alternate signal stack (the preemption handler's frame stays on it): a thread that had
+ * one of its own, or a process without preemption (TSan, valgrind, HOARE_PREEMPT=0), skips phase 1.
  *
  * The wake word (G.wake_key) moves WAKE_SPINNING -> WAKE_WOKEN (the waker, by CAS: the fast path)
  * or WAKE_SPINNING -> WAKE_SLEEPING (the waiter, giving up the spin) -> WAKE_WOKEN (the waker, who
@@ -22,18 +28,23 @@
  */
 #include "proc.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 /* How long a plain thread spins before it sleeps: about two futex sleep-and-wake round trips on
  * the machines we measured (18 us each), so a partner that answers within that never pays one. */
 enum { THREAD_SPIN_NS = 40 * 1000 };
 
-enum { WAKE_SPINNING = 0, WAKE_WOKEN = 1, WAKE_SLEEPING = 2 };
-
 /* A plain thread's record: the waiter G first (records are found from a G by a cast). */
+enum lend_state { LEND_UNKNOWN = 0, LEND_READY, LEND_OFF };
+
 typedef struct thread_rec {
     G g;
     g_cache gcache; /* owned by the thread; flushed to the global pool when it exits */
+    M *lend_m;      /* the M it becomes while it lends itself; kept with the record */
+    enum lend_state lend; /* for the thread that has the record now */
 } thread_rec;
 
 static hoare_lock pool_lock;         /* guards free_recs */
@@ -41,10 +52,20 @@ static thread_rec *free_recs;        /* linked by g.schedlink */
 static _Atomic(G *) all_waiters;     /* every record ever made, prepend-only, for dumps */
 static pthread_key_t rec_key;        /* its destructor recycles the thread's record */
 static RUNTIME_TLS thread_rec *tls_rec;
+HIDDEN RUNTIME_TLS M *hoare__tls_lend_m;
 
 static void rec_release(void *p) {
     thread_rec *r = p;
     hoare__g_cache_flush(&r->gcache);
+    if (r->lend == LEND_READY) {
+        M *m = r->lend_m;
+        hoare__lend_drop(m);
+        /* the alternate stack stays with the M for the record's next thread */
+        stack_t cur, off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+        if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == m->sigstack) sigaltstack(&off, NULL);
+        else m->sigstack = NULL;
+        hoare__tls_lend_m = NULL;
+    }
     hoare__lock(&pool_lock);
     r->g.schedlink = (G *)free_recs;
     free_recs = r;
@@ -77,6 +98,7 @@ static thread_rec *thread_record(void) {
     }
     r->g.schedlink = NULL;
     r->g.flags &= ~(uint32_t)G_HIDDEN;
+    r->lend = LEND_UNKNOWN;
     atomic_store(&r->g.status, G_RUNNING);
     tls_rec = r;
     pthread_setspecific(rec_key, r);
@@ -93,7 +115,43 @@ G *hoare__thread_waiter_peek(void) { return tls_rec ? &tls_rec->g : NULL; }
 
 g_cache *hoare__thread_gcache(void) { return &thread_record()->gcache; }
 
-/* Phase 1: true if woken while spinning. A wait with a timer that fires later than the spin could
+/* The thread's M for lending, set up at its first wait (NULL: this thread does not lend). */
+static M *lend_m(thread_rec *r) {
+    if (likely(r->lend == LEND_READY)) return r->lend_m;
+    if (r->lend == LEND_OFF) return NULL;
+    r->lend = LEND_OFF;
+    if (!hoare__preempt_enabled() || !hoare__sigstack_autodisarm) return NULL;
+    stack_t old;
+    if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE)) return NULL; /* its own */
+    if (!r->lend_m && !(r->lend_m = hoare__lend_m_new())) return NULL;
+    M *m = r->lend_m;
+    if (!m->sigstack) {
+        m->sigstack = hoare__mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m->sigstack == MAP_FAILED) {
+            m->sigstack = NULL;
+            return NULL;
+        }
+    }
+    stack_t ss = {.ss_sp = m->sigstack, .ss_size = HOARE_SIGSTACK_SIZE, .ss_flags = SS_AUTODISARM};
+    if (sigaltstack(&ss, NULL) != 0) return NULL;
+    m->thread = pthread_self();
+    m->errno_loc = &errno;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(m->thread, &attr) == 0) {
+        void *lo;
+        size_t size;
+        pthread_attr_getstack(&attr, &lo, &size);
+        m->g0.stack_lo = lo;
+        m->g0.stack_size = size;
+        pthread_attr_destroy(&attr);
+    }
+    r->lend = LEND_READY;
+    hoare__tls_lend_m = m;
+    return m;
+}
+
+/* Phase 2: true if woken while spinning. A wait with a timer that fires later than the spin could
  * last (a sleep) skips it. */
 static bool spin_for_wake(G *g) {
     if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0 &&
@@ -111,22 +169,25 @@ void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), v
         atomic_store(&g->status, G_RUNNING);
         return;
     }
-    if (!spin_for_wake(g)) {
-        uint32_t spinning = WAKE_SPINNING;
-        if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0) {
-            /* a timer will wake it: no deadlock to count */
-            atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_SLEEPING);
-        } else {
-            hoare__lock(&hoare__sched.lock);
-            if (atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_SLEEPING)) {
-                g->deadlock_counted = true;
-                hoare__deadlock_count_locked(+1);
-            }
-            hoare__unlock(&hoare__sched.lock);
-        }
-        while (atomic_load_explicit(&g->wake_key, memory_order_acquire) != WAKE_WOKEN)
-            hoare__futex_wait(&g->wake_key, WAKE_SLEEPING, -1);
+    M *m = lend_m((thread_rec *)g);
+    if ((m && hoare__lend(m, g)) || spin_for_wake(g)) {
+        atomic_store(&g->status, G_RUNNING);
+        return;
     }
+    uint32_t spinning = WAKE_SPINNING;
+    if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0) {
+        /* a timer will wake it: no deadlock to count */
+        atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_SLEEPING);
+    } else {
+        hoare__lock(&hoare__sched.lock);
+        if (atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_SLEEPING)) {
+            g->deadlock_counted = true;
+            hoare__deadlock_count_locked(+1);
+        }
+        hoare__unlock(&hoare__sched.lock);
+    }
+    while (atomic_load_explicit(&g->wake_key, memory_order_acquire) != WAKE_WOKEN)
+        hoare__futex_wait(&g->wake_key, WAKE_SLEEPING, -1);
     atomic_store(&g->status, G_RUNNING);
 }
 
