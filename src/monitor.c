@@ -81,8 +81,13 @@ static bool watch(int64_t now) {
         uint64_t word = atomic_load_explicit(&p->blocking, memory_order_acquire);
         if (word & 1) {
             int64_t age = now - atomic_load_explicit(&p->blocking_since, memory_order_relaxed);
+            /* A goroutine's region is usually a long system call: its P is wanted as soon as no
+             * other is idle. A plain thread holding its P between runtime calls (sched.c,
+             * "Lending") is usually back within microseconds: only work takes it away. */
+            M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
+            bool thread_holds = m && m->plain_thread;
             if (age > RETAKE_IDLE_AFTER_NS || (age > RETAKE_AFTER_NS && hoare__p_has_work(p)) ||
-                (age > RETAKE_AFTER_NS && atomic_load(&hoare__sched.npidle) == 0))
+                (age > RETAKE_AFTER_NS && !thread_holds && atomic_load(&hoare__sched.npidle) == 0))
                 acted |= hoare__retake_blocked(p, word);
             continue;
         }

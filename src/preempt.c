@@ -10,9 +10,10 @@
  *  - it is not inside the runtime: no runtime lock held (hoare__locks_held) and no runtime
  *    section or hoare_preempt_disable() region (g->preempt_off), not in a blocking region;
  *  - the interrupted instruction is in the program's own code: the main executable or a shared
- *    object that is not a system library. Inside the C library (malloc, stdio...) a goroutine may
- *    hold the library's internal locks; another goroutine on the same thread taking them would
- *    block the thread for good.
+ *    object that is not a system library, and not the runtime itself (a shared libhoare, or the
+ *    static library's code, which the build puts in a section of its own). Inside the C library
+ *    (malloc, stdio...) a goroutine may hold the library's internal locks; another goroutine on
+ *    the same thread taking them would block the thread for good.
  *
  * How the switch works: the handler runs on the thread's alternate signal stack (SA_ONSTACK: a
  * goroutine with a sub-page stack has no room for the kernel's signal frame, a few KiB with the
@@ -108,7 +109,14 @@ static int collect_ranges(struct dl_phdr_info *info, size_t size, void *arg) {
     return 0;
 }
 
+/* The runtime's own code in a program linked with the static library (CMakeLists.txt renames its
+ * text sections): it keeps M and P pointers in registers, which a goroutine moved to another
+ * thread after its preemption (sched.c, "Lending") would then use. Undefined (NULL) otherwise. */
+extern const char __start_hoare_text[] __attribute__((weak, visibility("hidden")));
+extern const char __stop_hoare_text[] __attribute__((weak, visibility("hidden")));
+
 static bool in_program_code(uintptr_t pc) {
+    if (pc >= (uintptr_t)__start_hoare_text && pc < (uintptr_t)__stop_hoare_text) return false;
     for (int i = 0; i < nranges; i++)
         if (pc >= ranges[i].lo && pc < ranges[i].hi) return true;
     return false;

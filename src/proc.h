@@ -76,6 +76,7 @@ struct hoare_m {
     G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
+    bool plain_thread;     /* a plain thread's M, for lending (never changes) */
     uint64_t region_word;  /* P.blocking as set by this M's last blocking region (owner only) */
     G *lender;             /* the waiter record of the plain thread this M is, while the thread
                             * runs goroutines as it waits (NULL for the runtime's own Ms) */
@@ -169,9 +170,14 @@ HIDDEN bool hoare__any_local_work(void);
 /* Plain threads (thread.c). */
 /* The wake word of a thread waiter record (G.wake_key): see thread.c. */
 enum { WAKE_SPINNING = 0, WAKE_WOKEN = 1, WAKE_SLEEPING = 2 };
-/* The calling plain thread's M for lending (NULL: none yet, or the thread cannot lend). Its p,
- * when not NULL, is a processor the thread holds between waits (sched.c, "Lending"). */
+/* The calling plain thread's M for lending (NULL: the thread cannot lend). Its p, when not NULL,
+ * is a processor the thread holds between runtime calls (sched.c, "Lending"). */
 extern HIDDEN RUNTIME_TLS M *hoare__tls_lend_m;
+HIDDEN M *hoare__thread_lend_m_slow(void);
+static inline M *hoare__thread_lend_m(void) {
+    M *m = hoare__tls_lend_m;
+    return likely(m != NULL) ? m : hoare__thread_lend_m_slow();
+}
 HIDDEN void hoare__threads_init(void);
 /* hoare__park and hoare__ready for a thread waiter record g (the calling thread's own, for park). */
 HIDDEN void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg);

@@ -463,24 +463,34 @@ void hoare__wakep(void) {
     startm(NULL, true);
 }
 
-/* A plain thread that lent itself (see "Lending") keeps its processor between waits, as a
- * goroutine keeps it in a blocking region: P.blocking holds the region word the thread recorded in
- * m->region_word, so that the monitor can take the processor away once the thread stays out long
- * (hoare__retake_blocked). thread_p_take takes it back for one runtime call (NULL: the thread
- * holds none, or lost it); thread_p_hold lets go again. */
+/* A plain thread that can lend itself (see "Lending") holds a processor between its runtime calls,
+ * as a goroutine holds it in a blocking region: P.blocking holds the region word the thread
+ * recorded in m->region_word, so that the monitor can take the processor away once the thread
+ * stays out long (hoare__retake_blocked). thread_p_take takes it back for one runtime call, or
+ * takes an idle one (NULL: none, or lm is NULL); thread_p_hold lets go again. So the goroutines a
+ * thread readies or spawns go to its own processor's queues, and run on the thread itself when it
+ * next waits, without waking another thread. */
 static bool retire_p(M *m);
 
 static P *thread_p_take(M *lm) {
-    P *p = lm ? lm->p : NULL;
-    if (!p) return NULL;
-    uint64_t mine = lm->region_word;
-    if (!atomic_compare_exchange_strong(&p->blocking, &mine, 0)) {
-        lm->p = NULL; /* the monitor handed it on */
-        return NULL;
+    if (!lm) return NULL;
+    P *p = lm->p;
+    if (p) {
+        uint64_t mine = lm->region_word;
+        if (atomic_compare_exchange_strong(&p->blocking, &mine, 0)) {
+            if (likely(p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)) ||
+                !retire_p(lm))
+                return p;
+        }
+        lm->p = NULL; /* the monitor handed it on, or it retired */
     }
-    if (likely(p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)) || !retire_p(lm))
-        return p;
-    return NULL;
+    /* a thread never queues for the lock here: it can do without a processor */
+    if (atomic_load_explicit(&sched.npidle, memory_order_relaxed) == 0 || !hoare__trylock(&sched.lock))
+        return NULL;
+    p = pidle_get_locked();
+    hoare__unlock(&sched.lock);
+    if (p) acquirep(lm, p);
+    return p;
 }
 
 static void thread_p_hold(M *lm, P *p) {
@@ -670,7 +680,7 @@ static inline void ready_runnable(G *g) {
     /* Inside a blocking region the monitor may hand m->p to another M at any time: not ours to
      * queue on. */
     if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
-    M *lm = m ? NULL : hoare__tls_lend_m;
+    M *lm = m ? NULL : hoare__thread_lend_m();
     P *held = thread_p_take(lm);
     if (held) {
         /* a plain thread holding a processor: g runs when the thread next waits (or is stolen) */
@@ -959,12 +969,17 @@ static G *find_runnable(M *m) {
             m->p = NULL;
             hoare__unlock(&sched.lock);
             if (m->lender) {
-                /* the thread goes back to its own wait: work that came meanwhile needs an M */
+                /* The thread goes back to its own wait. Work that came meanwhile needs an M, and
+                 * so do timers and descriptors if no M waits in the poller for them (an idle M
+                 * would; this thread will not). */
                 if (m->spinning) {
                     m->spinning = false;
                     atomic_fetch_sub(&sched.nmspinning, 1);
                 }
                 if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) hoare__wakep();
+                else if ((hoare__timers_next() != INT64_MAX || hoare__netpoll_waiters() > 0) &&
+                         !atomic_load(&sched.netpoll_blocked))
+                    startm(NULL, false);
                 return NULL;
             }
             if (m->spinning) {
@@ -1073,6 +1088,7 @@ M *hoare__lend_m_new(void) {
     if (!m) return NULL;
     m->id = atomic_fetch_add(&mid_gen, 1) + 1;
     m->g0.flags = G_G0;
+    m->plain_thread = true;
     M *head = atomic_load(&sched.allm);
     do m->alllink = head;
     while (!atomic_compare_exchange_weak(&sched.allm, &head, m));
@@ -1094,19 +1110,11 @@ static void lend_run(M *m, G *g) {
 }
 
 bool hoare__lend(M *m, G *waiter) {
-    ensure_init();
     P *p = thread_p_take(m);
-    if (!p) {
-        if (atomic_load_explicit(&sched.npidle, memory_order_relaxed) == 0) return false;
-        hoare__lock(&sched.lock);
-        p = pidle_get_locked();
-        hoare__unlock(&sched.lock);
-        if (!p) return false;
-    }
+    if (!p) return false;
     int saved_errno = errno;
     tls_m = m;
     __atomic_store_n(&m->lender, waiter, __ATOMIC_RELEASE); /* the monitor reads it */
-    acquirep(m, p);
     for (;;) {
         run_pending(m);
         G *g = find_runnable(m);
@@ -1245,8 +1253,8 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     M *m = getm_here();
     G *cur = m ? m->curg : NULL;
     if (cur) cur->preempt_off++;
-    M *lm = m ? NULL : hoare__tls_lend_m;
-    P *held = thread_p_take(lm); /* a plain thread holding a processor spawns onto it */
+    M *lm = m ? NULL : hoare__thread_lend_m();
+    P *held = thread_p_take(lm); /* a plain thread spawns onto the processor it holds */
     P *p = m ? m->p : held;
     G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : cur ? NULL : hoare__thread_gcache());
     if (!g) {

@@ -11,9 +11,10 @@
  *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
  *     no system call on either side;
  *  3. then it sleeps on a futex, costing no CPU however long the wait.
- * Lending needs preemption (to get the thread back from a goroutine that does not yield) and the
- * thread's alternate signal stack (the preemption handler's frame stays on it): a thread that had
- * one of its own, or a process without preemption (TSan, valgrind, HOARE_PREEMPT=0), skips phase 1.
+ * Lending needs preemption, to get the thread back from a goroutine that does not yield: a process
+ * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1. The
+ * preemption handler's frames live on the runtime's alternate signal stacks, so a thread that
+ * lends gets one in place of its own for as long as it lives (its own comes back at its exit).
  *
  * The wake word (G.wake_key) moves WAKE_SPINNING -> WAKE_WOKEN (the waker, by CAS: the fast path)
  * or WAKE_SPINNING -> WAKE_SLEEPING (the waiter, giving up the spin) -> WAKE_WOKEN (the waker, who
@@ -45,6 +46,7 @@ typedef struct thread_rec {
     g_cache gcache; /* owned by the thread; flushed to the global pool when it exits */
     M *lend_m;      /* the M it becomes while it lends itself; kept with the record */
     enum lend_state lend; /* for the thread that has the record now */
+    stack_t own_sigstack; /* the thread's alternate signal stack before ours (SS_DISABLE: none) */
 } thread_rec;
 
 static hoare_lock pool_lock;         /* guards free_recs */
@@ -60,9 +62,11 @@ static void rec_release(void *p) {
     if (r->lend == LEND_READY) {
         M *m = r->lend_m;
         hoare__lend_drop(m);
-        /* the alternate stack stays with the M for the record's next thread */
-        stack_t cur, off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
-        if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == m->sigstack) sigaltstack(&off, NULL);
+        /* The thread gets its own alternate stack back; ours stays with the M for the record's
+         * next thread - unless somebody replaced or freed it meanwhile (a sanitizer's thread
+         * exit frees the current one). */
+        stack_t cur;
+        if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == m->sigstack) sigaltstack(&r->own_sigstack, NULL);
         else m->sigstack = NULL;
         hoare__tls_lend_m = NULL;
     }
@@ -121,8 +125,11 @@ static M *lend_m(thread_rec *r) {
     if (r->lend == LEND_OFF) return NULL;
     r->lend = LEND_OFF;
     if (!hoare__preempt_enabled() || !hoare__sigstack_autodisarm) return NULL;
-    stack_t old;
-    if (sigaltstack(NULL, &old) != 0 || !(old.ss_flags & SS_DISABLE)) return NULL; /* its own */
+    /* The preemption handler's frames live on our alternate stack (preempt.c): it replaces the
+     * thread's own for the thread's life (a sanitizer gives every thread one). */
+    if (sigaltstack(NULL, &r->own_sigstack) != 0 || (r->own_sigstack.ss_flags & SS_ONSTACK)) return NULL;
+    if (r->own_sigstack.ss_flags & SS_DISABLE)
+        r->own_sigstack = (stack_t){.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
     if (!r->lend_m && !(r->lend_m = hoare__lend_m_new())) return NULL;
     M *m = r->lend_m;
     if (!m->sigstack) {
@@ -150,6 +157,8 @@ static M *lend_m(thread_rec *r) {
     hoare__tls_lend_m = m;
     return m;
 }
+
+M *hoare__thread_lend_m_slow(void) { return lend_m(thread_record()); }
 
 /* Phase 2: true if woken while spinning. A wait with a timer that fires later than the spin could
  * last (a sleep) skips it. */

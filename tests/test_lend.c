@@ -1,0 +1,250 @@
+/*
+ * test_lend.c - a plain thread that waits lends itself to the scheduler (src/sched.c, "Lending"):
+ *  - it runs the goroutine it hands off to on its own thread;
+ *  - woken while it runs a goroutine that never yields, it gets its thread back promptly (the
+ *    goroutine is preempted), and that goroutine then runs on elsewhere;
+ *  - its errno is its own again after the wait;
+ *  - goroutines spawned onto the processor a thread holds run after the thread exits;
+ *  - its own signal handlers never run on a sub-page goroutine stack.
+ * Lending relies on preemption, which is off under TSan: those checks are skipped there.
+ */
+#include "test.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+
+static pid_t gettid_(void) { return (pid_t)syscall(SYS_gettid); }
+
+/* Answers every value with the id of the thread it runs on, until c is closed; holds a reference
+ * to c (the spawner retains one for it). */
+static void echo(void *arg) {
+    hoare_chan *c = arg;
+    int v;
+    while (hoare_recv(c, &v) == 0) {
+        v = (int)gettid_();
+        if (hoare_send(c, &v) != 0) break;
+    }
+    hoare_chan_release(c);
+}
+
+/* ---- child scenario (HOARE_PROCS=1): the thread runs a spinner, then is woken by another
+ * thread; it must return although the spinner never yields, and the spinner must go on. */
+
+static _Atomic uint64_t spins;
+static _Atomic bool stop_spinning;
+static _Atomic pid_t spinner_tid;
+static void spinner(void *arg) {
+    (void)arg;
+    atomic_store(&spinner_tid, gettid_());
+    while (!atomic_load_explicit(&stop_spinning, memory_order_relaxed))
+        atomic_fetch_add_explicit(&spins, 1, memory_order_relaxed);
+}
+
+static void *send_later(void *arg) {
+    usleep(200 * 1000); /* after the warm-up below */
+    int v = 7;
+    hoare_send(arg, &v);
+    return NULL;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+static int child_woken_while_spinner_runs(void) {
+    hoare_chan *c = hoare_chan_make(sizeof(int), 0);
+    pthread_t waker; /* started first: starting a thread takes long enough to lose the P */
+    REQUIRE(pthread_create(&waker, NULL, send_later, c) == 0);
+    hoare_chan *echo_c = hoare_chan_make(sizeof(int), 0);
+    REQUIRE(hoare_go(echo, hoare_chan_retain(echo_c)) == 0);
+    /* round trips until the thread has lent itself and kept the only processor (at first the
+     * scheduler thread that started the echo goroutine has it, until it goes idle) */
+    int v = 0;
+    for (int i = 0; i < 100 && v != gettid_(); i++) {
+        REQUIRE(hoare_send(echo_c, &v) == 0 && hoare_recv(echo_c, &v) == 0);
+        if (v != gettid_()) sleep_ms(1);
+    }
+    if (v != gettid_()) {
+        fprintf(stderr, "the echo goroutine never ran on the waiting thread\n");
+        return 1;
+    }
+    int64_t t0 = hoare_now();
+    REQUIRE(hoare_go(spinner, NULL) == 0); /* onto the processor this thread holds */
+    REQUIRE(hoare_recv(c, &v) == 0 && v == 7);
+    int64_t took = hoare_now() - t0;
+    pthread_join(waker, NULL);
+    if (atomic_load(&spinner_tid) != gettid_()) {
+        fprintf(stderr, "the spinner did not run on the waiting thread\n");
+        return 1;
+    }
+    if (took > 2 * HOARE_SEC) {
+        fprintf(stderr, "the woken thread came back after %lld ms\n", (long long)(took / HOARE_MS));
+        return 1;
+    }
+    /* the spinner, preempted here, goes on elsewhere */
+    uint64_t before = atomic_load(&spins);
+    for (int i = 0; i < 200 && atomic_load(&spins) == before; i++) sleep_ms(10);
+    if (atomic_load(&spins) == before) {
+        fprintf(stderr, "the spinner stopped once the thread left\n");
+        return 1;
+    }
+    atomic_store(&stop_spinning, true);
+    hoare_close(echo_c);
+    hoare_chan_release(echo_c);
+    hoare_chan_release(c);
+    printf("woken after %lld us\n", (long long)(took / 1000));
+    return 0;
+}
+
+/* ---- in-process checks */
+
+static void test_runs_partner_here(void) {
+    hoare_chan *c = hoare_chan_make(sizeof(int), 0);
+    REQUIRE(hoare_go(echo, hoare_chan_retain(c)) == 0);
+    int here = 0;
+    for (int i = 0; i < 1000; i++) {
+        int v = i;
+        REQUIRE(hoare_send(c, &v) == 0 && hoare_recv(c, &v) == 0);
+        if (v == gettid_()) here++;
+    }
+    printf("the echo goroutine ran on this thread %d times of 1000\n", here);
+    CHECK(here > 500);
+    hoare_close(c);
+    hoare_chan_release(c);
+}
+
+static void set_errno_and_send(void *arg) {
+    errno = 77;
+    int v = 1;
+    hoare_send(arg, &v);
+    errno = 78;
+}
+
+static void test_errno_kept(void) {
+    hoare_chan *c = hoare_chan_make(sizeof(int), 0);
+    for (int i = 0; i < 100; i++) {
+        REQUIRE(hoare_go(set_errno_and_send, c) == 0);
+        errno = 1234;
+        int v;
+        REQUIRE(hoare_recv(c, &v) == 0);
+        CHECK_EQ(errno, 1234);
+    }
+    hoare_chan_release(c);
+}
+
+static hoare_wg orphans;
+static void orphan(void *arg) {
+    (void)arg;
+    hoare_wg_done(&orphans);
+}
+
+static void *spawn_and_exit(void *arg) {
+    hoare_chan *c = hoare_chan_make(sizeof(int), 0);
+    REQUIRE(hoare_go(echo, hoare_chan_retain(c)) == 0);
+    int v = 0;
+    REQUIRE(hoare_send(c, &v) == 0 && hoare_recv(c, &v) == 0); /* now it holds a processor */
+    hoare_close(c);
+    hoare_chan_release(c);
+    for (int i = 0; i < 1000; i++) REQUIRE(hoare_go(orphan, arg) == 0);
+    return NULL;
+}
+
+static void test_spawns_outlive_thread(void) {
+    hoare_wg_add(&orphans, 1000);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, spawn_and_exit, NULL) == 0);
+    pthread_join(t, NULL);
+    hoare_wg_wait(&orphans); /* bounded by the watchdog */
+    CHECK(1);
+}
+
+/* A handler that needs a few KiB of stack: on a sub-page goroutine stack it would overwrite the
+ * neighbouring slots (and the canary check would end the program). */
+static _Atomic int handled;
+static void deep_handler(int sig) {
+    (void)sig;
+    volatile char scratch[8192];
+    memset((char *)scratch, 0x5a, sizeof scratch);
+    atomic_fetch_add(&handled, scratch[100] == 0x5a);
+}
+
+static _Atomic bool keep_signalling;
+static void *signaller(void *arg) {
+    pthread_t target = *(pthread_t *)arg;
+    while (atomic_load(&keep_signalling)) {
+        pthread_kill(target, SIGUSR1);
+        usleep(50);
+    }
+    return NULL;
+}
+
+static void small_echo(void *arg) {
+    hoare_chan *c = arg;
+    int v;
+    while (hoare_recv(c, &v) == 0) {
+        v++;
+        if (hoare_send(c, &v) != 0) break;
+    }
+    hoare_chan_release(c);
+}
+
+static void test_signals_off_small_stacks(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = deep_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, &old);
+    hoare_attr small = {.stack_size = 1024};
+    enum { PAIRS = 8 };
+    hoare_chan *cs[PAIRS];
+    for (int i = 0; i < PAIRS; i++) {
+        cs[i] = hoare_chan_make(sizeof(int), 0);
+        REQUIRE(hoare_go_with(&small, small_echo, hoare_chan_retain(cs[i])) == 0);
+    }
+    pthread_t self = pthread_self(), sig;
+    atomic_store(&keep_signalling, true);
+    REQUIRE(pthread_create(&sig, NULL, signaller, &self) == 0);
+    long rounds = TEST_SCALE(200000);
+    for (long i = 0; i < rounds; i++) {
+        int v = (int)i;
+        REQUIRE(hoare_send(cs[i % PAIRS], &v) == 0 && hoare_recv(cs[i % PAIRS], &v) == 0);
+        CHECK_EQ(v, (int)i + 1);
+        if (v != (int)i + 1) break;
+    }
+    atomic_store(&keep_signalling, false);
+    pthread_join(sig, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+    printf("%d signals handled during %ld round trips with sub-page goroutines\n", atomic_load(&handled), rounds);
+    CHECK(atomic_load(&handled) > 0);
+    for (int i = 0; i < PAIRS; i++) {
+        hoare_close(cs[i]);
+        hoare_chan_release(cs[i]);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) {
+        if (!strcmp(argv[1], "woken-while-spinner-runs")) {
+            alarm(30);
+            return child_woken_while_spinner_runs();
+        }
+        return 99;
+    }
+    test_begin(argv, 120);
+    if (!TEST_TSAN) {
+        char out[4096];
+        char *env[] = {"HOARE_PROCS=1", NULL};
+        int status = test_run_self("woken-while-spinner-runs", env, out, sizeof out);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child: %s\n", out);
+        test_runs_partner_here();
+    }
+    test_errno_kept();
+    test_spawns_outlive_thread();
+    test_signals_off_small_stacks();
+    TEST_MAIN_END();
+}
