@@ -79,7 +79,9 @@ typedef struct hoare_attr {
  * main goroutine is named "main" in dumps and traces; its stack is as large as the process's
  * main-thread stack limit (RLIMIT_STACK, 8 MiB when unlimited), committed lazily. hoare_main returns
  * as soon as fn returns, even while other goroutines still run; returning from main() then ends
- * the program, as in Go. Meanwhile the calling thread waits without using CPU.
+ * the program, as in Go. Meanwhile the calling thread serves the scheduler like any waiting plain
+ * thread (below), and returns within about a millisecond of fn's return even if it is then running
+ * a goroutine that does not yield.
  * A deadlock inside fn is reported like any other ("all goroutines are asleep", status 2).
  * Called from a goroutine it is a fatal error (call fn directly there); fn NULL is a fatal error.
  * It may be called again, or from several plain threads at once: each call runs its own main
@@ -88,9 +90,18 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
 
 /* Plain threads: every call of this header works from threads the runtime did not start (main()
  * without hoare_main, thread pools, callbacks from C libraries). A plain thread that must wait
- * spins for a few tens of microseconds (so a partner that answers quickly wakes it without a
- * system call on either side), then sleeps in the kernel, costing no CPU however long it waits.
- * Goroutines it spawns go to the global run queue, where an awake scheduler thread takes them. */
+ * first runs goroutines itself on a free processor - the one it just handed a value to, first - so
+ * that a hand-off between it and a goroutine costs what one between goroutines does; it returns
+ * once its wait is over (a goroutine that does not yield is preempted for that). Then it spins for
+ * a few tens of microseconds, then sleeps in the kernel, costing no CPU however long it waits.
+ * Between calls it keeps that processor for a while, so the goroutines it readies or spawns run on
+ * it at its next wait (or elsewhere, if it stays away). What this means for the thread:
+ *  - its errno is its own again after every call;
+ *  - it gets the runtime's alternate signal stack in place of any it had (its own comes back when
+ *    it exits): goroutines' preemption uses it;
+ *  - its signal handlers may run while one of the runtime's goroutines (not one with a sub-page
+ *    stack) runs on it, on that goroutine's stack.
+ * Without preemption (TSan, valgrind, HOARE_PREEMPT=0) a waiting thread only spins and sleeps. */
 
 /* Start fn(arg) as a goroutine. 0, or EAGAIN/ENOMEM when none can be created (the runtime stays
  * usable), EINVAL when fn is NULL. */

@@ -3,14 +3,10 @@
  *
  * The calling thread starts the main goroutine (named "main", with a stack as large as the
  * process's main-thread stack limit, committed lazily like every stack) and waits for it as a
- * plain thread: no CPU while it waits, one wake-up when the function returns. The main goroutine
- * then runs on the scheduler's threads like any other, so the program's main logic hands off to
- * other goroutines at goroutine speed.
- *
- * Why the caller waits instead of running goroutines itself: hoare_main must return on the
- * caller's thread and stack as soon as the function returns. A caller that ran goroutines could be
- * in the middle of one that does not yield (a spinning goroutine, or any goroutine when preemption
- * is off) at that moment, and the return would wait for it. A waiting caller costs one idle thread.
+ * plain thread, so it serves the scheduler meanwhile (sched.c, "Lending") - often running the main
+ * goroutine itself - and is back as soon as the function returned: a goroutine that does not yield
+ * on it at that moment is preempted. The program's main logic thus hands off to other goroutines at
+ * goroutine speed.
  *
  * Handshake (call.state): the caller parks with a commit that moves RUNNING -> CALLER_PARKED; the
  * main goroutine, once the function returned, swaps in DONE and readies the caller only if it had

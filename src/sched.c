@@ -26,7 +26,8 @@
  *    that plain threads hand over (spawns, channel hand-offs with main()) then finds a thread that
  *    is awake, instead of costing a futex wake per hand-off.
  *
- * Plain threads live in thread.c, the deadlock check in deadlock.c.
+ * Plain threads live in thread.c, the deadlock check in deadlock.c; how a waiting plain thread
+ * runs goroutines itself is under "Lending" below.
  */
 #include "proc.h"
 
