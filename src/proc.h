@@ -9,6 +9,7 @@
 #define HOARE_PROC_H
 
 #include <pthread.h>
+#include <signal.h>
 
 #include "runtime.h"
 #include "stack.h"
@@ -77,6 +78,8 @@ struct hoare_m {
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
     bool plain_thread;     /* a plain thread's M, for lending (never changes) */
+    bool lend_masked;      /* lending: asynchronous signals blocked, lend_saved_mask to restore */
+    sigset_t lend_saved_mask;
     uint64_t region_word;  /* P.blocking as set by this M's last blocking region (owner only) */
     G *lender;             /* the waiter record of the plain thread this M is, while the thread
                             * runs goroutines as it waits (NULL for the runtime's own Ms) */

@@ -509,6 +509,23 @@ void hoare__lend_drop(M *lm) {
 /* ------------------------------------------------------------------------------------------
  * The context switch and what runs right after it */
 
+/* A lent thread's wait is over: it returns to its own code at the next chance. */
+static inline bool lender_woken(M *m) {
+    return m->lender &&
+           atomic_load_explicit(&m->lender->wake_key, memory_order_acquire) == WAKE_WOKEN;
+}
+
+/* A lent thread is about to run g: a goroutine with a sub-page stack runs with asynchronous
+ * signals blocked (the thread's own handlers would run on that stack, which has no room for
+ * them). Blocked until the thread leaves (lend_leave): two system calls per lending at most. */
+static void lend_mask_signals(M *m, G *g) {
+    if (!(g->flags & G_SMALL_STACK) || m->lend_masked) return;
+    sigset_t async;
+    async_signals(&async);
+    pthread_sigmask(SIG_BLOCK, &async, &m->lend_saved_mask);
+    m->lend_masked = true;
+}
+
 /* Switch from `from` to `to` on this M. from_dies: from's stack will never run again. */
 static inline void switch_context(G *from, G *to, bool from_dies) {
     hoare__stack_check(from); /* a sub-page slot's canary (stack.h) */
@@ -560,12 +577,13 @@ static void switch_out(M *m, G *g) {
      * (the monitor's) is enough: timers are not that precise. */
     bool timers_due = p && atomic_load_explicit(&p->timers.first, memory_order_relaxed) <=
                                atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
-    /* A lent thread (see "Lending") starts every goroutine from its own loop. */
-    G *next = p && !timers_due && !m->lender &&
+    /* A lent thread (see "Lending") that was woken goes back to its loop at once. */
+    G *next = p && !timers_due && !lender_woken(m) &&
                       p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
                   ? next_local(m, p) : NULL;
     g->m = NULL;
     if (next) {
+        if (unlikely(m->lender != NULL)) lend_mask_signals(m, next);
         execute(m, next, true);
         switch_context(g, next, dies);
     } else {
@@ -857,12 +875,6 @@ bool hoare__any_local_work(void) {
     return false;
 }
 
-/* A lent thread's wait is over: it returns to its own code at the next chance. */
-static inline bool lender_woken(M *m) {
-    return m->lender &&
-           atomic_load_explicit(&m->lender->wake_key, memory_order_acquire) == WAKE_WOKEN;
-}
-
 static bool retire_p(M *m);
 
 /* A spinner that found nothing polls for new work a little longer before it gives up its P (see
@@ -1074,15 +1086,15 @@ static void schedule(M *m) {
  * P's queues, and the monitor takes it away if the thread stays out long.
  *
  * Rules that keep the thread's own wait prompt and its state its own:
- *  - every goroutine starts from this loop (switch_out never switches directly on a lent M), so
- *    the thread is back at its first chance once woken;
+ *  - once woken, the thread switches to no other goroutine (switch_out goes back to its loop, a
+ *    spawn does not run the child first), so it is back at the first switch;
  *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
  *    (preempt.c): lending exists only where preemption works;
  *  - goroutines preempted here are moved to the global queue when the thread leaves, or they
  *    would wait for its next wait (they resume on another thread: see preempt.c on thread-locals);
  *  - the thread's errno is its own again when it returns;
- *  - a goroutine with a sub-page stack runs with asynchronous signals blocked: the thread's own
- *    signal handlers would otherwise run on that stack, which has no room for them. */
+ *  - before a goroutine with a sub-page stack runs, asynchronous signals are blocked until the
+ *    thread leaves (lend_mask_signals). */
 
 M *hoare__lend_m_new(void) {
     M *m = hoare__calloc(1, sizeof *m);
@@ -1096,32 +1108,23 @@ M *hoare__lend_m_new(void) {
     return m;
 }
 
-/* Run g from the lending thread's loop (see the rules above). */
+/* Run g from the lending thread's loop. */
 static void lend_run(M *m, G *g) {
-    bool mask = (g->flags & G_SMALL_STACK) != 0;
-    sigset_t async, old;
-    if (mask) {
-        async_signals(&async);
-        pthread_sigmask(SIG_BLOCK, &async, &old);
-    }
+    lend_mask_signals(m, g);
     execute(m, g, false);
     switch_context(&m->g0, g, false);
     resumed(&m->g0);
-    if (mask) pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-bool hoare__lend(M *m, G *waiter) {
-    P *p = thread_p_take(m);
-    if (!p) return false;
+/* The thread becomes m (holding its P) for a while; returns its errno, for lend_leave. */
+static int lend_enter(M *m, G *waiter) {
     int saved_errno = errno;
     tls_m = m;
     __atomic_store_n(&m->lender, waiter, __ATOMIC_RELEASE); /* the monitor reads it */
-    for (;;) {
-        run_pending(m);
-        G *g = find_runnable(m);
-        if (!g) break;
-        lend_run(m, g);
-    }
+    return saved_errno;
+}
+
+static void lend_leave(M *m, int saved_errno) {
     bool more = false;
     for (G *g; (g = take_preempted(m));) {
         globrunq_put(g);
@@ -1129,14 +1132,44 @@ bool hoare__lend(M *m, G *waiter) {
     }
     __atomic_store_n(&m->lender, NULL, __ATOMIC_RELEASE);
     tls_m = NULL;
-    p = m->p;
+    if (m->lend_masked) {
+        pthread_sigmask(SIG_SETMASK, &m->lend_saved_mask, NULL);
+        m->lend_masked = false;
+    }
+    P *p = m->p;
     if (p) {
         thread_p_hold(m, p);
         more |= !runq_empty(p);
     }
     if (more) hoare__wakep();
     errno = saved_errno;
+}
+
+bool hoare__lend(M *m, G *waiter) {
+    P *p = thread_p_take(m);
+    if (!p) return false;
+    int saved_errno = lend_enter(m, waiter);
+    for (;;) {
+        run_pending(m);
+        G *g = find_runnable(m);
+        if (!g) break;
+        lend_run(m, g);
+    }
+    lend_leave(m, saved_errno);
     return atomic_load_explicit(&waiter->wake_key, memory_order_acquire) == WAKE_WOKEN;
+}
+
+/* A plain thread spawning onto its P faster than the goroutines start runs them itself before it
+ * goes on (up to a queue's worth), as a goroutine runs its child first: their slots come back hot
+ * to its P, and no thread is woken for them. Its record reads WOKEN (it is not waiting), so a
+ * goroutine that does not yield is preempted as for a woken lender. */
+static void thread_help(M *lm, P *p) {
+    G *self = hoare__thread_waiter_peek();
+    atomic_store_explicit(&self->wake_key, WAKE_WOKEN, memory_order_relaxed);
+    int saved_errno = lend_enter(lm, self);
+    G *g;
+    for (int i = 0; i < RUNQ_SIZE && lm->p == p && (g = runq_get(p)); i++) lend_run(lm, g);
+    lend_leave(lm, saved_errno);
 }
 
 HIDDEN void hoare__signals_thread_init(void);
@@ -1257,6 +1290,8 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     M *lm = m ? NULL : hoare__thread_lend_m();
     P *held = thread_p_take(lm); /* a plain thread spawns onto the processor it holds */
     P *p = m ? m->p : held;
+    /* inside a blocking region the monitor may hand m->p to another M at any time */
+    if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
     G *g = hoare__g_alloc(a ? a->stack_size : 0, p ? &p->gcache : cur ? NULL : hoare__thread_gcache());
     if (!g) {
         if (cur) cur->preempt_off--;
@@ -1288,7 +1323,8 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     observe_go_create(m, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
-    if (cur && p && !m->lender) {
+    if (cur && p && !lender_woken(m)) {
+        if (unlikely(m->lender != NULL)) lend_mask_signals(m, g);
         /* Child first: the new goroutine runs now and its parent next (in runnext, where an idle
          * processor may steal it). A spawning loop then never builds a backlog of goroutines that
          * have not started, so their slots come hot from the processor's cache, and a tree of
@@ -1304,12 +1340,13 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
         cur->preempt_off--;
         return 0;
     }
-    if (held || (cur && p)) {
-        /* a plain thread holding a P, or a goroutine on a lent thread (which starts every
-         * goroutine from its loop): g runs next there, unless an idle processor steals it */
-        bool queued = runq_put(p, g, true);
-        if (held) thread_p_hold(lm, held);
-        if (queued) hoare__wakep();
+    if (held) {
+        /* g runs when the thread next waits; a backlog, now (see thread_help) */
+        if (runq_put(held, g, true)) thread_help(lm, held);
+        else thread_p_hold(lm, held);
+    } else if (cur && p) {
+        /* a goroutine on a lent thread that was woken: it leaves at the next switch */
+        if (runq_put(p, g, true)) hoare__wakep();
     } else {
         globrunq_put(g);
         hoare__wakep();
