@@ -321,7 +321,7 @@ static G *take_preempted(M *m) {
 }
 
 static G *next_local(M *m, P *p) {
-    if (unlikely(--p->picks_left == 0)) {
+    if (unlikely(--p->picks_left == 0) && !m->lender) {
         p->picks_left = 61;
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
             hoare__lock(&sched.lock);
@@ -590,7 +590,7 @@ static void switch_out(M *m, G *g) {
         /* This M goes looking for work: count it as spinning before g's park commit publishes g,
          * so that whoever readies g next (often a plain thread answering at once) sees a spinner
          * and wakes no other thread. */
-        if (p && !m->spinning &&
+        if (p && !m->spinning && !m->lender &&
             2 * atomic_load_explicit(&sched.nmspinning, memory_order_relaxed) <
                 atomic_load_explicit(&sched.nprocs, memory_order_relaxed) -
                     atomic_load_explicit(&sched.npidle, memory_order_relaxed)) {
@@ -885,7 +885,7 @@ static G *idle_spin(M *m) {
     P *p = m->p;
     if (hoare__netpoll_waiters() > 0 && !atomic_load(&sched.netpoll_blocked)) return NULL;
     hoare_spin spin = {0};
-    while (hoare__spin_step(&spin, IDLE_SPIN_NS) && !lender_woken(m)) {
+    while (hoare__spin_step(&spin, IDLE_SPIN_NS)) {
         /* a spinner never queues for the lock: whoever holds it is taking the work already */
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0 &&
             hoare__trylock(&sched.lock)) {
@@ -911,15 +911,9 @@ static G *idle_spin(M *m) {
 }
 
 /* Block until a goroutine can run on this M; return it with m->p set. */
-/* Block until a goroutine can run on this M; return it with m->p set. A lent thread's M returns
- * NULL instead when the thread is woken (it keeps the P) or finds nothing to run (it gives the P
- * up): it never sleeps here. */
+/* Block until a goroutine can run on this M; return it with m->p set. */
 static G *find_runnable(M *m) {
     for (;;) {
-        if (lender_woken(m)) {
-            stop_spinning(m);
-            return NULL;
-        }
         P *p = m->p;
         if (p && p->id >= atomic_load(&sched.nprocs) && retire_p(m)) p = NULL;
         if (p) {
@@ -958,14 +952,14 @@ static G *find_runnable(M *m) {
                 return take_preempted(m);
             }
             int32_t busy = atomic_load(&sched.nprocs) - atomic_load(&sched.npidle);
-            if (m->spinning || m->lender || 2 * atomic_load(&sched.nmspinning) < busy) {
+            if (m->spinning || 2 * atomic_load(&sched.nmspinning) < busy) {
                 if (!m->spinning) {
                     m->spinning = true;
                     atomic_fetch_add(&sched.nmspinning, 1);
                 }
                 g = steal_work(m);
                 if (!g) g = idle_spin(m);
-                if (g || lender_woken(m)) {
+                if (g) {
                     stop_spinning(m);
                     return g;
                 }
@@ -981,20 +975,6 @@ static G *find_runnable(M *m) {
             pidle_put_locked(p);
             m->p = NULL;
             hoare__unlock(&sched.lock);
-            if (m->lender) {
-                /* The thread goes back to its own wait. Work that came meanwhile needs an M, and
-                 * so do timers and descriptors if no M waits in the poller for them (an idle M
-                 * would; this thread will not). */
-                if (m->spinning) {
-                    m->spinning = false;
-                    atomic_fetch_sub(&sched.nmspinning, 1);
-                }
-                if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) hoare__wakep();
-                else if ((hoare__timers_next() != INT64_MAX || hoare__netpoll_waiters() > 0) &&
-                         !atomic_load(&sched.netpoll_blocked))
-                    startm(NULL, false);
-                return NULL;
-            }
             if (m->spinning) {
                 m->spinning = false;
                 atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst: a full fence before the re-check */
@@ -1011,7 +991,6 @@ static G *find_runnable(M *m) {
                 }
             }
         }
-        if (m->lender) return NULL; /* lost its P in a blocking region */
         /* No P. Wait in the poller if timers or descriptors need somebody to, else sleep. */
         int64_t next_timer = hoare__timers_next();
         uint32_t zero = 0;
@@ -1145,13 +1124,40 @@ static void lend_leave(M *m, int saved_errno) {
     errno = saved_errno;
 }
 
+/* The next goroutine for a lent thread: only its own P's (and the ones preempted on it). NULL
+ * when the thread is woken (it keeps the P) or has nothing of its own left (it gives the P up:
+ * other processors' work is theirs, and taking it would tie their goroutines to the thread's
+ * waits). */
+static G *lend_find(M *m) {
+    if (lender_woken(m)) return NULL;
+    P *p = m->p;
+    if (!p) return NULL; /* lost in a blocking region */
+    if (p->id >= atomic_load(&sched.nprocs) && retire_p(m)) return NULL;
+    int64_t now = hoare__nanotime();
+    if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now) hoare__timers_run(p, now);
+    G *g = next_local(m, p);
+    if (g) return g;
+    if (m->preempted_head) return take_preempted(m);
+    hoare__lock(&sched.lock);
+    pidle_put_locked(p);
+    m->p = NULL;
+    hoare__unlock(&sched.lock);
+    /* Work queued meanwhile needs an M; so do timers and descriptors if no M waits in the poller
+     * for them (an idle M would; this thread will not). */
+    if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) hoare__wakep();
+    else if ((hoare__timers_next() != INT64_MAX || hoare__netpoll_waiters() > 0) &&
+             !atomic_load(&sched.netpoll_blocked))
+        startm(NULL, false);
+    return NULL;
+}
+
 bool hoare__lend(M *m, G *waiter) {
     P *p = thread_p_take(m);
     if (!p) return false;
     int saved_errno = lend_enter(m, waiter);
     for (;;) {
         run_pending(m);
-        G *g = find_runnable(m);
+        G *g = lend_find(m);
         if (!g) break;
         lend_run(m, g);
     }
@@ -1160,15 +1166,20 @@ bool hoare__lend(M *m, G *waiter) {
 }
 
 /* A plain thread spawning onto its P faster than the goroutines start runs them itself before it
- * goes on (up to a queue's worth), as a goroutine runs its child first: their slots come back hot
- * to its P, and no thread is woken for them. Its record reads WOKEN (it is not waiting), so a
- * goroutine that does not yield is preempted as for a woken lender. */
+ * goes on, as a goroutine runs its child first: their slots come back hot to its P, and no thread
+ * is woken for them. It stops when its queue is empty or HELP_NS have passed (checked whenever a
+ * goroutine switches back to it). Its record reads WOKEN (it is not waiting), so a goroutine that
+ * does not yield is preempted as for a woken lender. */
 static void thread_help(M *lm, P *p) {
+    enum { HELP_NS = 50 * 1000 };
     G *self = hoare__thread_waiter_peek();
     atomic_store_explicit(&self->wake_key, WAKE_WOKEN, memory_order_relaxed);
     int saved_errno = lend_enter(lm, self);
-    G *g;
-    for (int i = 0; i < RUNQ_SIZE && lm->p == p && (g = runq_get(p)); i++) lend_run(lm, g);
+    int64_t end = hoare__nanotime() + HELP_NS;
+    for (G *g; lm->p == p && (g = runq_get(p));) {
+        lend_run(lm, g);
+        if (hoare__nanotime() > end) break;
+    }
     lend_leave(lm, saved_errno);
 }
 
@@ -1421,11 +1432,29 @@ bool hoare__p_has_work(P *p) {
            atomic_load_explicit(&p->timers.first, memory_order_relaxed) != INT64_MAX;
 }
 
+/* p, owned by nobody, is beyond hoare_procs(): hand its work to the others (false: procs grew
+ * back meanwhile, it is wanted again). */
+static bool retire_unowned(P *p) {
+    hoare__g_cache_flush(&p->gcache);
+    hoare__timers_move(p, atomic_load(&hoare__allp[0]));
+    hoare__lock(&sched.lock);
+    if (p->id < atomic_load(&sched.nprocs)) {
+        hoare__unlock(&sched.lock);
+        return false;
+    }
+    for (G *g; (g = runq_get(p));) globrunq_put_locked(g);
+    atomic_store(&p->status, P_RETIRED);
+    hoare__unlock(&sched.lock);
+    hoare__wakep();
+    return true;
+}
+
 bool hoare__retake_blocked(P *p, uint64_t word) {
     if (!atomic_compare_exchange_strong(&p->blocking, &word, 0)) return false;
     /* The P is ours; its old M will find out at hoare_blocking_end. */
     trace_handoff(p);
     p->m = NULL;
+    if (p->id >= atomic_load(&sched.nprocs) && retire_unowned(p)) return true;
     if (hoare__p_has_work(p)) {
         startm(p, false);
     } else {
@@ -1445,9 +1474,10 @@ void hoare_yield(void) {
     }
     P *p = m->p;
     if (!p) return; /* inside a blocking region: nothing to yield to */
-    /* Nothing else to run here or globally: stealers will find us if they are idle. */
+    /* Nothing else to run here or globally: stealers will find us if they are idle. A lent
+     * thread that wants to go back to its own code takes every yield. */
     if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0 &&
-        !m->preempted_head)
+        !m->preempted_head && !lender_woken(m))
         return;
     g->preempt_off++;
     m->pend_kind = PEND_YIELD;
