@@ -89,13 +89,14 @@ typedef struct hoare_attr {
 int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
 
 /* Plain threads: every call of this header works from threads the runtime did not start (main()
- * without hoare_main, thread pools, callbacks from C libraries). A plain thread that must wait
- * first runs goroutines itself on a free processor - the one it just handed a value to, first - so
- * that a hand-off between it and a goroutine costs what one between goroutines does; it returns
- * once its wait is over (a goroutine that does not yield is preempted for that). Then it spins for
- * a few tens of microseconds, then sleeps in the kernel, costing no CPU however long it waits.
- * Between calls it keeps that processor for a while, so the goroutines it readies or spawns run on
- * it at its next wait (or elsewhere, if it stays away). What this means for the thread:
+ * without hoare_main, thread pools, callbacks from C libraries). The goroutines a plain thread
+ * readies or spawns go to a processor it keeps between calls, and a thread that must wait first
+ * runs them itself - the one it just handed a value to, first - so that a hand-off between it and
+ * a goroutine costs what one between goroutines does. It returns once its wait is over (a goroutine
+ * that does not yield is preempted for that; one that disabled preemption and never yields keeps
+ * it). Then it spins for a few tens of microseconds, then sleeps in the kernel, costing no CPU
+ * however long it waits. A thread spawning faster than its goroutines start runs some of them
+ * before hoare_go returns (for at most about 50 us). What this means for the thread:
  *  - its errno is its own again after every call;
  *  - it gets the runtime's alternate signal stack in place of any it had (its own comes back when
  *    it exits): goroutines' preemption uses it;

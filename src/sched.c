@@ -1057,16 +1057,18 @@ static void schedule(M *m) {
  * Lending: a plain thread that waits runs goroutines meanwhile.
  *
  * A plain thread that parks (thread.c) first becomes an M for a while: it takes an idle P (or the
- * one it still holds from its last wait) and runs the scheduler loop on its own stack, until its
- * waiter record is woken or nothing is left to run. So a thread handing off to a goroutine runs
- * that goroutine itself, on its own core, at goroutine speed - the goroutine it just readied is in
- * its P's runnext - instead of waking another thread and waiting for it. Afterwards it keeps the P
+ * one it still holds from its last call) and runs that P's goroutines on its own stack, until its
+ * waiter record is woken or nothing of its own is left (lend_find). So a thread handing off to a
+ * goroutine runs that goroutine itself, on its own core, at goroutine speed - the goroutine it just
+ * readied is in its P's runnext - instead of waking another thread and waiting for it. Afterwards it keeps the P
  * as in a blocking region (thread_p_hold): the goroutines it readies or spawns meanwhile go to that
  * P's queues, and the monitor takes it away if the thread stays out long.
  *
  * Rules that keep the thread's own wait prompt and its state its own:
+ *  - it runs only its own P's goroutines: the global queue and other processors' belong to the
+ *    Ms (a thread that took them would interrupt them at each of its wake-ups);
  *  - once woken, the thread switches to no other goroutine (switch_out goes back to its loop, a
- *    spawn does not run the child first), so it is back at the first switch;
+ *    spawn does not run the child first, every yield switches), so it is back at the first switch;
  *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
  *    (preempt.c): lending exists only where preemption works;
  *  - goroutines preempted here are moved to the global queue when the thread leaves, or they

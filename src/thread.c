@@ -4,9 +4,9 @@
  *
  * A plain thread that blocks on a runtime object gets a waiter record: a G without a stack, so
  * channels, select, sync and timers treat it like a goroutine. It waits in three phases:
- *  1. it lends itself to the scheduler (sched.c, "Lending"): with a processor that is free (or the
- *     one it kept from its last wait) it runs goroutines - first the one it just readied - until
- *     it is woken or nothing is left to run;
+ *  1. it lends itself to the scheduler (sched.c, "Lending"): with the processor it kept from its
+ *     last call (or a free one) it runs that processor's goroutines - first the one it just
+ *     readied - until it is woken or none is left;
  *  2. it spins for a short while (THREAD_SPIN_NS), watching its wake word: a partner that answers
  *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
  *     no system call on either side;
