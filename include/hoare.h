@@ -79,9 +79,8 @@ typedef struct hoare_attr {
  * main goroutine is named "main" in dumps and traces; its stack is as large as the process's
  * main-thread stack limit (RLIMIT_STACK, 8 MiB when unlimited), committed lazily. hoare_main returns
  * as soon as fn returns, even while other goroutines still run; returning from main() then ends
- * the program, as in Go. Meanwhile the calling thread serves the scheduler like any waiting plain
- * thread (below), and returns within about a millisecond of fn's return even if it is then running
- * a goroutine that does not yield.
+ * the program, as in Go. Meanwhile the calling thread waits like any plain thread (below): it may
+ * run goroutines for a moment, then sleeps without using CPU.
  * A deadlock inside fn is reported like any other ("all goroutines are asleep", status 2).
  * Called from a goroutine it is a fatal error (call fn directly there); fn NULL is a fatal error.
  * It may be called again, or from several plain threads at once: each call runs its own main
@@ -95,8 +94,9 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  * a goroutine costs what one between goroutines does. It returns once its wait is over (a goroutine
  * that does not yield is preempted for that; one that disabled preemption and never yields keeps
  * it). Then it spins for a few tens of microseconds, then sleeps in the kernel, costing no CPU
- * however long it waits. A thread spawning faster than its goroutines start runs some of them
- * before hoare_go returns (for at most about 50 us). What this means for the thread:
+ * however long it waits; a wait that lasts over a millisecond hands the processor to a scheduler
+ * thread. A thread spawning faster than its goroutines start runs some of them before hoare_go
+ * returns (for at most about 50 us). What this means for the thread:
  *  - its errno is its own again after every call;
  *  - it gets the runtime's alternate signal stack in place of any it had (its own comes back when
  *    it exits): goroutines' preemption uses it;

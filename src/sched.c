@@ -509,10 +509,9 @@ void hoare__lend_drop(M *lm) {
 /* ------------------------------------------------------------------------------------------
  * The context switch and what runs right after it */
 
-/* A lent thread's wait is over: it returns to its own code at the next chance. */
-static inline bool lender_woken(M *m) {
-    return m->lender &&
-           atomic_load_explicit(&m->lender->wake_key, memory_order_acquire) == WAKE_WOKEN;
+/* A lent thread's wait is over, or it has lent itself long enough: it leaves at the next chance. */
+static inline bool lender_leaving(M *m) {
+    return m->lender && hoare__lender_leaving(m, atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed));
 }
 
 /* A lent thread is about to run g: a goroutine with a sub-page stack runs with asynchronous
@@ -578,7 +577,7 @@ static void switch_out(M *m, G *g) {
     bool timers_due = p && atomic_load_explicit(&p->timers.first, memory_order_relaxed) <=
                                atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
     /* A lent thread (see "Lending") that was woken goes back to its loop at once. */
-    G *next = p && !timers_due && !lender_woken(m) &&
+    G *next = p && !timers_due && !lender_leaving(m) &&
                       p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
                   ? next_local(m, p) : NULL;
     g->m = NULL;
@@ -1069,7 +1068,10 @@ static void schedule(M *m) {
  *    Ms (a thread that took them would interrupt them at each of its wake-ups);
  *  - once woken, the thread switches to no other goroutine (switch_out goes back to its loop, a
  *    spawn does not run the child first, every yield switches), so it is back at the first switch;
- *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
+ *  - a wait that lasts (LEND_MAX_NS) is not worth a thread that does not steal and takes no work
+ *    from the global queue: the thread then hands its P to an M (once) and sleeps, as if it had
+ *    never lent itself;
+ *  - a goroutine that does not yield is preempted by the monitor once the thread is leaving
  *    (preempt.c): lending exists only where preemption works;
  *  - goroutines preempted here are moved to the global queue when the thread leaves, or they
  *    would wait for its next wait (they resume on another thread: see preempt.c on thread-locals);
@@ -1097,10 +1099,11 @@ static void lend_run(M *m, G *g) {
     resumed(&m->g0);
 }
 
-/* The thread becomes m (holding its P) for a while; returns its errno, for lend_leave. */
-static int lend_enter(M *m, G *waiter) {
+/* The thread becomes m (holding its P) until `until` at most; returns its errno, for lend_leave. */
+static int lend_enter(M *m, G *waiter, int64_t until) {
     int saved_errno = errno;
     tls_m = m;
+    __atomic_store_n(&m->lend_until, until, __ATOMIC_RELAXED); /* the monitor reads it */
     __atomic_store_n(&m->lender, waiter, __ATOMIC_RELEASE); /* the monitor reads it */
     return saved_errno;
 }
@@ -1131,9 +1134,23 @@ static void lend_leave(M *m, int saved_errno) {
  * other processors' work is theirs, and taking it would tie their goroutines to the thread's
  * waits). */
 static G *lend_find(M *m) {
-    if (lender_woken(m)) return NULL;
     P *p = m->p;
     if (!p) return NULL; /* lost in a blocking region */
+    if (lender_leaving(m)) {
+        if (atomic_load_explicit(&m->lender->wake_key, memory_order_relaxed) == WAKE_WOKEN)
+            return NULL; /* it keeps the P */
+        /* A long wait: the P goes to an M, as if the thread had never lent itself. */
+        m->p = NULL;
+        p->m = NULL;
+        if (hoare__p_has_work(p)) {
+            startm(p, false);
+        } else {
+            hoare__lock(&sched.lock);
+            pidle_put_locked(p);
+            hoare__unlock(&sched.lock);
+        }
+        return NULL;
+    }
     if (p->id >= atomic_load(&sched.nprocs) && retire_p(m)) return NULL;
     int64_t now = hoare__nanotime();
     if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now) hoare__timers_run(p, now);
@@ -1156,7 +1173,7 @@ static G *lend_find(M *m) {
 bool hoare__lend(M *m, G *waiter) {
     P *p = thread_p_take(m);
     if (!p) return false;
-    int saved_errno = lend_enter(m, waiter);
+    int saved_errno = lend_enter(m, waiter, hoare__nanotime() + LEND_MAX_NS);
     for (;;) {
         run_pending(m);
         G *g = lend_find(m);
@@ -1176,8 +1193,8 @@ static void thread_help(M *lm, P *p) {
     enum { HELP_NS = 50 * 1000 };
     G *self = hoare__thread_waiter_peek();
     atomic_store_explicit(&self->wake_key, WAKE_WOKEN, memory_order_relaxed);
-    int saved_errno = lend_enter(lm, self);
     int64_t end = hoare__nanotime() + HELP_NS;
+    int saved_errno = lend_enter(lm, self, end);
     for (G *g; lm->p == p && (g = runq_get(p));) {
         lend_run(lm, g);
         if (hoare__nanotime() > end) break;
@@ -1336,7 +1353,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     observe_go_create(m, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
-    if (cur && p && !lender_woken(m)) {
+    if (cur && p && !lender_leaving(m)) {
         if (unlikely(m->lender != NULL)) lend_mask_signals(m, g);
         /* Child first: the new goroutine runs now and its parent next (in runnext, where an idle
          * processor may steal it). A spawning loop then never builds a backlog of goroutines that
@@ -1479,7 +1496,7 @@ void hoare_yield(void) {
     /* Nothing else to run here or globally: stealers will find us if they are idle. A lent
      * thread that wants to go back to its own code takes every yield. */
     if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0 &&
-        !m->preempted_head && !lender_woken(m))
+        !m->preempted_head && !lender_leaving(m))
         return;
     g->preempt_off++;
     m->pend_kind = PEND_YIELD;
