@@ -35,8 +35,8 @@
  * two counting goroutines on two processors get no signal at all).
  *
  * A plain thread that lent itself to the scheduler while it waits (sched.c, "Lending") wants its
- * thread back as soon as its wait is over (or it has lent itself for LEND_MAX_NS): its goroutine
- * is then asked to stop after LENDER_PREEMPT_AFTER_NS instead of a full time slice.
+ * thread back as soon as its wait is over: its goroutine is then asked to stop after
+ * LENDER_PREEMPT_AFTER_NS instead of a full time slice.
  *
  * Where it resumes: a preempted goroutine resumes on the same thread (M.preempted list). Go can
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
@@ -266,7 +266,10 @@ bool hoare__preempt_check(P *p, int64_t now) {
     M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
     G *g = m ? __atomic_load_n(&m->curg, __ATOMIC_ACQUIRE) : NULL;
     if (!g) return false;
-    bool lender_waits = hoare__lender_leaving(m, now);
+    /* only a woken one: a thread that has lent itself long (LEND_MAX_NS) leaves at the next
+     * switch, and interrupting its goroutine for that would move it for nothing */
+    G *lender = __atomic_load_n(&m->lender, __ATOMIC_ACQUIRE);
+    bool lender_waits = lender && atomic_load_explicit(&lender->wake_key, memory_order_relaxed) == WAKE_WOKEN;
     if (!lender_waits && now - p->monitor_since < PREEMPT_AFTER_NS) return false;
     /* fallback: the handler's frame would land on the goroutine's stack, and a sub-page one has no
      * room for it (a switch to one between here and the delivery is not covered: documented) */

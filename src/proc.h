@@ -78,7 +78,8 @@ struct hoare_m {
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
     bool plain_thread;     /* a plain thread's M, for lending (never changes) */
-    int64_t lend_until;    /* lending: the thread leaves once the coarse clock passes this */
+    int64_t lend_until;    /* lending: the thread leaves once the coarse clock passes this
+                            * (owner only) */
     bool lend_masked;      /* lending: asynchronous signals blocked, lend_saved_mask to restore */
     sigset_t lend_saved_mask;
     uint64_t region_word;  /* P.blocking as set by this M's last blocking region (owner only) */
@@ -203,14 +204,7 @@ HIDDEN bool hoare__lend(M *m, G *waiter);
 HIDDEN void hoare__lend_drop(M *m);
 /* Lending is possible in this process (it relies on preemption to return promptly). */
 HIDDEN bool hoare__preempt_enabled(void);
-/* The longest a waiting thread runs goroutines before it hands its P to an M (sched.c). */
-#define LEND_MAX_NS (1000 * 1000)
-/* m is a lent thread that wants its thread back: woken, or lent for long enough (now: coarse). */
-static inline bool hoare__lender_leaving(M *m, int64_t now) {
-    G *lender = __atomic_load_n(&m->lender, __ATOMIC_ACQUIRE);
-    return lender && (atomic_load_explicit(&lender->wake_key, memory_order_acquire) == WAKE_WOKEN ||
-                      now > __atomic_load_n(&m->lend_until, __ATOMIC_RELAXED));
-}
+
 
 /* Deadlock detection (deadlock.c). */
 /* A thread starts (+1) or stops (-1) sleeping without a timer. Caller holds sched.lock. */

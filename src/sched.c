@@ -509,9 +509,15 @@ void hoare__lend_drop(M *lm) {
 /* ------------------------------------------------------------------------------------------
  * The context switch and what runs right after it */
 
-/* A lent thread's wait is over, or it has lent itself long enough: it leaves at the next chance. */
+/* The longest a waiting thread runs goroutines before it hands its P to an M (see "Lending"). */
+enum { LEND_MAX_NS = 1000 * 1000 };
+
+/* A lent thread's wait is over, or it has lent itself long enough: it leaves at the next switch.
+ * The monitor's coarse clock is precise enough for the second. */
 static inline bool lender_leaving(M *m) {
-    return m->lender && hoare__lender_leaving(m, atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed));
+    return m->lender &&
+           (atomic_load_explicit(&m->lender->wake_key, memory_order_acquire) == WAKE_WOKEN ||
+            atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed) > m->lend_until);
 }
 
 /* A lent thread is about to run g: a goroutine with a sub-page stack runs with asynchronous
@@ -1071,7 +1077,7 @@ static void schedule(M *m) {
  *  - a wait that lasts (LEND_MAX_NS) is not worth a thread that does not steal and takes no work
  *    from the global queue: the thread then hands its P to an M (once) and sleeps, as if it had
  *    never lent itself;
- *  - a goroutine that does not yield is preempted by the monitor once the thread is leaving
+ *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
  *    (preempt.c): lending exists only where preemption works;
  *  - goroutines preempted here are moved to the global queue when the thread leaves, or they
  *    would wait for its next wait (they resume on another thread: see preempt.c on thread-locals);
@@ -1103,7 +1109,7 @@ static void lend_run(M *m, G *g) {
 static int lend_enter(M *m, G *waiter, int64_t until) {
     int saved_errno = errno;
     tls_m = m;
-    __atomic_store_n(&m->lend_until, until, __ATOMIC_RELAXED); /* the monitor reads it */
+    m->lend_until = until;
     __atomic_store_n(&m->lender, waiter, __ATOMIC_RELEASE); /* the monitor reads it */
     return saved_errno;
 }
