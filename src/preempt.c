@@ -41,6 +41,10 @@
  * Where it resumes: a preempted goroutine resumes on the same thread (M.preempted list). Go can
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
  * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
+ * One exception: one preempted on a plain thread that lent itself moves to the global queue when
+ * the thread leaves (it would otherwise wait for the thread's next wait) - as after any park, a
+ * hoisted &errno in the program's own code is then another thread's; the runtime's own code is
+ * never interrupted (see the safe points above).
  *
  * Under TSan and valgrind preemption is off: TSan defers asynchronous signals to its own safe
  * points and keeps per-thread signal state that a switch inside a handler would corrupt; valgrind's
@@ -167,7 +171,8 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
     bool on_our_sigstack = !hoare__sigstack_autodisarm ||
                            (m->sigstack && &here >= (char *)m->sigstack &&
                             &here < (char *)m->sigstack + HOARE_SIGSTACK_SIZE);
-    if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE || !on_our_sigstack ||
+    if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE ||
+        !on_our_sigstack ||
         (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
         !in_program_code(interrupted_pc(uctx)))
         return; /* not a safe point: the monitor asks again later */
@@ -269,14 +274,16 @@ bool hoare__preempt_check(P *p, int64_t now) {
     /* only a woken one: a thread that has lent itself long (LEND_MAX_NS) leaves at the next
      * switch, and interrupting its goroutine for that would move it for nothing */
     G *lender = __atomic_load_n(&m->lender, __ATOMIC_ACQUIRE);
-    bool lender_waits = lender && atomic_load_explicit(&lender->wake_key, memory_order_relaxed) == WAKE_WOKEN;
+    bool lender_waits =
+        lender && atomic_load_explicit(&lender->wake_key, memory_order_relaxed) == WAKE_WOKEN;
     if (!lender_waits && now - p->monitor_since < PREEMPT_AFTER_NS) return false;
     /* fallback: the handler's frame would land on the goroutine's stack, and a sub-page one has no
      * room for it (a switch to one between here and the delivery is not covered: documented) */
     if (!hoare__sigstack_autodisarm && (g->flags & G_SMALL_STACK)) return false;
     /* Nobody waits for this processor: leave its goroutine alone (see above). The reads are racy
      * snapshots; a waiter that appears after them is seen at the next round. */
-    if (!lender_waits && !hoare__p_has_queued(p) && atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&
+    if (!lender_waits && !hoare__p_has_queued(p) &&
+        atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&
         !__atomic_load_n(&m->preempted_head, __ATOMIC_RELAXED) &&
         atomic_load_explicit(&p->timers.first, memory_order_relaxed) > now)
         return false;

@@ -197,6 +197,8 @@ HIDDEN void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg);
 /* Lending (sched.c): a plain thread that waits runs goroutines on an idle processor meanwhile. */
 /* A new M for a plain thread to lend (its thread-specific fields are set by the thread). */
 HIDDEN M *hoare__lend_m_new(void);
+/* m is the calling thread's: its pthread, errno and stack (m's scheduler context, g0). */
+HIDDEN void hoare__m_bind_thread(M *m);
 /* Run goroutines on the calling thread until waiter is woken (true), or until there is nothing
  * to run (false: the processor is given up). false at once if no processor is free. */
 HIDDEN bool hoare__lend(M *m, G *waiter);

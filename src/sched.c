@@ -451,6 +451,17 @@ static void new_m(void *arg) {
     }
 }
 
+/* p, owned by nobody now, goes to an M if it has work, else to the idle list. */
+static void p_hand_on(P *p) {
+    if (hoare__p_has_work(p)) {
+        startm(p, false);
+    } else {
+        hoare__lock(&sched.lock);
+        pidle_put_locked(p);
+        hoare__unlock(&sched.lock);
+    }
+}
+
 /* New work exists: make sure some M will look for it (Go's wakep). */
 void hoare__wakep(void) {
     /* the caller queued work: order that before our reads (a spinner giving up decrements
@@ -472,6 +483,7 @@ void hoare__wakep(void) {
  * thread readies or spawns go to its own processor's queues, and run on the thread itself when it
  * next waits, without waking another thread. */
 static bool retire_p(M *m);
+static bool retire(P *p, M *m);
 
 static P *thread_p_take(M *lm) {
     if (!lm) return NULL;
@@ -582,7 +594,7 @@ static void switch_out(M *m, G *g) {
      * (the monitor's) is enough: timers are not that precise. */
     bool timers_due = p && atomic_load_explicit(&p->timers.first, memory_order_relaxed) <=
                                atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
-    /* A lent thread (see "Lending") that was woken goes back to its loop at once. */
+    /* A lent thread (see "Lending") that is leaving goes back to its loop at once. */
     G *next = p && !timers_due && !lender_leaving(m) &&
                       p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed)
                   ? next_local(m, p) : NULL;
@@ -1065,9 +1077,9 @@ static void schedule(M *m) {
  * one it still holds from its last call) and runs that P's goroutines on its own stack, until its
  * waiter record is woken or nothing of its own is left (lend_find). So a thread handing off to a
  * goroutine runs that goroutine itself, on its own core, at goroutine speed - the goroutine it just
- * readied is in its P's runnext - instead of waking another thread and waiting for it. Afterwards it keeps the P
- * as in a blocking region (thread_p_hold): the goroutines it readies or spawns meanwhile go to that
- * P's queues, and the monitor takes it away if the thread stays out long.
+ * readied is in its P's runnext - instead of waking another thread and waiting for it. Afterwards
+ * it keeps the P as in a blocking region (thread_p_hold): the goroutines it readies or spawns
+ * meanwhile go to that P's queues, and the monitor takes it away if the thread stays out long.
  *
  * Rules that keep the thread's own wait prompt and its state its own:
  *  - it runs only its own P's goroutines: the global queue and other processors' belong to the
@@ -1148,13 +1160,7 @@ static G *lend_find(M *m) {
         /* A long wait: the P goes to an M, as if the thread had never lent itself. */
         m->p = NULL;
         p->m = NULL;
-        if (hoare__p_has_work(p)) {
-            startm(p, false);
-        } else {
-            hoare__lock(&sched.lock);
-            pidle_put_locked(p);
-            hoare__unlock(&sched.lock);
-        }
+        p_hand_on(p);
         return NULL;
     }
     if (p->id >= atomic_load(&sched.nprocs) && retire_p(m)) return NULL;
@@ -1210,13 +1216,11 @@ static void thread_help(M *lm, P *p) {
 
 HIDDEN void hoare__signals_thread_init(void);
 
-static void *mstart(void *arg) {
-    M *m = arg;
-    tls_m = m;
+void hoare__m_bind_thread(M *m) {
+    m->thread = pthread_self();
     m->errno_loc = &errno;
-    hoare__signals_thread_init();
     pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    if (pthread_getattr_np(m->thread, &attr) == 0) {
         void *lo;
         size_t size;
         pthread_attr_getstack(&attr, &lo, &size);
@@ -1224,6 +1228,13 @@ static void *mstart(void *arg) {
         m->g0.stack_size = size;
         pthread_attr_destroy(&attr);
     }
+}
+
+static void *mstart(void *arg) {
+    M *m = arg;
+    tls_m = m;
+    hoare__m_bind_thread(m);
+    hoare__signals_thread_init();
 #ifdef HOARE_TSAN
     m->g0.tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -1457,36 +1468,13 @@ bool hoare__p_has_work(P *p) {
            atomic_load_explicit(&p->timers.first, memory_order_relaxed) != INT64_MAX;
 }
 
-/* p, owned by nobody, is beyond hoare_procs(): hand its work to the others (false: procs grew
- * back meanwhile, it is wanted again). */
-static bool retire_unowned(P *p) {
-    hoare__g_cache_flush(&p->gcache);
-    hoare__timers_move(p, atomic_load(&hoare__allp[0]));
-    hoare__lock(&sched.lock);
-    if (p->id < atomic_load(&sched.nprocs)) {
-        hoare__unlock(&sched.lock);
-        return false;
-    }
-    for (G *g; (g = runq_get(p));) globrunq_put_locked(g);
-    atomic_store(&p->status, P_RETIRED);
-    hoare__unlock(&sched.lock);
-    hoare__wakep();
-    return true;
-}
-
 bool hoare__retake_blocked(P *p, uint64_t word) {
     if (!atomic_compare_exchange_strong(&p->blocking, &word, 0)) return false;
     /* The P is ours; its old M will find out at hoare_blocking_end. */
     trace_handoff(p);
     p->m = NULL;
-    if (p->id >= atomic_load(&sched.nprocs) && retire_unowned(p)) return true;
-    if (hoare__p_has_work(p)) {
-        startm(p, false);
-    } else {
-        hoare__lock(&sched.lock);
-        pidle_put_locked(p);
-        hoare__unlock(&sched.lock);
-    }
+    if (p->id >= atomic_load(&sched.nprocs) && retire(p, NULL)) return true;
+    p_hand_on(p);
     return true;
 }
 
@@ -1572,10 +1560,10 @@ static P *make_p(int32_t id) {
     return p;
 }
 
-/* The P of m is no longer wanted (procs shrank): hand its work to the others. false if procs grew
- * back in the meantime and m keeps it. */
-static bool retire_p(M *m) {
-    P *p = m->p;
+/* p is no longer wanted (procs shrank): hand its work to the others. m owns p (NULL: nobody
+ * does, e.g. the monitor took it from a blocking region). false if procs grew back in the
+ * meantime and p is wanted again. */
+static bool retire(P *p, M *m) {
     hoare__g_cache_flush(&p->gcache);
     hoare__timers_move(p, atomic_load(&hoare__allp[0]));
     hoare__lock(&sched.lock);
@@ -1585,20 +1573,24 @@ static bool retire_p(M *m) {
     }
     G *g;
     while ((g = runq_get(p))) globrunq_put_locked(g);
-    /* Goroutines preempted here lose their tie to this thread: with no processor it cannot run
-     * them (documented: they may then see another thread's thread-locals). */
-    while ((g = take_preempted(m))) globrunq_put_locked(g);
     atomic_store(&p->status, P_RETIRED);
     p->m = NULL;
-    m->p = NULL;
+    if (m) {
+        /* Goroutines preempted here lose their tie to this thread: with no processor it cannot
+         * run them (they may then see another thread's thread-locals, as in preempt.c). */
+        while ((g = take_preempted(m))) globrunq_put_locked(g);
+        m->p = NULL;
+    }
     hoare__unlock(&sched.lock);
-    if (m->spinning) {
+    if (m && m->spinning) {
         m->spinning = false;
         atomic_fetch_sub(&sched.nmspinning, 1);
     }
     hoare__wakep();
     return true;
 }
+
+static bool retire_p(M *m) { return retire(m->p, m); }
 
 int hoare_procs(int n) {
     ensure_init();

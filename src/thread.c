@@ -38,9 +38,10 @@
  * the machines we measured (18 us each), so a partner that answers within that never pays one. */
 enum { THREAD_SPIN_NS = 40 * 1000 };
 
-/* A plain thread's record: the waiter G first (records are found from a G by a cast). */
+/* Whether the thread that has a record lends itself (LEND_UNKNOWN: not decided yet). */
 enum lend_state { LEND_UNKNOWN = 0, LEND_READY, LEND_OFF };
 
+/* A plain thread's record: the waiter G first (records are found from a G by a cast). */
 typedef struct thread_rec {
     G g;
     g_cache gcache; /* owned by the thread; flushed to the global pool when it exits */
@@ -66,8 +67,10 @@ static void rec_release(void *p) {
          * next thread - unless somebody replaced or freed it meanwhile (a sanitizer's thread
          * exit frees the current one). */
         stack_t cur;
-        if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == m->sigstack) sigaltstack(&r->own_sigstack, NULL);
-        else m->sigstack = NULL;
+        if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == m->sigstack)
+            sigaltstack(&r->own_sigstack, NULL);
+        else
+            m->sigstack = NULL;
         hoare__tls_lend_m = NULL;
     }
     hoare__lock(&pool_lock);
@@ -127,7 +130,8 @@ static M *lend_m(thread_rec *r) {
     if (!hoare__preempt_enabled() || !hoare__sigstack_autodisarm) return NULL;
     /* The preemption handler's frames live on our alternate stack (preempt.c): it replaces the
      * thread's own for the thread's life (a sanitizer gives every thread one). */
-    if (sigaltstack(NULL, &r->own_sigstack) != 0 || (r->own_sigstack.ss_flags & SS_ONSTACK)) return NULL;
+    if (sigaltstack(NULL, &r->own_sigstack) != 0 || (r->own_sigstack.ss_flags & SS_ONSTACK))
+        return NULL;
     if (r->own_sigstack.ss_flags & SS_DISABLE)
         r->own_sigstack = (stack_t){.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
     if (!r->lend_m && !(r->lend_m = hoare__lend_m_new())) return NULL;
@@ -142,17 +146,7 @@ static M *lend_m(thread_rec *r) {
     }
     stack_t ss = {.ss_sp = m->sigstack, .ss_size = HOARE_SIGSTACK_SIZE, .ss_flags = SS_AUTODISARM};
     if (sigaltstack(&ss, NULL) != 0) return NULL;
-    m->thread = pthread_self();
-    m->errno_loc = &errno;
-    pthread_attr_t attr;
-    if (pthread_getattr_np(m->thread, &attr) == 0) {
-        void *lo;
-        size_t size;
-        pthread_attr_getstack(&attr, &lo, &size);
-        m->g0.stack_lo = lo;
-        m->g0.stack_size = size;
-        pthread_attr_destroy(&attr);
-    }
+    hoare__m_bind_thread(m);
     r->lend = LEND_READY;
     hoare__tls_lend_m = m;
     return m;

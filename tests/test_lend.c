@@ -3,6 +3,7 @@
  *  - it runs the goroutine it hands off to on its own thread;
  *  - woken while it runs a goroutine that never yields, it gets its thread back promptly (the
  *    goroutine is preempted), and that goroutine then runs on elsewhere;
+ *  - goroutines it readies run even while it stays away from the runtime;
  *  - its errno is its own again after the wait;
  *  - goroutines spawned onto the processor a thread holds run after the thread exits;
  *  - its own signal handlers never run on a sub-page goroutine stack.
@@ -115,6 +116,28 @@ static void test_runs_partner_here(void) {
     CHECK(here > 500);
     hoare_close(c);
     hoare_chan_release(c);
+}
+
+/* The thread readies a goroutine onto the processor it keeps, then stays away from the runtime:
+ * the goroutine must run anyway (the monitor hands the processor on). */
+static _Atomic int ran_while_away;
+static void mark_when_received(void *arg) {
+    int v;
+    if (hoare_recv(arg, &v) == 0) atomic_store(&ran_while_away, 1);
+    hoare_chan_release(arg);
+}
+
+static void test_readied_runs_while_thread_away(void) {
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&ran_while_away, 0);
+        hoare_chan *c = hoare_chan_make(sizeof(int), 1);
+        REQUIRE(hoare_go(mark_when_received, hoare_chan_retain(c)) == 0);
+        int v = round;
+        REQUIRE(hoare_send(c, &v) == 0);
+        for (int i = 0; i < 5000 && !atomic_load(&ran_while_away); i++) sleep_ms(1);
+        CHECK(atomic_load(&ran_while_away));
+        hoare_chan_release(c);
+    }
 }
 
 static void set_errno_and_send(void *arg) {
@@ -243,6 +266,7 @@ int main(int argc, char **argv) {
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child: %s\n", out);
         test_runs_partner_here();
     }
+    test_readied_runs_while_thread_away();
     test_errno_kept();
     test_spawns_outlive_thread();
     test_signals_off_small_stacks();
