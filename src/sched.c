@@ -451,9 +451,13 @@ static void new_m(void *arg) {
     }
 }
 
-/* p, owned by nobody now, goes to an M if it has work, else to the idle list. */
+/* p, owned by nobody now, goes to an M if there is work for it (its own, the global queue's,
+ * another processor's to steal) or if timers or descriptors need an M to wait in the poller (none
+ * does), else to the idle list. */
 static void p_hand_on(P *p) {
-    if (hoare__p_has_work(p)) {
+    if (hoare__p_has_work(p) || hoare__any_local_work() ||
+        ((hoare__timers_next() != INT64_MAX || hoare__netpoll_waiters() > 0) &&
+         !atomic_load(&sched.netpoll_blocked))) {
         startm(p, false);
     } else {
         hoare__lock(&sched.lock);
@@ -1154,31 +1158,23 @@ static void lend_leave(M *m, int saved_errno) {
 static G *lend_find(M *m) {
     P *p = m->p;
     if (!p) return NULL; /* lost in a blocking region */
-    if (lender_leaving(m)) {
-        if (atomic_load_explicit(&m->lender->wake_key, memory_order_relaxed) == WAKE_WOKEN)
-            return NULL; /* it keeps the P */
-        /* A long wait: the P goes to an M, as if the thread had never lent itself. */
-        m->p = NULL;
-        p->m = NULL;
-        p_hand_on(p);
-        return NULL;
+    if (!lender_leaving(m)) {
+        if (p->id >= atomic_load(&sched.nprocs) && retire_p(m)) return NULL;
+        int64_t now = hoare__nanotime();
+        if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now)
+            hoare__timers_run(p, now);
+        G *g = next_local(m, p);
+        if (g) return g;
+        if (m->preempted_head) return take_preempted(m);
+    } else if (atomic_load_explicit(&m->lender->wake_key, memory_order_relaxed) == WAKE_WOKEN) {
+        return NULL; /* it keeps the P */
     }
-    if (p->id >= atomic_load(&sched.nprocs) && retire_p(m)) return NULL;
-    int64_t now = hoare__nanotime();
-    if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now) hoare__timers_run(p, now);
-    G *g = next_local(m, p);
-    if (g) return g;
-    if (m->preempted_head) return take_preempted(m);
-    hoare__lock(&sched.lock);
-    pidle_put_locked(p);
+    /* Nothing of its own left, or a long wait: the P goes on as if the thread had never lent
+     * itself - to an M if there is work, or timers and descriptors that need an M in the poller
+     * (an idle M would wait there; this thread will not). */
     m->p = NULL;
-    hoare__unlock(&sched.lock);
-    /* Work queued meanwhile needs an M; so do timers and descriptors if no M waits in the poller
-     * for them (an idle M would; this thread will not). */
-    if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) hoare__wakep();
-    else if ((hoare__timers_next() != INT64_MAX || hoare__netpoll_waiters() > 0) &&
-             !atomic_load(&sched.netpoll_blocked))
-        startm(NULL, false);
+    p->m = NULL;
+    p_hand_on(p);
     return NULL;
 }
 

@@ -5,6 +5,8 @@
  */
 #include "test.h"
 
+#include "proc.h"
+
 #include <sched.h>
 #include <stdint.h>
 
@@ -42,9 +44,13 @@ static void test_change_while_running(void) {
 
     CHECK_EQ(hoare_procs(1), 2);
     CHECK_EQ(hoare_procs(0), 1);
-    /* Every processor beyond the first retires at its goroutine's next yield; give that a moment
-     * (the workers yield every few microseconds), then measure a fresh window. */
-    hoare_sleep(50 * HOARE_MS);
+    /* Every processor beyond the first retires at its goroutine's next yield (the workers yield
+     * every few microseconds, but a loaded machine may not run that thread for a while): wait
+     * until it has, then measure a fresh window. */
+    int64_t retire_deadline = hoare_now() + 10 * HOARE_SEC;
+    while (atomic_load(&hoare__allp[1]->status) != P_RETIRED && hoare_now() < retire_deadline)
+        hoare_sleep(HOARE_MS);
+    CHECK_EQ(atomic_load(&hoare__allp[1]->status), P_RETIRED);
     atomic_store(&max_running, 0);
     /* observe a window of at least 2000 chunks (time alone says nothing on a loaded machine) */
     long start = atomic_load(&chunks);
