@@ -74,10 +74,13 @@ static bool watch(int64_t now) {
             acted = true;
         }
     }
-    int32_t n = atomic_load(&hoare__sched.nprocs);
-    for (int32_t i = 0; i < n; i++) {
+    /* Every P that exists: one beyond hoare_procs() that still runs (it retires at its next
+     * scheduling point) is watched too, so that its goroutine is asked to stop. Ps are made in
+     * order of id. */
+    for (int32_t i = 0; i < HOARE_MAX_PROCS; i++) {
         P *p = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);
-        if (!p || atomic_load_explicit(&p->status, memory_order_relaxed) != P_RUNNING) continue;
+        if (!p) break;
+        if (atomic_load_explicit(&p->status, memory_order_relaxed) != P_RUNNING) continue;
         uint64_t word = atomic_load_explicit(&p->blocking, memory_order_acquire);
         if (word & 1) {
             int64_t age = now - atomic_load_explicit(&p->blocking_since, memory_order_relaxed);

@@ -276,13 +276,15 @@ bool hoare__preempt_check(P *p, int64_t now) {
     G *lender = __atomic_load_n(&m->lender, __ATOMIC_ACQUIRE);
     bool lender_waits =
         lender && atomic_load_explicit(&lender->wake_key, memory_order_relaxed) == WAKE_WOKEN;
+    /* a P beyond hoare_procs() must retire: its goroutine has to stop like one somebody waits for */
+    bool retiring = p->id >= atomic_load_explicit(&hoare__sched.nprocs, memory_order_relaxed);
     if (!lender_waits && now - p->monitor_since < PREEMPT_AFTER_NS) return false;
     /* fallback: the handler's frame would land on the goroutine's stack, and a sub-page one has no
      * room for it (a switch to one between here and the delivery is not covered: documented) */
     if (!hoare__sigstack_autodisarm && (g->flags & G_SMALL_STACK)) return false;
     /* Nobody waits for this processor: leave its goroutine alone (see above). The reads are racy
      * snapshots; a waiter that appears after them is seen at the next round. */
-    if (!lender_waits && !hoare__p_has_queued(p) &&
+    if (!lender_waits && !retiring && !hoare__p_has_queued(p) &&
         atomic_load_explicit(&hoare__sched.runq_size, memory_order_relaxed) == 0 &&
         !__atomic_load_n(&m->preempted_head, __ATOMIC_RELAXED) &&
         atomic_load_explicit(&p->timers.first, memory_order_relaxed) > now)

@@ -1484,9 +1484,11 @@ void hoare_yield(void) {
     P *p = m->p;
     if (!p) return; /* inside a blocking region: nothing to yield to */
     /* Nothing else to run here or globally: stealers will find us if they are idle. A lent
-     * thread that wants to go back to its own code takes every yield. */
+     * thread that wants to go back to its own code, or a P that must retire (procs shrank), takes
+     * every yield. */
     if (runq_empty(p) && atomic_load_explicit(&sched.runq_size, memory_order_relaxed) == 0 &&
-        !m->preempted_head && !lender_leaving(m))
+        !m->preempted_head && !lender_leaving(m) &&
+        p->id < atomic_load_explicit(&sched.nprocs, memory_order_relaxed))
         return;
     g->preempt_off++;
     m->pend_kind = PEND_YIELD;
