@@ -82,13 +82,12 @@ static bool watch(int64_t now) {
         if (!p) break;
         if (atomic_load_explicit(&p->status, memory_order_relaxed) != P_RUNNING) continue;
         uint64_t word = atomic_load_explicit(&p->blocking, memory_order_acquire);
-        if (word & 1) {
+        if (word & REGION_IN) {
             int64_t age = now - atomic_load_explicit(&p->blocking_since, memory_order_relaxed);
             /* A goroutine's region is usually a long system call: its P is wanted as soon as no
              * other is idle. A plain thread holding its P between runtime calls (sched.c,
              * "Lending") is usually back within microseconds: only work takes it away. */
-            M *m = __atomic_load_n(&p->m, __ATOMIC_ACQUIRE);
-            bool thread_holds = m && m->plain_thread;
+            bool thread_holds = word & REGION_THREAD;
             if (age > RETAKE_IDLE_AFTER_NS || (age > RETAKE_AFTER_NS && hoare__p_has_work(p)) ||
                 (age > RETAKE_AFTER_NS && !thread_holds && atomic_load(&hoare__sched.npidle) == 0))
                 acted |= hoare__retake_blocked(p, word);

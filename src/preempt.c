@@ -173,7 +173,8 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
                             &here < (char *)m->sigstack + HOARE_SIGSTACK_SIZE);
     if (g->preempt_off || hoare__locks_held || !p || m->pend_kind != PEND_NONE ||
         !on_our_sigstack ||
-        (atomic_load_explicit(&p->blocking, memory_order_relaxed) & 1) || !on_own_stack(g, uctx) ||
+        (atomic_load_explicit(&p->blocking, memory_order_relaxed) & REGION_IN) ||
+        !on_own_stack(g, uctx) ||
         !in_program_code(interrupted_pc(uctx)))
         return; /* not a safe point: the monitor asks again later */
     if (!hoare__sigstack_autodisarm) {

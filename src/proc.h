@@ -51,7 +51,8 @@ struct hoare_p {
     g_cache gcache;                  /* owner only */
     uint64_t goid_next, goid_end;    /* owner only: a batch of goroutine ids */
     struct timer_heap timers;
-    /* Blocking regions: while its M is inside one, blocking = (tick << 1) | 1, with a tick that
+    /* Blocking regions: while its M is inside one, blocking = (tick << 2) | REGION_IN (plus
+     * REGION_THREAD for a plain thread holding the P between runtime calls), with a tick that
      * grows at every region. Whoever clears it by CAS owns the P: the M at blocking_end (it keeps
      * the P) or the monitor (it hands the P to another M). The tick rules out ABA. */
     _Atomic uint64_t blocking;
@@ -62,6 +63,8 @@ struct hoare_p {
     int64_t monitor_since;
     int64_t monitor_preempt_sent;    /* last SIGURG for this slice: resent at most every ms */
 };
+
+enum { REGION_IN = 1, REGION_THREAD = 2 }; /* P.blocking's flags */
 
 enum pend_kind { PEND_NONE = 0, PEND_PARK, PEND_YIELD, PEND_SPAWN, PEND_PREEMPT, PEND_EXIT, PEND_BLOCKED };
 
@@ -77,7 +80,6 @@ struct hoare_m {
     G *preempted_head;     /* goroutines preempted on this M: they resume on this M only (so the */
     G *preempted_tail;     /* compiler's cached thread-local addresses stay right); owner only */
     P *nextp;              /* P handed over by the waker */
-    bool plain_thread;     /* a plain thread's M, for lending (never changes) */
     int64_t lend_until;    /* lending: the thread leaves once the coarse clock passes this
                             * (owner only) */
     bool lend_masked;      /* lending: asynchronous signals blocked, lend_saved_mask to restore */

@@ -511,7 +511,7 @@ static P *thread_p_take(M *lm) {
 }
 
 static void thread_p_hold(M *lm, P *p) {
-    lm->region_word = (++p->blocking_tick << 1) | 1;
+    lm->region_word = (++p->blocking_tick << 2) | REGION_THREAD | REGION_IN;
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
     atomic_store_explicit(&p->blocking, lm->region_word, memory_order_release);
 }
@@ -1106,7 +1106,6 @@ M *hoare__lend_m_new(void) {
     if (!m) return NULL;
     m->id = atomic_fetch_add(&mid_gen, 1) + 1;
     m->g0.flags = G_G0;
-    m->plain_thread = true;
     M *head = atomic_load(&sched.allm);
     do m->alllink = head;
     while (!atomic_compare_exchange_weak(&sched.allm, &head, m));
@@ -1419,7 +1418,7 @@ void hoare_blocking_begin(void) {
     trace_blocking(g, true);
     atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
     atomic_store_explicit(&p->blocking_since, hoare__nanotime(), memory_order_relaxed);
-    m->region_word = (++p->blocking_tick << 1) | 1;
+    m->region_word = (++p->blocking_tick << 2) | REGION_IN;
     atomic_store_explicit(&p->blocking, m->region_word, memory_order_release);
     hoare__monitor_kick();
 }
