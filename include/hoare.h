@@ -102,7 +102,8 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  *    it exits): goroutines' preemption uses it;
  *  - its signal handlers may run while one of the runtime's goroutines (not one with a sub-page
  *    stack) runs on it, on that goroutine's stack.
- * Without preemption (TSan, valgrind, HOARE_PREEMPT=0) a waiting thread only spins and sleeps. */
+ * Without preemption (TSan, valgrind, HOARE_PREEMPT=0), and for now in ASan builds, a waiting
+ * thread only spins and sleeps. */
 
 /* Start fn(arg) as a goroutine. 0, or EAGAIN/ENOMEM when none can be created (the runtime stays
  * usable), EINVAL when fn is NULL. */

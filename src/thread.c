@@ -13,9 +13,9 @@
  *  3. then it sleeps on a futex, costing no CPU however long the wait.
  * Lending needs preemption, to get the thread back from a goroutine that does not yield: a process
  * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1, and
- * so does the ASan build for now (see lend_m). The
- * preemption handler's frames live on the runtime's alternate signal stacks, so a thread that
- * lends gets one in place of its own for as long as it lives (its own comes back at its exit).
+ * so does the ASan build for now (see lend_m). The preemption handler's frames live on the
+ * runtime's alternate signal stacks, so a thread that lends gets one in place of its own for as
+ * long as it lives (its own comes back at its exit).
  *
  * The wake word (G.wake_key) moves WAKE_SPINNING -> WAKE_WOKEN (the waker, by CAS: the fast path)
  * or WAKE_SPINNING -> WAKE_SLEEPING (the waiter, giving up the spin) -> WAKE_WOKEN (the waker, who
