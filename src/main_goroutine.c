@@ -3,7 +3,7 @@
  *
  * The calling thread starts the main goroutine (named "main", with a stack as large as the
  * process's main-thread stack limit, committed lazily like every stack) and waits for it as a
- * plain thread: it may run goroutines for its first millisecond (sched.c, "Lending"), then hands
+ * plain thread: it may run goroutines for its first millisecond (sched.c, "Lending", opt-in), then hands
  * its processor to a scheduler thread and sleeps until the function returned. The program's main
  * logic thus hands off to other goroutines at goroutine speed.
  *

@@ -11,6 +11,7 @@
  *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
  *     no system call on either side;
  *  3. then it sleeps on a futex, costing no CPU however long the wait.
+ * Phase 1 is opt-in for now (HOARE_LEND=1, see lend_on).
  * Lending needs preemption, to get the thread back from a goroutine that does not yield: a process
  * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1, and
  * so does the ASan build for now (see lend_m). The preemption handler's frames live on the
@@ -80,7 +81,15 @@ static void rec_release(void *p) {
     hoare__unlock(&pool_lock);
 }
 
-void hoare__threads_init(void) { pthread_key_create(&rec_key, rec_release); }
+/* Lending is opt-in for now (HOARE_LEND=1): one CI run of the benchmarks' quick mode hung in a
+ * plain thread's file reads with it on, not reproduced or explained yet. */
+static bool lend_on;
+
+void hoare__threads_init(void) {
+    pthread_key_create(&rec_key, rec_release);
+    const char *env = getenv("HOARE_LEND");
+    lend_on = env && env[0] == '1';
+}
 
 void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg) {
     for (G *g = atomic_load(&all_waiters); g; g = g->alllink)
@@ -128,7 +137,7 @@ static M *lend_m(thread_rec *r) {
     if (likely(r->lend == LEND_READY)) return r->lend_m;
     if (r->lend == LEND_OFF) return NULL;
     r->lend = LEND_OFF;
-    if (!hoare__preempt_enabled() || !hoare__sigstack_autodisarm) return NULL;
+    if (!lend_on || !hoare__preempt_enabled() || !hoare__sigstack_autodisarm) return NULL;
 #ifdef HOARE_ASAN
     /* Off under ASan for now: one run of the suite reported "starting fiber switch while in
      * fiber switch" (test_time, at its end) with lending on, not reproduced or explained yet. */

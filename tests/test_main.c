@@ -323,7 +323,7 @@ static void test_spawn_from_thread(void) {
      * without preemption (HOARE_PREEMPT=0) it does not lend itself, and processors going idle
      * between bursts cost about 1,300. Sanitizer builds run too slowly for spinning to bridge
      * anything, so the count is only printed there. */
-    if (!TEST_SANITIZED) CHECK(futex <= (hoare__preempt_enabled() ? 500 : 2500));
+    if (!TEST_SANITIZED) CHECK(futex <= (hoare__tls_lend_m ? 500 : 2500));
     CHECK(probes <= 2);
 }
 
