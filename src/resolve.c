@@ -254,7 +254,7 @@ static void apply_server_ports(ares_channel ch, const char *path) {
 
 static int resolve_ares(const char *host, int family, int port, int64_t deadline,
                         struct hoare__addr_list *out) {
-    pthread_once(&ares_once, ares_init_once);
+    hoare__once(&ares_once, ares_init_once);
     if (ares_init_status != ARES_SUCCESS) return resolve_system(host, family, port, out);
     struct lookup lk = {.epfd = epoll_create1(EPOLL_CLOEXEC), .port = port};
     if (lk.epfd < 0) return -errno;

@@ -14,6 +14,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -210,6 +211,11 @@ HIDDEN void hoare__batch_ready(hoare_batch *b);
 HIDDEN uint32_t hoare__rand(void);
 HIDDEN uint64_t hoare__rand64(void);
 HIDDEN uint32_t hoare__rand_n(uint32_t n); /* uniform in [0, n) */
+
+/* pthread_once for initialisers that call into other libraries (liburing, c-ares): the calling
+ * goroutine is not preempted inside. Preempted there, it would hold the once while another
+ * goroutine on its thread waited for it in the kernel: that thread would never run it again. */
+HIDDEN void hoare__once(pthread_once_t *once, void (*init)(void));
 
 /* Start the runtime if it has not started (idempotent, thread-safe). Public calls that need the
  * scheduler call it; cheap after the first time. */

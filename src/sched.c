@@ -1655,3 +1655,10 @@ static void ensure_init(void) {
 }
 
 void hoare__init(void) { ensure_init(); }
+
+void hoare__once(pthread_once_t *once, void (*init)(void)) {
+    G *g = hoare__curg();
+    if (g) g->preempt_off++;
+    pthread_once(once, init);
+    if (g) g->preempt_off--;
+}

@@ -98,7 +98,7 @@ fail:
 }
 
 static bool uring_ready(void) {
-    pthread_once(&u.once, uring_init);
+    hoare__once(&u.once, uring_init);
     return atomic_load_explicit(&u.ready, memory_order_acquire);
 }
 
