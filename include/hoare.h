@@ -102,10 +102,9 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  *    it exits): goroutines' preemption uses it;
  *  - its signal handlers may run while one of the runtime's goroutines (not one with a sub-page
  *    stack) runs on it, on that goroutine's stack.
- * For now this is opt-in: set HOARE_LEND=1 in the environment. Without it, without preemption
- * (TSan, valgrind, HOARE_PREEMPT=0), and in ASan builds, a waiting plain thread only spins for a
- * few tens of microseconds and then sleeps, and what it readies or spawns goes to the global run
- * queue. */
+ * With HOARE_LEND=0 in the environment, without preemption (TSan, valgrind, HOARE_PREEMPT=0),
+ * and for now in ASan builds, a waiting plain thread only spins for a few tens of microseconds and
+ * then sleeps, and what it readies or spawns goes to the global run queue. */
 
 /* Start fn(arg) as a goroutine. 0, or EAGAIN/ENOMEM when none can be created (the runtime stays
  * usable), EINVAL when fn is NULL. */

@@ -3,9 +3,8 @@
  *
  * The calling thread starts the main goroutine (named "main", with a stack as large as the
  * process's main-thread stack limit, committed lazily like every stack) and waits for it as a
- * plain thread: with lending on (sched.c, "Lending"; opt-in for now) it may run goroutines for its
- * first millisecond, then hands its processor to a scheduler thread and sleeps until the function
- * returned. The program's main logic thus hands off to other goroutines at goroutine speed.
+ * plain thread: it may run goroutines for its first millisecond (sched.c, "Lending"), then hands
+ * its processor to a scheduler thread and sleeps until the function returned. The program's main logic thus hands off to other goroutines at goroutine speed.
  *
  * Handshake (call.state): the caller parks with a commit that moves RUNNING -> CALLER_PARKED; the
  * main goroutine, once the function returned, swaps in DONE and readies the caller only if it had

@@ -11,7 +11,7 @@
  *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
  *     no system call on either side;
  *  3. then it sleeps on a futex, costing no CPU however long the wait.
- * Phase 1 is opt-in for now (HOARE_LEND=1, see lend_on).
+ * HOARE_LEND=0 turns phase 1 off.
  * Lending needs preemption, to get the thread back from a goroutine that does not yield: a process
  * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1, and
  * so does the ASan build for now (see lend_m). The preemption handler's frames live on the
@@ -81,14 +81,13 @@ static void rec_release(void *p) {
     hoare__unlock(&pool_lock);
 }
 
-/* Lending is opt-in for now (HOARE_LEND=1): one CI run of the benchmarks' quick mode hung in a
- * plain thread's file reads with it on, not reproduced or explained yet. */
+/* Lending is on unless HOARE_LEND=0. */
 static bool lend_on;
 
 void hoare__threads_init(void) {
     pthread_key_create(&rec_key, rec_release);
     const char *env = getenv("HOARE_LEND");
-    lend_on = env && env[0] == '1';
+    lend_on = !(env && env[0] == '0');
 }
 
 void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg) {

@@ -7,8 +7,8 @@
  *  - its errno is its own again after the wait;
  *  - goroutines spawned onto the processor a thread holds run after the thread exits;
  *  - its own signal handlers never run on a sub-page goroutine stack.
- * Lending is opt-in for now (HOARE_LEND=1, set here). It relies on preemption, which is off under
- * TSan, and is off under ASan for now (src/thread.c): the checks that need it are skipped there.
+ * Lending (on unless HOARE_LEND=0; set here) relies on preemption, which is off under TSan, and is
+ * off under ASan for now (src/thread.c): the checks that need it are skipped there.
  */
 #include "test.h"
 
@@ -251,7 +251,7 @@ static void test_signals_off_small_stacks(void) {
 }
 
 int main(int argc, char **argv) {
-    setenv("HOARE_LEND", "1", 0); /* lending is opt-in for now (src/thread.c); children inherit it */
+    setenv("HOARE_LEND", "1", 1); /* on, whatever the caller's environment says; children inherit it */
     if (argc > 1) {
         if (!strcmp(argv[1], "woken-while-spinner-runs")) {
             alarm(30);
