@@ -53,6 +53,13 @@ void hoare__deadlock_count_locked(int delta) {
 
 HIDDEN _Atomic uint64_t hoare__deadlock_probes;
 
+uint64_t hoare__deadlock_epoch(void) {
+    hoare__lock(&hoare__sched.lock);
+    uint64_t epoch = hoare__sched.deadlock_epoch;
+    hoare__unlock(&hoare__sched.lock);
+    return epoch;
+}
+
 /* The main thread (the thread group's leader) ended by hoare_exit: the kernel keeps counting it
  * until the whole process exits. Guarded by sched.lock. */
 static bool leader_exited;

@@ -117,11 +117,16 @@ static void *monitor_main(void *arg) {
         if (nothing_runs()) {
             /* while nothing runs, the program may be deadlocked (deadlock.c says how long to
              * sleep before it looks again) */
+            uint64_t epoch = hoare__deadlock_epoch();
             int64_t sleep_ns = hoare__deadlock_watch(hoare__nanotime());
             hoare__note_clear(&monitor_note);
             atomic_store(&monitor_sleeping, 1);
             if (background && (sleep_ns < 0 || sleep_ns > BACKGROUND_NS)) sleep_ns = BACKGROUND_NS;
-            if (nothing_runs()) hoare__note_sleep(&monitor_note, sleep_ns);
+            /* An event since the watch (a thread going to sleep, counted and kicking under
+             * sched.lock) may have kicked before monitor_sleeping was set: the epoch shows it, and
+             * the monitor looks again instead of sleeping through a deadlock. */
+            if (nothing_runs() && hoare__deadlock_epoch() == epoch)
+                hoare__note_sleep(&monitor_note, sleep_ns);
             atomic_store(&monitor_sleeping, 0);
             delay = POLL_MIN_NS;
             quiet_rounds = 0;

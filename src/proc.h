@@ -219,6 +219,8 @@ HIDDEN int64_t hoare__deadlock_watch(int64_t now);
 /* A plain thread ends by hoare_exit: once no goroutine and no other thread is left, the program
  * is deadlocked (Go: "no goroutines (main called runtime.Goexit) - deadlock!"). */
 HIDDEN void hoare__deadlock_thread_exits(void);
+/* sched.deadlock_epoch, read under sched.lock (the monitor, before it sleeps). */
+HIDDEN uint64_t hoare__deadlock_epoch(void);
 /* Reads of the process's thread count so far (tests: the idle path makes none). */
 extern HIDDEN _Atomic uint64_t hoare__deadlock_probes;
 /* Monitor: shed pooled objects unused for two intervals (pool.c); true while pools exist. */
