@@ -13,7 +13,8 @@
  *    object that is not a system library, and not the runtime itself (a shared libhoare, or the
  *    static library's code, which the build puts in a section of its own). Inside the C library
  *    (malloc, stdio...) a goroutine may hold the library's internal locks; another goroutine on
- *    the same thread taking them would block the thread for good.
+ *    the same thread taking them would block the thread for good (the runtime's initialisers that
+ *    call other libraries under a pthread_once run with preemption off: hoare__once).
  *
  * How the switch works: the handler runs on the thread's alternate signal stack (SA_ONSTACK: a
  * goroutine with a sub-page stack has no room for the kernel's signal frame, a few KiB with the
