@@ -21,8 +21,10 @@ static void overlap_reader(void *arg) {
     int now = __atomic_add_fetch(&overlap_holders, 1, __ATOMIC_SEQ_CST);
     hoare_wg_done(&overlap_rendezvous);
     hoare_wg_wait(&overlap_rendezvous); /* the other reader holds it too */
-    if (now > __atomic_load_n(&overlap_max, __ATOMIC_SEQ_CST))
-        __atomic_store_n(&overlap_max, now, __ATOMIC_SEQ_CST);
+    /* an atomic maximum: a load-then-store could put back 1 over the other reader's 2 */
+    int seen = __atomic_load_n(&overlap_max, __ATOMIC_SEQ_CST);
+    while (now > seen && !__atomic_compare_exchange_n(&overlap_max, &seen, now, false,
+                                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
     __atomic_sub_fetch(&overlap_holders, 1, __ATOMIC_SEQ_CST);
     hoare_rwmutex_runlock(&overlap_rw);
     hoare_wg_done(&overlap_done);
