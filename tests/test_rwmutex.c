@@ -23,7 +23,7 @@ static void overlap_reader(void *arg) {
     hoare_wg_wait(&overlap_rendezvous); /* the other reader holds it too */
     /* an atomic maximum: a load-then-store could put back 1 over the other reader's 2 */
     int seen = __atomic_load_n(&overlap_max, __ATOMIC_SEQ_CST);
-    while (now > seen && !__atomic_compare_exchange_n(&overlap_max, &seen, now, false,
+    while (now > seen && !__atomic_compare_exchange_n(&overlap_max, &seen, now, 0,
                                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
     __atomic_sub_fetch(&overlap_holders, 1, __ATOMIC_SEQ_CST);
     hoare_rwmutex_runlock(&overlap_rw);
