@@ -280,11 +280,17 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
             G *next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
             if (!next) return NULL;
             if (atomic_load_explicit(&victim->status, memory_order_relaxed) == P_RUNNING) {
-                /* ~ a few microseconds: a channel hand-off takes far less */
-                for (int i = 0; i < 1000 && atomic_load_explicit(&victim->runnext, memory_order_relaxed) == next; i++)
+                /* A running victim keeps runnext only while it is busy with something else. Watch
+                 * it for ~1,000 pauses (a channel hand-off takes far less): any change means it
+                 * is handing off (the same goroutine may come back to runnext at once, as a
+                 * spawning parent does after each child), and then runnext stays where it is. */
+                uint32_t tick = atomic_load_explicit(&victim->schedtick, memory_order_relaxed);
+                for (int i = 0; i < 1000; i++) {
                     cpu_relax();
-                next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
-                if (!next) return NULL;
+                    if (atomic_load_explicit(&victim->runnext, memory_order_relaxed) != next ||
+                        atomic_load_explicit(&victim->schedtick, memory_order_relaxed) != tick)
+                        return NULL;
+                }
             }
             if (atomic_compare_exchange_strong_explicit(&victim->runnext, &next, NULL,
                                                         memory_order_acq_rel, memory_order_relaxed))
@@ -1387,8 +1393,15 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
         if (runq_put(held, g, true)) thread_help(lm, held);
         else thread_p_hold(lm, held);
     } else if (cur && p) {
-        /* a goroutine on a lent thread that was woken: it leaves at the next switch */
-        if (runq_put(p, g, true)) hoare__wakep();
+        /* A goroutine on a lent thread that is leaving (woken, or lent for LEND_MAX_NS): g runs
+         * next, and the spawner yields now, so that the thread leaves; a spawning loop would
+         * otherwise keep it, without child-first, until its time slice ends. */
+        runq_put(p, g, true);
+        m->pend_kind = PEND_YIELD;
+        m->pend_g = cur;
+        switch_out(m, cur);
+        cur->preempt_off--;
+        return 0;
     } else {
         globrunq_put(g);
         hoare__wakep();
