@@ -48,6 +48,7 @@ struct hoare_p {
     _Atomic uint32_t runq_tail;      /* next free slot: written by the owner only */
     G *_Atomic runq[RUNQ_SIZE];
     _Atomic(G *) runnext;            /* runs next; set by the owner, taken by the owner or a thief */
+    _Atomic uint32_t runnext_puts;   /* stores into runnext (owner writes, thieves read) */
     g_cache gcache;                  /* owner only */
     uint64_t goid_next, goid_end;    /* owner only: a batch of goroutine ids */
     struct timer_heap timers;

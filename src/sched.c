@@ -221,6 +221,9 @@ static bool runq_put(P *p, G *g, bool next) {
     if (next) {
         /* Only the owner makes runnext non-NULL; a thief only clears it (by CAS). So an empty
          * runnext stays empty until our store: no read-modify-write needed (the usual hand-off). */
+        atomic_store_explicit(&p->runnext_puts,
+                              atomic_load_explicit(&p->runnext_puts, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         if (!atomic_load_explicit(&p->runnext, memory_order_relaxed)) {
             atomic_store_explicit(&p->runnext, g, memory_order_release);
             return false;
@@ -266,7 +269,10 @@ static bool runq_empty(P *p) {
 
 /* Steal half of victim's queue into thief's (thief owned by the caller). Returns one goroutine to
  * run now, or NULL. Takes the victim's runnext only when its queue is empty and steal_next is set,
- * after a short pause: a running victim is probably about to run it itself (channel hand-off). */
+ * after a grace of RUNNEXT_GRACE_NS (Go's 3 us): a running victim is probably about to run it
+ * itself (channel hand-off). */
+enum { RUNNEXT_GRACE_NS = 3 * 1000 };
+
 static G *runq_steal(P *thief, P *victim, bool steal_next) {
     uint32_t ttail = atomic_load_explicit(&thief->runq_tail, memory_order_relaxed);
     uint32_t room = RUNQ_SIZE - (ttail - atomic_load_explicit(&thief->runq_head, memory_order_acquire));
@@ -280,17 +286,18 @@ static G *runq_steal(P *thief, P *victim, bool steal_next) {
             G *next = atomic_load_explicit(&victim->runnext, memory_order_acquire);
             if (!next) return NULL;
             if (atomic_load_explicit(&victim->status, memory_order_relaxed) == P_RUNNING) {
-                /* A running victim keeps runnext only while it is busy with something else. Watch
-                 * it for ~1,000 pauses (a channel hand-off takes far less): any change means it
-                 * is handing off (the same goroutine may come back to runnext at once, as a
-                 * spawning parent does after each child), and then runnext stays where it is. */
-                uint32_t tick = atomic_load_explicit(&victim->schedtick, memory_order_relaxed);
-                for (int i = 0; i < 1000; i++) {
-                    cpu_relax();
-                    if (atomic_load_explicit(&victim->runnext, memory_order_relaxed) != next ||
-                        atomic_load_explicit(&victim->schedtick, memory_order_relaxed) != tick)
-                        return NULL;
-                }
+                /* A running victim keeps runnext only while it is busy with something else. Give
+                 * it RUNNEXT_GRACE_NS (a channel hand-off takes far less) without touching its
+                 * lines, then take runnext only if nothing was stored there meanwhile: a victim
+                 * handing off (or a spawning parent, which comes back to runnext after every
+                 * child) keeps it. */
+                uint32_t puts = atomic_load_explicit(&victim->runnext_puts, memory_order_relaxed);
+                int64_t until = hoare__nanotime() + RUNNEXT_GRACE_NS;
+                do {
+                    for (int i = 0; i < 16; i++) cpu_relax();
+                } while (hoare__nanotime() < until);
+                if (atomic_load_explicit(&victim->runnext_puts, memory_order_relaxed) != puts)
+                    return NULL;
             }
             if (atomic_compare_exchange_strong_explicit(&victim->runnext, &next, NULL,
                                                         memory_order_acq_rel, memory_order_relaxed))
