@@ -928,8 +928,10 @@ static G *idle_spin(M *m) {
             if (g) return g;
         }
         if ((spin.polls & 31) != 0) continue;
-        /* now and then: other processors' queues, our timers */
+        /* now and then: other processors' queues, our timers, stack slots to warm (useful
+         * work: the spin starts over after it) */
         if (p->id >= atomic_load(&sched.nprocs) || m->preempted_head) return NULL;
+        if (hoare__stack_warm()) spin = (hoare_spin){0};
         int64_t now = hoare__nanotime();
         if (atomic_load_explicit(&p->timers.first, memory_order_relaxed) <= now) {
             hoare__timers_run(p, now);
@@ -992,6 +994,9 @@ static G *find_runnable(M *m) {
                     atomic_fetch_add(&sched.nmspinning, 1);
                 }
                 g = steal_work(m);
+                /* no goroutine to run: commit stack slots ahead of a growing program, then look
+                 * again (a batch takes some tens of microseconds) */
+                if (!g && hoare__stack_warm()) continue;
                 if (!g) g = idle_spin(m);
                 if (g) {
                     stop_spinning(m);
@@ -1012,7 +1017,8 @@ static G *find_runnable(M *m) {
             if (m->spinning) {
                 m->spinning = false;
                 atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst: a full fence before the re-check */
-                if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0) {
+                if (hoare__any_local_work() || atomic_load(&sched.runq_size) > 0 ||
+                    hoare__stack_warm_wanted()) {
                     hoare__lock(&sched.lock);
                     P *q = pidle_get_locked();
                     hoare__unlock(&sched.lock);

@@ -34,6 +34,15 @@
  * all but the descriptor's page) outside the lock, then moves `free` to `cold` (Go's scavenger
  * returns memory in the background the same way). Sub-page slots share pages with their neighbours
  * and keep their memory.
+ *
+ * Warming: a program that keeps adding goroutines needs a fresh page for each (its descriptor and
+ * the top of its stack), and committing it costs a few microseconds of kernel time, more than the
+ * rest of a start. So once fresh slots are carved, a processor that would otherwise idle commits
+ * more ahead of demand (hoare__stack_warm, called by the scheduler's idle search, WARM_BATCH at a
+ * time) into the default class's `warm` list, up to WARM_MAX slots: the spawner then takes slots
+ * whose page is already there, and the two cores share the page commits. Warm slots are taken after
+ * the other lists (their pages are no better than a cold slot's) and before fresh carving. At most
+ * WARM_MAX pages are held that way.
  */
 #include "stack.h"
 
@@ -70,6 +79,8 @@ enum {
     CACHE_MAX = 64,                /* per-processor cache, slots per list */
     CACHE_BATCH = 32,              /* slots moved between a cache and the global pool at once */
     MAX_IOV = 1024,                /* ranges per process_madvise call (UIO_MAXIOV) */
+    WARM_BATCH = 16,               /* slots an idle processor commits per hoare__stack_warm call */
+    WARM_MAX = 256,                /* warm slots held at most (1 MiB of 4 KiB pages) */
 };
 #define SCAVENGE_NS (1000 * 1000 * 1000LL)
 
@@ -80,7 +91,8 @@ typedef struct size_class {
     size_t slot_size;    /* bytes per slot: page multiple, or a 16-byte multiple for small ones */
     bool small;          /* sub-page slots */
     G *free, *cold, *released; /* global pool, linked by schedlink */
-    size_t nfree, ncold;
+    G *warm;             /* default class: fresh slots committed ahead of demand (see Warming) */
+    size_t nfree, ncold, nwarm;
     struct slab *slab;   /* the slab being carved (NULL: none with room) */
 } size_class;
 
@@ -104,6 +116,13 @@ static pthread_once_t init_once_ctl = PTHREAD_ONCE_INIT;
 static int64_t scavenge_last;    /* monitor only */
 static bool scavenge_pending;    /* monitor only: cold slots were left for the next round */
 static _Atomic bool freed_since_scavenge; /* a slot went to a global pool since the last round */
+/* Warming is wanted: fresh or warm slots were taken since the warm list was last full. Set under
+ * pool_lock, read without it by idle processors. */
+static _Atomic bool warm_wanted;
+
+bool hoare__stack_warm_wanted(void) { return atomic_load(&warm_wanted); }
+static size_class *default_class; /* set under pool_lock once the default class exists */
+HIDDEN _Atomic uint64_t hoare__stack_warmed; /* slots committed by warming, for tests */
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -311,6 +330,7 @@ static size_class *class_for(size_t stack_size, bool small) {
                          : round_up(GUARD_BYTES + stack_size + sizeof(G), page_size);
     c->next = classes;
     classes = c;
+    if (!small && c->slot_size == default_slot) default_class = c;
     return c;
 }
 
@@ -337,6 +357,9 @@ static G *pool_take_locked(size_class *c) {
         c->ncold--;
     } else if ((g = c->released)) {
         c->released = g->schedlink;
+    } else if ((g = c->warm)) {
+        c->warm = g->schedlink;
+        c->nwarm--;
     }
     return g;
 }
@@ -429,7 +452,13 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
         /* a batch of fresh slots (the rest go to the cache), touched only once the lock is dropped */
         fresh = reserve(c, li >= 0 ? CACHE_BATCH : 1, &fresh_slab, &fresh_first);
     }
+    /* The program is growing: let an idle processor commit slots ahead of it. One wake-up per
+     * WARM_MAX / 2 slots taken at most: it warms until the list is full. */
+    bool warm = c == default_class && c->nwarm < WARM_MAX / 2 && !c->free && !c->cold &&
+                !c->released && !atomic_load_explicit(&warm_wanted, memory_order_relaxed);
+    if (warm) atomic_store(&warm_wanted, true); /* seq_cst: against a spinner giving up */
     hoare__unlock(&pool_lock);
+    if (warm) hoare__wakep();
     if (fresh) {
         populate(fresh_slab, fresh_first, fresh);
         g = init_slot(fresh_slab, fresh_first);
@@ -487,6 +516,41 @@ void hoare__g_cache_flush(g_cache *cache) {
         cache->n[li] = 0;
     }
     hoare__unlock(&pool_lock);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Warming (idle processors) */
+
+bool hoare__stack_warm(void) {
+    if (!atomic_load_explicit(&warm_wanted, memory_order_relaxed)) return false;
+    hoare__lock(&pool_lock);
+    size_class *c = default_class;
+    if (!c || !c->slab || c->nwarm >= WARM_MAX) {
+        /* full, or no slab with room (mapping one is the spawner's business) */
+        atomic_store_explicit(&warm_wanted, false, memory_order_relaxed);
+        hoare__unlock(&pool_lock);
+        return false;
+    }
+    slab *s;
+    size_t first, n = reserve(c, WARM_BATCH, &s, &first);
+    hoare__unlock(&pool_lock);
+    populate(s, first, n);
+    /* linked in address order */
+    G *head = NULL, *tail = NULL;
+    for (size_t k = n; k-- > 0;) {
+        G *x = init_slot(s, first + k);
+        x->schedlink = head;
+        head = x;
+        if (!tail) tail = x;
+    }
+    hoare__lock(&pool_lock);
+    tail->schedlink = c->warm;
+    c->warm = head;
+    c->nwarm += n;
+    atomic_fetch_add_explicit(&hoare__stack_warmed, n, memory_order_relaxed);
+    if (c->nwarm >= WARM_MAX) atomic_store_explicit(&warm_wanted, false, memory_order_relaxed);
+    hoare__unlock(&pool_lock);
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------

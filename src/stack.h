@@ -34,6 +34,13 @@ HIDDEN bool hoare__stack_fault_is_overflow(const G *g, const void *addr);
 /* Monitor: give back the pages of slots that stayed free for a whole scavenge interval (a no-op
  * until the interval has passed). Returns true while free slots may still need releasing later. */
 HIDDEN bool hoare__stack_scavenge(int64_t now);
+/* An idle processor's contribution while the program adds goroutines: commit up to WARM_BATCH
+ * fresh slots ahead of demand (see stack.c, "Warming"). False when none are wanted. Takes
+ * pool_lock; runs on the scheduler context. */
+HIDDEN bool hoare__stack_warm(void);
+extern HIDDEN _Atomic uint64_t hoare__stack_warmed; /* slots it committed so far, for tests */
+/* Warming is wanted (read by a spinner before it sleeps: a waker saw it spinning and woke nobody). */
+HIDDEN bool hoare__stack_warm_wanted(void);
 /* Run fn(arg) where there is stack to spare: on the thread's scheduler stack when the caller runs on
  * a sub-page stack, or on a goroutine stack with less than `need` bytes left; else right here. For
  * runtime work that needs more than a few hundred bytes of stack (creating a thread, mapping a

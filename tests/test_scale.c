@@ -1,11 +1,13 @@
 /*
  * test_scale.c - many goroutines: a start and park costs at most one page fault; 1,000,000 parked
  * small-stack goroutines stay within 2,400 B each (child process); a small-stack overflow is
- * reported by name, whether it runs into the group's guard or only breaks the canary; small-stack
+ * reported by name, whether it runs into the group's guard or only breaks the canary; an idle
+ * processor commits slots ahead of a program that keeps adding goroutines; small-stack
  * goroutines with parked neighbours keep their data under deep-but-legal calls; a close with 100k
  * waiters and a broadcast wake every waiter exactly once, and a batch of sleepers all wake.
  */
 #include "chan_test_util.h"
+#include "stack.h"
 
 #include <stdint.h>
 #include <sys/resource.h>
@@ -75,6 +77,26 @@ static void test_one_fault_per_goroutine(void) {
     CHECK(fresh <= 1.1);
     CHECK(reused <= 0.1);
     if (fresh > 1.1 || reused > 0.1) fprintf(stderr, "faults per goroutine: fresh %.3f, reused %.3f\n", fresh, reused);
+}
+
+/* ---- an idle processor commits slots ahead of a growing program (stack.c, "Warming") */
+
+static void test_idle_processor_warms_slots(void) {
+    int old = hoare_procs(2);
+    uint64_t w0 = atomic_load(&hoare__stack_warmed);
+    /* more than the earlier tests left free, so that fresh slots are needed; spawned and run on
+     * this thread's processor while the other one idles */
+    long n = TEST_SCALE(50000L);
+    start_parked(n, 0);
+    /* once wanted, warming happens as soon as the idle processor's thread looks for work */
+    for (int64_t end = hoare_now() + 10 * HOARE_SEC;
+         atomic_load(&hoare__stack_warmed) == w0 && hoare_now() < end;)
+        hoare_sleep(HOARE_MS);
+    uint64_t warmed = atomic_load(&hoare__stack_warmed) - w0;
+    release_parked();
+    hoare_procs(old);
+    CHECK(warmed > 0);
+    CHECK(warmed <= (uint64_t)n);
 }
 
 /* ---- 1,000,000 parked small-stack goroutines (child) */
@@ -369,6 +391,7 @@ int main(int argc, char **argv) {
         check_overflow_report("overflow-guard");
         check_overflow_report("overflow-canary");
     }
+    test_idle_processor_warms_slots();
     test_neighbours_intact();
     test_small_tree();
     test_close_wakes_all_once();
