@@ -83,7 +83,16 @@ static bool watch(int64_t now) {
         if (atomic_load_explicit(&p->status, memory_order_relaxed) != P_RUNNING) continue;
         uint64_t word = atomic_load_explicit(&p->blocking, memory_order_acquire);
         if (word & REGION_IN) {
-            int64_t age = now - atomic_load_explicit(&p->blocking_since, memory_order_relaxed);
+            /* A region is timed from the round that first saw it (its word has a tick of its
+             * own): regions cost no clock read, and one that ends between two rounds is never
+             * seen twice. A goroutine's region brings the next round soon (it kicks us). */
+            if (word != p->monitor_region_word) {
+                p->monitor_region_word = word;
+                p->monitor_region_since = now;
+                acted |= !(word & REGION_THREAD);
+                continue;
+            }
+            int64_t age = now - p->monitor_region_since;
             /* A goroutine's region is usually a long system call: its P is wanted as soon as no
              * other is idle. A plain thread holding its P between runtime calls (sched.c,
              * "Lending") is usually back within microseconds: only work takes it away. */

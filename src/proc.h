@@ -58,7 +58,10 @@ struct hoare_p {
      * the P) or the monitor (it hands the P to another M). The tick rules out ABA. */
     _Atomic uint64_t blocking;
     uint64_t blocking_tick;          /* owner only */
-    _Atomic int64_t blocking_since;
+    /* the monitor's view of the region (Go's syscalltick/syscallwhen): the word it last saw, and
+     * when it first saw it - no clock read on the region's own path */
+    uint64_t monitor_region_word;
+    int64_t monitor_region_since;
     /* preemption: the monitor's view of the time slice (see monitor.c) */
     uint32_t monitor_schedtick;
     int64_t monitor_since;

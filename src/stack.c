@@ -113,6 +113,7 @@ static size_t page_size;
 static size_t default_slot;      /* slot size of the default class */
 static _Atomic int guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect guard */
 static pthread_once_t init_once_ctl = PTHREAD_ONCE_INIT;
+static _Atomic bool init_done;   /* init_once has run (its results may be read) */
 static int64_t scavenge_last;    /* monitor only */
 static bool scavenge_pending;    /* monitor only: cold slots were left for the next round */
 static _Atomic bool freed_since_scavenge; /* a slot went to a global pool since the last round */
@@ -148,6 +149,13 @@ static void init_once(void) {
     const char *env = getenv("HOARE_STACK_GUARD");
     atomic_store(&guard_mode, (env && env[0] == '0') ? 0 : 1);
     default_slot = round_up(GUARD_BYTES + round_up(hoare__default_stack(), 4096) + sizeof(G), page_size);
+    atomic_store_explicit(&init_done, true, memory_order_release);
+}
+
+/* pthread_once costs a call and a barrier on every spawn; this is one load once it is done. */
+static inline void ensure_init(void) {
+    if (unlikely(!atomic_load_explicit(&init_done, memory_order_acquire)))
+        pthread_once(&init_once_ctl, init_once);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -385,7 +393,7 @@ static int cache_list(const g_cache *cache, size_t slot_size) {
 }
 
 G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
-    pthread_once(&init_once_ctl, init_once);
+    ensure_init();
     if (stack_size == 0) stack_size = hoare__default_stack();
     bool small = stack_size < page_size;
 #if defined(HOARE_ASAN)
@@ -557,7 +565,7 @@ bool hoare__stack_warm(void) {
  * Scavenging (monitor thread) */
 
 bool hoare__stack_scavenge(int64_t now) {
-    pthread_once(&init_once_ctl, init_once);
+    ensure_init();
     if (now - scavenge_last < SCAVENGE_NS)
         return scavenge_pending || atomic_load_explicit(&freed_since_scavenge, memory_order_relaxed);
     scavenge_last = now;
