@@ -177,9 +177,12 @@ static _Atomic pid_t alone_tid[2];
 
 static void alone_spinner(void *arg) {
     int me = (int)(intptr_t)((void **)arg)[0];
-    atomic_store(&alone_tid[me], (pid_t)syscall(SYS_gettid));
+    /* the thread it runs on now: it may start on the waiting main thread (lending) and move */
     for (long i = 1; !atomic_load_explicit(&alone_stop, memory_order_relaxed); i++)
-        if ((i & 0xffff) == 0) atomic_store_explicit(&alone_progress[me], i, memory_order_relaxed);
+        if ((i & 0xffff) == 0) {
+            atomic_store_explicit(&alone_tid[me], (pid_t)syscall(SYS_gettid), memory_order_relaxed);
+            atomic_store_explicit(&alone_progress[me], i, memory_order_relaxed);
+        }
     hoare_wg_done(((void **)arg)[1]);
 }
 
