@@ -726,29 +726,37 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
 static inline void ready_runnable(G *g) {
     M *m = getm_here();
     observe_go_ready(m, g);
-    G *cur = m ? m->curg : NULL;
-    if (cur) cur->preempt_off++;
-    P *p = m ? m->p : NULL;
-    /* Inside a blocking region the monitor may hand m->p to another M at any time: not ours to
-     * queue on. */
-    if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
-    M *lm = m ? NULL : hoare__thread_lend_m();
+    if (likely(m != NULL)) {
+        G *cur = m->curg;
+        if (cur) cur->preempt_off++;
+        P *p = m->p;
+        /* Inside a blocking region the monitor may hand m->p to another M at any time: not ours
+         * to queue on. */
+        if (cur && atomic_load_explicit(&cur->status, memory_order_relaxed) == G_BLOCKING) p = NULL;
+        if (!p) {
+            globrunq_put(g);
+            hoare__wakep();
+        } else if (runq_put(p, g, true)) {
+            hoare__wakep();
+        }
+        if (cur) cur->preempt_off--;
+        /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off.
+         * Waking an idle thread here would cost a futex wake per hand-off; if the current
+         * goroutine keeps running instead, the monitor sees the stranded runnext and wakes an
+         * idle processor. */
+        return;
+    }
+    M *lm = hoare__thread_lend_m();
     P *held = thread_p_take(lm);
     if (held) {
         /* a plain thread holding a processor: g runs when the thread next waits (or is stolen) */
         bool queued = runq_put(held, g, true);
         thread_p_hold(lm, held);
         if (queued) hoare__wakep();
-    } else if (!p) {
+    } else {
         globrunq_put(g);
         hoare__wakep();
-    } else if (runq_put(p, g, true)) {
-        hoare__wakep();
     }
-    if (cur) cur->preempt_off--;
-    /* Only runnext got g: it runs when the current goroutine parks, the usual hand-off. Waking an
-     * idle thread here would cost a futex wake per hand-off; if the current goroutine keeps
-     * running instead, the monitor sees the stranded runnext and wakes an idle processor. */
 }
 
 void hoare__ready(G *g) {
