@@ -206,9 +206,12 @@ HIDDEN M *hoare__lend_m_new(void);
 /* m is the calling thread's: its pthread, errno and stack (m's scheduler context, g0). */
 HIDDEN void hoare__m_bind_thread(M *m);
 /* Run goroutines on the calling thread until waiter is woken (true), or until there is nothing
- * to run (false: the processor is given up). false at once if no processor is free. */
+ * to run (false: the thread keeps the processor, unless it lent itself for long). false at once if
+ * no processor is free. */
 HIDDEN bool hoare__lend(M *m, G *waiter);
-/* The thread exits: give back the processor it holds, if any. */
+/* The processor the thread keeps has goroutines queued: worth lending again (a hint). */
+HIDDEN bool hoare__lend_wanted(M *m);
+/* The thread goes to sleep or exits: give up the processor it holds, if any. */
 HIDDEN void hoare__lend_drop(M *m);
 /* Lending is possible in this process (it relies on preemption to return promptly). */
 HIDDEN bool hoare__preempt_enabled(void);

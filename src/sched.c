@@ -1177,9 +1177,10 @@ static void lend_leave(M *m, int saved_errno) {
 }
 
 /* The next goroutine for a lent thread: only its own P's (and the ones preempted on it). NULL
- * when the thread is woken (it keeps the P) or has nothing of its own left (it gives the P up:
- * other processors' work is theirs, and taking it would tie their goroutines to the thread's
- * waits). */
+ * when the thread is woken or has nothing of its own left: it keeps the P (other processors' work
+ * is theirs, and taking it would tie their goroutines to the thread's waits) while it spins, and
+ * lends itself again if work comes to the P (hoare__lend_wanted); it gives the P up before it
+ * sleeps (hoare__lend_drop). After LEND_MAX_NS of lending it gives it up at once. */
 static G *lend_find(M *m) {
     P *p = m->p;
     if (!p) return NULL; /* lost in a blocking region */
@@ -1191,16 +1192,22 @@ static G *lend_find(M *m) {
         G *g = next_local(m, p);
         if (g) return g;
         if (m->preempted_head) return take_preempted(m);
-    } else if (atomic_load_explicit(&m->lender->wake_key, memory_order_relaxed) == WAKE_WOKEN) {
-        return NULL; /* it keeps the P */
+        return NULL;
     }
-    /* Nothing of its own left, or a long wait: the P goes on as if the thread had never lent
-     * itself - to an M if there is work, or timers and descriptors that need an M in the poller
-     * (an idle M would wait there; this thread will not). */
+    if (atomic_load_explicit(&m->lender->wake_key, memory_order_relaxed) == WAKE_WOKEN)
+        return NULL;
+    /* A long wait: the P goes on as if the thread had never lent itself - to an M if there is
+     * work, or timers and descriptors that need an M in the poller (an idle M would wait there;
+     * this thread will not). */
     m->p = NULL;
     p->m = NULL;
     p_hand_on(p);
     return NULL;
+}
+
+bool hoare__lend_wanted(M *m) {
+    P *p = m->p; /* a hint: the monitor may have handed it on (hoare__lend finds out) */
+    return p && !runq_empty(p);
 }
 
 bool hoare__lend(M *m, G *waiter) {

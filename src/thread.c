@@ -9,8 +9,9 @@
  *     readied - until it is woken or none is left;
  *  2. it spins for a short while (THREAD_SPIN_NS), watching its wake word: a partner that answers
  *     within microseconds - a goroutine echoing a message - wakes it with one compare-and-swap and
- *     no system call on either side;
- *  3. then it sleeps on a futex, costing no CPU however long the wait.
+ *     no system call on either side. It keeps its processor meanwhile, and goes back to phase 1
+ *     when goroutines are queued there;
+ *  3. then it gives up its processor and sleeps on a futex, costing no CPU however long the wait.
  * HOARE_LEND=0 turns phase 1 off.
  * Lending needs preemption, to get the thread back from a goroutine that does not yield: a process
  * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1, and
@@ -169,12 +170,18 @@ static M *lend_m(thread_rec *r) {
 M *hoare__thread_lend_m_slow(void) { return lend_m(thread_record()); }
 
 /* Phase 2: true if woken while spinning. A wait with a timer that fires later than the spin could
- * last (a sleep) skips it. */
-static bool spin_for_wake(G *g) {
+ * last (a sleep) skips it. A lending thread (m) keeps its processor meanwhile, and lends itself
+ * again when goroutines are queued there (readied by a goroutine running elsewhere). */
+static bool spin_for_wake(G *g, M *m) {
     if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0 &&
         g->sleep_timer.when - hoare__nanotime() > THREAD_SPIN_NS)
         return false;
-    return hoare__spin_until(&g->wake_key, WAKE_WOKEN, THREAD_SPIN_NS);
+    hoare_spin spin = {0};
+    do {
+        if (atomic_load_explicit(&g->wake_key, memory_order_acquire) == WAKE_WOKEN) return true;
+        if (m && (spin.polls & 15) == 0 && hoare__lend_wanted(m) && hoare__lend(m, g)) return true;
+    } while (hoare__spin_step(&spin, THREAD_SPIN_NS));
+    return atomic_load_explicit(&g->wake_key, memory_order_acquire) == WAKE_WOKEN;
 }
 
 void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg) {
@@ -187,10 +194,12 @@ void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), v
         return;
     }
     M *m = lend_m((thread_rec *)g);
-    if ((m && hoare__lend(m, g)) || spin_for_wake(g)) {
+    if ((m && hoare__lend(m, g)) || spin_for_wake(g, m)) {
         atomic_store(&g->status, G_RUNNING);
         return;
     }
+    /* Phase 3: a sleeping thread keeps no processor. */
+    if (m) hoare__lend_drop(m);
     uint32_t spinning = WAKE_SPINNING;
     if (atomic_load_explicit(&g->sleep_timer.state, memory_order_relaxed) != 0) {
         /* a timer will wake it: no deadlock to count */
