@@ -3,6 +3,8 @@
 
     python3 bench/run.py              # full run: builds, runs, writes docs/BENCHMARKS.md + chart
     python3 bench/run.py --quick      # small sizes, one run each, checks results only (CI)
+    python3 bench/run.py --save F     # full run, its outcomes also kept in F; then, after
+    python3 bench/run.py --from F     #   editing bench/analysis.md, the report written again
 
 Each workload is a C program (bench/c/<name>.c, built by CMake as bench_<name>) and a Go program
 (bench/go/<name>/main.go, built here with `go build`, no network). Both print one line
@@ -20,6 +22,7 @@ import argparse
 import datetime
 import math
 import os
+import pickle
 import platform
 import re
 import shutil
@@ -585,8 +588,7 @@ def demo_speedups(rows):
             ">= 1.95x): " + ", ".join(out) + ".\n\n")
 
 
-def write_markdown(rows, args, build_dir, path, chart_name):
-    info = machine_info(build_dir)
+def write_markdown(rows, args, build_dir, path, chart_name, info):
     failures = [f"- {row.key} (procs {row.procs_setting}): {e}" for row in rows for e in row.errors()]
     raw = []
     for row in rows:
@@ -686,6 +688,11 @@ def main():
                     help="skip the plain-thread and hoare_main runs")
     ap.add_argument("--out", help="report file (default docs/BENCHMARKS.md; none in quick mode)")
     ap.add_argument("--note", help="a paragraph for the report (conditions of this run)")
+    ap.add_argument("--save", metavar="FILE",
+                    help="also keep this run's outcomes in FILE (for --from)")
+    ap.add_argument("--from", dest="from_file", metavar="FILE",
+                    help="run nothing: write the report again from outcomes kept by --save "
+                         "(after bench/analysis.md changed)")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -697,6 +704,12 @@ def main():
         args.runs = 1
     build_dir = os.path.abspath(args.build_dir)
 
+    if args.from_file:
+        with open(args.from_file, "rb") as f:
+            kept = pickle.load(f)
+        args.runs = kept["runs"]
+        rows, info = kept["rows"], kept["info"]
+        args.no_build = args.no_go = True
     if not args.no_build:
         log(f"building the C side in {build_dir}")
         build_c(build_dir, os.cpu_count() or 2)
@@ -707,7 +720,12 @@ def main():
         build_go(build_dir)
 
     started = time.monotonic()
-    rows = run_all(args, build_dir)
+    if not args.from_file:
+        rows = run_all(args, build_dir)
+        info = machine_info(build_dir)
+        if args.save:
+            with open(args.save, "wb") as f:
+                pickle.dump({"rows": rows, "info": info, "runs": args.runs}, f)
     print()
     print_table([r for r in rows if r.mode == "goroutine"])
     for mode, header in (("thread", HEADER), ("main", MAIN_HEADER)):
@@ -722,7 +740,8 @@ def main():
         os.makedirs(os.path.dirname(out), exist_ok=True)
         chart = os.path.join(os.path.dirname(out), "bench-ratios.png")
         has_chart = write_chart(rows, chart, os.path.join(build_dir, "bench"))
-        write_markdown(rows, args, build_dir, out, os.path.basename(chart) if has_chart else None)
+        write_markdown(rows, args, build_dir, out, os.path.basename(chart) if has_chart else None,
+                       info)
         print(f"wrote {out}" + (f" and {chart}" if has_chart else ""))
 
     failed = [e for row in rows for e in row.errors()]
