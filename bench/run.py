@@ -708,6 +708,7 @@ def main():
         with open(args.from_file, "rb") as f:
             kept = pickle.load(f)
         args.runs = kept["runs"]
+        args.note = args.note or kept.get("note")
         rows, info = kept["rows"], kept["info"]
         args.no_build = args.no_go = True
     if not args.no_build:
@@ -725,7 +726,7 @@ def main():
         info = machine_info(build_dir)
         if args.save:
             with open(args.save, "wb") as f:
-                pickle.dump({"rows": rows, "info": info, "runs": args.runs}, f)
+                pickle.dump({"rows": rows, "info": info, "runs": args.runs, "note": args.note}, f)
     print()
     print_table([r for r in rows if r.mode == "goroutine"])
     for mode, header in (("thread", HEADER), ("main", MAIN_HEADER)):
