@@ -668,9 +668,14 @@ static void run_pending(M *m) {
         runq_put(m->p, g, false);
         break;
     case PEND_SPAWN:
-        /* the parent of a goroutine that runs first: it runs next (see hoare__ready on waking) */
+        /* The parent of a goroutine that runs first: it runs next (see hoare__ready on waking).
+         * An idle processor is woken to take it, as Go's newproc wakes one for the child: a child
+         * that runs long (a reader looping over cached file pages) would otherwise keep the rest
+         * of the spawning loop waiting for the monitor's next round (fileread-warm 30 -> 23 ms;
+         * a loop of children that end at once pays a wake-up per idle spin, about 10 ns a spawn). */
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
-        if (runq_put(m->p, g, true)) hoare__wakep();
+        runq_put(m->p, g, true);
+        hoare__wakep();
         break;
     case PEND_PREEMPT:
         /* behind this M's other preempted goroutines; it resumes on this M only */
