@@ -574,7 +574,7 @@ plot "{dat}" using ($0-0.18):2:xtic(1) with boxes lc rgb "#4477aa" title "defaul
 
 def demo_speedups(rows):
     """The demo's speedup from one processor to the default number, C and Go (median times)."""
-    by = {r.procs_setting: r for r in rows if r.key == "demo"}
+    by = {r.procs_setting: r for r in rows if r.key == "demo" and r.mode == "goroutine"}
     if "default" not in by or 1 not in by:
         return ""
     out = []
