@@ -672,7 +672,7 @@ static void run_pending(M *m) {
          * An idle processor is woken to take it, as Go's newproc wakes one for the child: a child
          * that runs long (a reader looping over cached file pages) would otherwise keep the rest
          * of the spawning loop waiting for the monitor's next round (fileread-warm 30 -> 23 ms;
-         * a loop of children that end at once pays a wake-up per idle spin, about 10 ns a spawn). */
+         * a loop of children that end at once pays a wake-up per idle spin, 10-15 ns a spawn). */
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
         runq_put(m->p, g, true);
         hoare__wakep();
