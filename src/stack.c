@@ -117,11 +117,10 @@ static _Atomic bool init_done;   /* init_once has run (its results may be read) 
 static int64_t scavenge_last;    /* monitor only */
 static bool scavenge_pending;    /* monitor only: cold slots were left for the next round */
 static _Atomic bool freed_since_scavenge; /* a slot went to a global pool since the last round */
-/* Warming is wanted: fresh or warm slots were taken since the warm list was last full. Set under
- * pool_lock, read without it by idle processors. */
+/* Warming is wanted: set by a spawner that found the default class's global pool empty with
+ * fewer than WARM_MAX / 2 warm slots; cleared once the warm list is full, or when the current slab
+ * has no room left. Written under pool_lock, read without it by idle processors. */
 static _Atomic bool warm_wanted;
-
-bool hoare__stack_warm_wanted(void) { return atomic_load(&warm_wanted); }
 static size_class *default_class; /* set under pool_lock once the default class exists */
 HIDDEN _Atomic uint64_t hoare__stack_warmed; /* slots committed by warming, for tests */
 
@@ -528,6 +527,8 @@ void hoare__g_cache_flush(g_cache *cache) {
 
 /* ------------------------------------------------------------------------------------------
  * Warming (idle processors) */
+
+bool hoare__stack_warm_wanted(void) { return atomic_load(&warm_wanted); }
 
 bool hoare__stack_warm(void) {
     if (!atomic_load_explicit(&warm_wanted, memory_order_relaxed)) return false;
