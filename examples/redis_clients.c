@@ -125,12 +125,14 @@ static int thread_count(void) {
 static void sampler(void *arg) {
     hoare_chan *stop = ((void **)arg)[0];
     int *max = ((void **)arg)[1];
+    hoare_wg *done = ((void **)arg)[2];
     for (;;) {
         int n = thread_count();
         if (n > *max) *max = n;
         hoare_case stopped = HOARE_RECV(stop, NULL);
-        if (hoare_select_timeout(&stopped, 1, 10 * HOARE_MS) == 0) return;
+        if (hoare_select_timeout(&stopped, 1, 10 * HOARE_MS) == 0) break;
     }
+    hoare_wg_done(done);
 }
 
 /* The program's main goroutine (see main below). */
@@ -159,8 +161,10 @@ static int app(int argc, char **argv) {
     freeReplyObject(r);
     int max_threads = 0;
     hoare_chan *stop = hoare_chan_make(0, 0);
-    void *sargs[2] = {stop, &max_threads};
-    hoare_go(sampler, sargs);
+    hoare_wg sampled = HOARE_WG_INIT;
+    void *sargs[3] = {stop, &max_threads, &sampled};
+    hoare_wg_add(&sampled, 1);
+    if (hoare_go(sampler, sargs) != 0) hoare_wg_done(&sampled); /* no sampling, then */
     hoare_wg wg = HOARE_WG_INIT;
     for (int i = 0; i < n; i++) {
         hoare_wg_add(&wg, 1);
@@ -171,6 +175,7 @@ static int app(int argc, char **argv) {
     }
     hoare_wg_wait(&wg);
     hoare_close(stop);
+    hoare_wg_wait(&sampled); /* its max is final, and its select has let go of stop */
     r = command(c, "GET hoare:counter");
     long counter = r && r->type == REDIS_REPLY_STRING ? atol(r->str) : -1;
     if (r) freeReplyObject(r);
