@@ -42,8 +42,9 @@
  * Where it resumes: a preempted goroutine resumes on the same thread (M.preempted list). Go can
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
  * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
- * One exception: one preempted on a plain thread that lent itself moves to the global queue when
- * the thread leaves (it would otherwise wait for the thread's next wait) - as after any park, a
+ * One exception: one preempted on a plain thread that lent itself moves to the run queue of the
+ * processor the thread keeps when the thread leaves (sched.c, lend_leave), where another thread may
+ * take it - as after any park, a
  * hoisted &errno in the program's own code is then another thread's; the runtime's own code is
  * never interrupted (see the safe points above).
  *

@@ -1126,8 +1126,8 @@ static void schedule(M *m) {
  *    never lent itself;
  *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
  *    (preempt.c): lending exists only where preemption works;
- *  - goroutines preempted here are moved to the global queue when the thread leaves, or they
- *    would wait for its next wait (they resume on another thread: see preempt.c on thread-locals);
+ *  - goroutines preempted here are moved to its processor's run queue when the thread leaves
+ *    (lend_leave), where other threads may take them (see preempt.c on thread-locals);
  *  - the thread's errno is its own again when it returns;
  *  - before a goroutine with a sub-page stack runs, asynchronous signals are blocked until the
  *    thread leaves (lend_mask_signals). */
@@ -1161,9 +1161,14 @@ static int lend_enter(M *m, G *waiter, int64_t until) {
 }
 
 static void lend_leave(M *m, int saved_errno) {
+    /* Goroutines preempted on the thread go to the queue of the P it keeps (where the thread's
+     * next wait, a thief or the monitor's retake finds them), else to the global queue. Not the
+     * global queue first: a busy processor's goroutine would be preempted for them, and tied to
+     * its thread with them while this P went idle. */
     bool more = false;
     for (G *g; (g = take_preempted(m));) {
-        globrunq_put(g);
+        if (m->p) runq_put(m->p, g, false);
+        else globrunq_put(g);
         more = true;
     }
     __atomic_store_n(&m->lender, NULL, __ATOMIC_RELEASE);
