@@ -1083,6 +1083,13 @@ static G *find_runnable(M *m) {
         m->link = sched.idle_m;
         sched.idle_m = m;
         sched.nmidle++;
+        /* The last M going idle may complete a deadlock (Go's checkdead runs here). The monitor
+         * may have looked while this M, its P given up, still counted as busy, and gone to sleep
+         * for good: the epoch tells it to look again, the kick wakes it. */
+        if (sched.nmidle == sched.nm) {
+            sched.deadlock_epoch++;
+            hoare__monitor_kick();
+        }
         hoare__note_clear(&m->park);
         hoare__unlock(&sched.lock);
         hoare__note_sleep(&m->park, -1);
