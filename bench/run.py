@@ -11,8 +11,10 @@ Each workload is a C program (bench/c/<name>.c, built by CMake as bench_<name>) 
 "RESULT name=... procs=... n=... value=... unit=..." and exit non-zero when their result is wrong.
 Every workload runs with the default number of processors and with one (HOARE_PROCS=1 /
 GOMAXPROCS=1), C and Go alternating, --runs times each; then its C side runs twice more at the
-default processors, driven from main()'s plain thread and through hoare_main (MODES). The ratio of a row is the median of the
-per-pair ratios C/Go. http loads examples/http_hello and bench/go/http with wrk in turn.
+default processors, driven from main()'s plain thread and through hoare_main (MODES), each run
+alternating with a partner run of its own: Go for the plain thread, the C code in a goroutine for
+hoare_main. The ratio of a row is the median of the per-pair ratios. http loads
+examples/http_hello and bench/go/http with wrk in turn.
 
 Only python3's standard library is used. Exit status: 0, or 1 when a run failed (a wrong result, a
 crash, a timeout); missed speed targets do not fail the run.
@@ -59,10 +61,11 @@ WORKLOADS = [
     ("fileread-warm", "fileread", ["warm"], 256, 8, ("ratio", 1.0)),
     ("http", "http", [], None, None, ("http", 1.5)),
 ]
-# The same C code driven two more ways (bench.h's HOARE_BENCH_MODE), default processors only, each
-# compared with the Go runs of its goroutine row: "thread", straight from main()'s plain thread;
-# "main", in hoare_main's main goroutine. Targets: C/Go for "thread" (where the issue set one), and
-# for "main" the C time over the same code's time in a goroutine.
+# The same C code driven two more ways (bench.h's HOARE_BENCH_MODE), default processors only:
+# "thread", straight from main()'s plain thread; "main", in hoare_main's main goroutine. Each run
+# alternates with a partner run, so that the VM's drift between minutes cancels as in the C/Go
+# pairs: a Go run for "thread" (target: C/Go, where the issue set one), the same C code in a
+# goroutine for "main" (target: the C time over the goroutine time, per pair).
 MODES = ["thread", "main"]
 THREAD_TARGETS = {"pingpong": 1.0, "select": 1.0, "buffered": 0.5, "mpmc": 0.5, "spawn": 0.3,
                   "startpark": 0.5, "sleepers": 0.5}
@@ -234,8 +237,9 @@ class Row:
     def __init__(self, key, procs_setting, target, mode="goroutine", base=None):
         self.key, self.procs_setting, self.target = key, procs_setting, target
         self.mode = mode  # how the C side drives the workload (bench.h's HOARE_BENCH_MODE)
-        self.base = base  # for mode "main": the goroutine row it is compared with
+        self.base = base  # for mode "main": the goroutine row it is reported beside
         self.c, self.go = [], []
+        self.partner = []  # mode "main": the C code in a goroutine, run i alternating with c[i]
         self.note = None  # why the row has no numbers ("not available", a skip reason)
         self.go_shared = False  # self.go belongs to another row (GO_SHARED_WITH)
 
@@ -246,7 +250,8 @@ class Row:
         return [o.value for o in runs if o.ok]
 
     def errors(self):
-        own = [("C", self.c)] + ([] if self.go_shared else [("Go", self.go)])
+        own = [("C", self.c), ("C in a goroutine", self.partner)] + \
+            ([] if self.go_shared else [("Go", self.go)])
         return [f"{side}: {o.error}" for side, runs in own for o in runs if o.error]
 
     def unit(self):
@@ -273,11 +278,9 @@ class Row:
         return statistics.median(r) if r else None
 
     def vs_goroutine(self):
-        """Median C time of this row over the median C time of its goroutine row."""
-        mine, theirs = self.values("c"), self.base.values("c") if self.base else []
-        if not mine or not theirs or statistics.median(theirs) <= 0:
-            return None
-        return statistics.median(mine) / statistics.median(theirs)
+        """Median of the per-pair ratios of this row's C time over its goroutine partner's."""
+        r = [c.value / g.value for c, g in zip(self.c, self.partner) if c.ok and g.ok and g.value > 0]
+        return statistics.median(r) if r else None
 
     def verdict(self):
         """'met', 'missed' or None (no target at this processor setting, or no numbers)."""
@@ -371,16 +374,26 @@ def run_all(args, build_dir):
             else:
                 target = ("vs-goroutine", MAIN_VS_GOROUTINE)
             row = Row(key, "default", target, mode, base=goroutine_row)
-            row.go, row.go_shared = goroutine_row.go, True
             rows.append(row)
+            own_go = mode == "thread" and not args.no_go and key not in GO_SHARED_WITH
+            if not own_go:
+                row.go, row.go_shared = goroutine_row.go, True
+            size = [str(quick if args.quick else full)]
+            c_argv = [os.path.join(c_bin, f"bench_{c_name}")] + size + c_extra
+            go_name, go_extra = GO_PROGRAM.get(key, (key, []))
+            go_argv = [os.path.join(go_bin, go_name)] + size + go_extra
             for i in range(runs):
-                size = [str(quick if args.quick else full)]
-                o = run_program([os.path.join(c_bin, f"bench_{c_name}")] + size + c_extra,
-                                "default", timeout, mode)
-                row.c.append(o)
-                shown = (o.error and "FAILED " + o.error) or (o.skip and "skip: " + o.skip) or \
-                    f"{o.value:g} {o.unit}"
-                log(f"  {key:<10} mode={mode:<8} run {i + 1}/{runs} c   {shown}")
+                partners = [(mode, c_argv, mode, row.c)]
+                if own_go:
+                    partners.append(("go", go_argv, None, row.go))
+                elif mode == "main":
+                    partners.append(("goroutine", c_argv, "goroutine", row.partner))
+                for label, argv, run_mode, outcomes in partners:
+                    o = run_program(argv, "default", timeout, run_mode)
+                    outcomes.append(o)
+                    shown = (o.error and "FAILED " + o.error) or (o.skip and "skip: " + o.skip) or \
+                        f"{o.value:g} {o.unit}"
+                    log(f"  {key:<10} mode={mode:<8} run {i + 1}/{runs} {label:<9} {shown}")
     return rows
 
 
@@ -594,7 +607,14 @@ def write_markdown(rows, args, build_dir, path, chart_name, info):
     for row in rows:
         if row.mode != "goroutine" and row.c:
             c = ", ".join(fmt(v) for v in row.values("c"))
-            raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]")
+            if row.mode == "main":
+                g = ", ".join(fmt(o.value) for o in row.partner if o.ok)
+                raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]; C in a goroutine [{g}]")
+            elif row.go_shared:
+                raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]")
+            else:
+                g = ", ".join(fmt(v) for v in row.values("go"))
+                raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]; Go [{g}]")
         elif row.c or row.go:
             c = ", ".join(fmt(v) for v in row.values("c"))
             g = ", ".join(fmt(v) for v in row.values("go"))
@@ -638,15 +658,16 @@ on the p99 line, of p99 latencies.
 ## Driven from a plain thread (main() without hoare_main), default processors
 
 The same C code called on main()'s own thread (`HOARE_BENCH_MODE=thread`), as a C program that
-does not use `hoare_main` is written; Go columns repeat the goroutine rows' Go runs (Go's main is
+does not use `hoare_main` is written, each run alternating with a Go run of its own (Go's main is
 always a goroutine).
 
 {markdown_table([r for r in rows if r.mode == "thread"])}
 
 ## Through hoare_main, default processors
 
-The same C code in `hoare_main`'s main goroutine (`HOARE_BENCH_MODE=main`). "C/C in goroutine" is
-its median time over the median time of the goroutine rows above; the target is within 10%.
+The same C code in `hoare_main`'s main goroutine (`HOARE_BENCH_MODE=main`), each run alternating
+with a run of the same code in a goroutine. "C/C in goroutine" is the median of those per-pair
+ratios; the target is within 10%. The Go columns and C/Go repeat the goroutine rows' Go runs.
 
 {markdown_table([r for r in rows if r.mode == "main"], MAIN_HEADER)}
 
