@@ -334,8 +334,13 @@ static G *take_preempted(M *m) {
 }
 
 static G *next_local(M *m, P *p) {
-    if (unlikely(--p->picks_left == 0) && !m->lender) {
+    if (unlikely(--p->picks_left == 0)) {
+        /* reset on a lent thread too, which skips the check (the global queue and the preempted
+         * goroutines are the Ms'): left at 0 it wrapped, and the M the P went to next checked
+         * neither for 4 billion picks; two goroutines yielding to each other then kept the
+         * others out for good (test_sched's yielders, once in 5 suite runs) */
         p->picks_left = 61;
+        if (m->lender) return runq_get(p);
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
             hoare__lock(&sched.lock);
             G *g = globrunq_get_locked(p, 1);

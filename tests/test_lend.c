@@ -6,7 +6,9 @@
  *  - goroutines it readies run even while it stays away from the runtime;
  *  - its errno is its own again after the wait;
  *  - goroutines spawned onto the processor a thread holds run after the thread exits;
- *  - its own signal handlers never run on a sub-page goroutine stack.
+ *  - its own signal handlers never run on a sub-page goroutine stack;
+ *  - the processor it gave up still takes goroutines from the global queue after it ran many
+ *    goroutines on it (a HOARE_PROCS=1 child).
  * Lending (on unless HOARE_LEND=0; set here) relies on preemption, which is off under TSan, and is
  * off under ASan for now (src/thread.c): the checks that need it are skipped there.
  */
@@ -254,12 +256,62 @@ static void test_signals_off_small_stacks(void) {
     }
 }
 
+/* ---- child scenario (HOARE_PROCS=1): the thread lends itself for more than 61 picks (the local
+ * picks between two looks at the global queue), then hands the processor to an M on which two
+ * goroutines yield to each other for ever. A goroutine spawned from another thread (global queue,
+ * no processor to spare) must still run. The count of picks once wrapped on the lent thread, and
+ * the M then never looked at the global queue again. */
+
+static _Atomic bool yielders_stop;
+
+static void yield_times(void *arg) {
+    for (int i = 0; i < 200; i++) hoare_yield();
+    hoare_wg_done(arg);
+}
+
+static void yield_until_stopped(void *arg) {
+    (void)arg;
+    while (!atomic_load(&yielders_stop)) hoare_yield();
+}
+
+static void stop_yielders(void *arg) {
+    atomic_store(&yielders_stop, true);
+    int v = 1;
+    hoare_send(arg, &v);
+}
+
+static void *spawn_stopper(void *arg) {
+    REQUIRE(hoare_go(stop_yielders, arg) == 0);
+    return NULL;
+}
+
+static int child_global_queue_after_lending(void) {
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 2);
+    REQUIRE(hoare_go(yield_times, &wg) == 0);
+    REQUIRE(hoare_go(yield_times, &wg) == 0);
+    hoare_wg_wait(&wg); /* this thread runs their 400 yields */
+    hoare_chan *done = hoare_chan_make(sizeof(int), 0);
+    REQUIRE(hoare_go(yield_until_stopped, NULL) == 0);
+    REQUIRE(hoare_go(yield_until_stopped, NULL) == 0);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, spawn_stopper, done) == 0);
+    int v = 0;
+    REQUIRE(hoare_recv(done, &v) == 0); /* lends for 1 ms, then an M runs the yielders */
+    pthread_join(t, NULL);
+    return v == 1 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     setenv("HOARE_LEND", "1", 1); /* on, whatever the caller's environment says; children inherit it */
     if (argc > 1) {
         if (!strcmp(argv[1], "woken-while-spinner-runs")) {
             alarm(30);
             return child_woken_while_spinner_runs();
+        }
+        if (!strcmp(argv[1], "global-queue-after-lending")) {
+            alarm(10); /* the goroutine never ran: end by SIGALRM */
+            return child_global_queue_after_lending();
         }
         return 99;
     }
@@ -271,6 +323,8 @@ int main(int argc, char **argv) {
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child: %s\n", out);
         test_runs_partner_here();
+        status = test_run_self("global-queue-after-lending", env, out, sizeof out);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     test_readied_runs_while_thread_away();
     test_errno_kept();
