@@ -299,6 +299,7 @@ static int child_global_queue_after_lending(void) {
     int v = 0;
     REQUIRE(hoare_recv(done, &v) == 0); /* lends for 1 ms, then an M runs the yielders */
     pthread_join(t, NULL);
+    hoare_chan_release(done);
     return v == 1 ? 0 : 1;
 }
 
