@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,11 +81,19 @@ static void test_watchdog(int sig) {
     _exit(3);
 }
 
-/* Start of main: remember argv[0] and arm the watchdog (seconds). */
+/* Under valgrind (which preloads its vgpreload objects into the program): every thread runs in
+ * turn, many times slower. */
+static inline bool test_under_valgrind(void) {
+    const char *preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "vgpreload");
+}
+
+/* Start of main: remember argv[0] and arm the watchdog (seconds; four times as long under a
+ * sanitizer or valgrind). */
 static inline void test_begin(char **argv, unsigned seconds) {
     test_argv0 = argv[0];
     signal(SIGALRM, test_watchdog);
-    alarm(TEST_SANITIZED ? seconds * 4 : seconds);
+    alarm(TEST_SANITIZED || test_under_valgrind() ? seconds * 4 : seconds);
 }
 
 /* Wait (bounded) until exactly `n` goroutines are alive: goroutines that signalled completion may
