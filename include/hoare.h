@@ -127,8 +127,9 @@ int hoare_procs(int n);
 size_t hoare_count(void);
 
 /* Preemption: a goroutine that runs over 10 ms without yielding is switched out at the next
- * safe point (in the program's own code, never inside the C library or the runtime) so that others
- * run, and resumes later on the same thread. Code that must not be switched out while it runs -
+ * safe point (in the program's own code, the main executable: never inside a shared library - the
+ * C library, OpenSSL... - nor the runtime, as Go never preempts C code) so that others run, and
+ * resumes later on the same thread. Code that must not be switched out while it runs -
  * e.g. it holds a pthread mutex that other goroutines take - brackets itself with these (they nest).
  * HOARE_PREEMPT=0 turns preemption off. */
 void hoare_preempt_disable(void);

@@ -9,12 +9,12 @@
  *    its own stack (the interrupted stack pointer is inside it: not in the middle of a switch);
  *  - it is not inside the runtime: no runtime lock held (hoare__locks_held) and no runtime
  *    section or hoare_preempt_disable() region (g->preempt_off), not in a blocking region;
- *  - the interrupted instruction is in the program's own code: the main executable or a shared
- *    object that is not a system library, and not the runtime itself (a shared libhoare, or the
- *    static library's code, which the build puts in a section of its own). Inside the C library
- *    (malloc, stdio...) a goroutine may hold the library's internal locks; another goroutine on
- *    the same thread taking them would block the thread for good (the runtime's initialisers that
- *    call other libraries under a pthread_once run with preemption off: hoare__once).
+ *  - the interrupted instruction is in the program's own code: the main executable, and not the
+ *    runtime's code in it (the static library's code, which the build puts in a section of its
+ *    own). Never a shared library (the C library, OpenSSL, a shared libhoare...): inside one a
+ *    goroutine may hold the library's internal locks, and another goroutine on the same thread
+ *    taking them would block the thread for good (the runtime's initialisers that call other
+ *    libraries under a pthread_once run with preemption off too: hoare__once).
  *
  * How the switch works: the handler runs on the thread's alternate signal stack (SA_ONSTACK: a
  * goroutine with a sub-page stack has no room for the kernel's signal frame, a few KiB with the
@@ -71,7 +71,7 @@ enum {
     LENDER_PREEMPT_AFTER_NS = 50 * 1000, /* the slice left when a lent thread's wait is over */
     RESEND_AFTER_NS = 1000 * 1000,       /* a request that met no safe point is repeated this late:
                                             every signal can cut a system call short (EINTR) */
-    MAX_RANGES = 64,
+    MAX_RANGES = 8,                      /* the executable's executable segments */
 };
 
 struct text_range {
@@ -85,26 +85,16 @@ static struct sigaction previous_urg;
 HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
 HIDDEN bool hoare__sigstack_autodisarm;
 
-/* Shared objects whose code must not be preempted: the C and C++ runtimes, the dynamic loader,
- * the sanitizer runtimes, and this library when it is a shared object. */
-static bool is_system_object(const char *path) {
-    static const char *const system_names[] = {
-        "libc.so", "libc-", "ld-linux", "ld64.so", "libpthread", "libm.so", "libdl.so", "librt.so",
-        "libstdc++", "libgcc_s", "libasan", "libtsan", "libubsan", "liblsan", "libhoare",
-        "linux-vdso", "linux-gate", "libvalgrind", "vgpreload",
-    };
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    for (size_t i = 0; i < sizeof system_names / sizeof system_names[0]; i++)
-        if (strncmp(base, system_names[i], strlen(system_names[i])) == 0) return true;
-    return false;
-}
-
+/* The main executable's code (dl_iterate_phdr names it ""): the only code preempted. Shared
+ * libraries are left alone, as Go never preempts C code: inside one a goroutine may hold the
+ * library's own locks (malloc's, OpenSSL's), which another goroutine on the same thread would then
+ * wait for for good, or be in the middle of using its thread-locals (errno, OpenSSL's error
+ * queue), which a goroutine preempted on a lending thread and resumed on another would then mix
+ * up. */
 static int collect_ranges(struct dl_phdr_info *info, size_t size, void *arg) {
     (void)size;
     (void)arg;
-    const char *name = info->dlpi_name ? info->dlpi_name : "";
-    if (name[0] && is_system_object(name)) return 0;
+    if (info->dlpi_name && info->dlpi_name[0]) return 0;
     for (int i = 0; i < info->dlpi_phnum && nranges < MAX_RANGES; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;

@@ -9,7 +9,8 @@
  *    take about twice the CPU time of one, never running in parallel (process CPU time stays
  *    about equal to wall time): concurrency, not parallelism. CPU time, not wall time, so that
  *    the check holds on a loaded machine. The runtime's switch counter shows it was preemption;
- *  - inside hoare_preempt_disable() a spinning goroutine is not preempted;
+ *  - inside hoare_preempt_disable() a spinning goroutine is not preempted, nor inside a shared
+ *    library (preempt_lib.c: as Go never preempts C code);
  *  - a goroutine that keeps yielding (the processor never idles into the poller) does not keep an
  *    I/O waiter from waking: the monitor polls.
  * With hoare_procs(2):
@@ -280,6 +281,25 @@ static void test_preempt_disable(void) {
     CHECK_EQ(atomic_load(&ticks_while_unpreemptible), 0);
 }
 
+/* ---- no preemption inside a shared library */
+
+int preempt_lib_spin(int64_t ns, _Atomic int *counter); /* preempt_lib.c */
+
+static _Atomic int ticks_while_in_library;
+
+static void library_hog(void *arg) {
+    atomic_store(&ticks_while_in_library, preempt_lib_spin(100 * HOARE_MS, &ticks));
+    hoare_wg_done(arg);
+}
+
+static void test_no_preemption_in_shared_library(void) {
+    uint64_t before = atomic_load(&hoare__preempt_signals);
+    ticks_beside(library_hog);
+    CHECK_EQ(atomic_load(&ticks_while_in_library), 0);
+    /* the monitor did ask: the library's code was no safe point */
+    CHECK(atomic_load(&hoare__preempt_signals) > before);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "io-busy") == 0) return child_io_busy();
     test_begin(argv, 120);
@@ -290,6 +310,7 @@ int main(int argc, char **argv) {
         test_hog_does_not_stop_ticker();
         test_two_spinners_take_turns();
         test_preempt_disable();
+        test_no_preemption_in_shared_library();
         test_alone_not_interrupted();
     }
     TEST_MAIN_END();
