@@ -14,7 +14,8 @@
  *    own). Never a shared library (the C library, OpenSSL, a shared libhoare...): inside one a
  *    goroutine may hold the library's internal locks, and another goroutine on the same thread
  *    taking them would block the thread for good (the runtime's initialisers that call other
- *    libraries under a pthread_once run with preemption off too: hoare__once).
+ *    libraries under a pthread_once run with preemption off too, hoare__once: a program linked
+ *    statically has those libraries in its executable).
  *
  * How the switch works: the handler runs on the thread's alternate signal stack (SA_ONSTACK: a
  * goroutine with a sub-page stack has no room for the kernel's signal frame, a few KiB with the
