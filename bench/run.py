@@ -279,7 +279,8 @@ class Row:
 
     def vs_goroutine(self):
         """Median of the per-pair ratios of this row's C time over its goroutine partner's."""
-        r = [c.value / g.value for c, g in zip(self.c, self.partner) if c.ok and g.ok and g.value > 0]
+        r = [c.value / g.value for c, g in zip(self.c, self.partner)
+             if c.ok and g.ok and g.value > 0]
         return statistics.median(r) if r else None
 
     def verdict(self):
@@ -609,7 +610,8 @@ def write_markdown(rows, args, build_dir, path, chart_name, info):
             c = ", ".join(fmt(v) for v in row.values("c"))
             if row.mode == "main":
                 g = ", ".join(fmt(o.value) for o in row.partner if o.ok)
-                raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]; C in a goroutine [{g}]")
+                raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]; "
+                           f"C in a goroutine [{g}]")
             elif row.go_shared:
                 raw.append(f"- {row.key}, {row.mode} ({row.unit()}): C [{c}]")
             else:
