@@ -96,8 +96,8 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  * it). With nothing of its own to run, it spins for a few tens of microseconds (keeping its
  * processor), then gives the processor to a scheduler thread and sleeps in the kernel, costing no
  * CPU however long it waits; a wait spent running goroutines for over a millisecond hands the
- * processor on too. A thread spawning faster than its goroutines start runs some of them before hoare_go
- * returns (for at most about 50 us). What this means for the thread:
+ * processor on too. A thread spawning faster than its goroutines start runs some of them before
+ * hoare_go returns (for at most about 50 us). What this means for the thread:
  *  - its errno is its own again after every call;
  *  - it gets the runtime's alternate signal stack in place of any it had (its own comes back when
  *    it exits): goroutines' preemption uses it;

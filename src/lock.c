@@ -68,14 +68,6 @@ bool hoare__spin_step(hoare_spin *s, int64_t budget_ns) {
     return true;
 }
 
-bool hoare__spin_until(_Atomic uint32_t *word, uint32_t value, int64_t budget_ns) {
-    hoare_spin s = {0};
-    do {
-        if (atomic_load_explicit(word, memory_order_acquire) == value) return true;
-    } while (hoare__spin_step(&s, budget_ns));
-    return atomic_load_explicit(word, memory_order_acquire) == value;
-}
-
 HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 
 /* A contended lock's spin: LOCK_PROBES probes, the pauses between them doubling up to

@@ -44,10 +44,9 @@
  * move it anywhere because its compiler never keeps a thread-local address in a register; C
  * compilers do (glibc's __errno_location is declared const, so &errno is hoisted out of loops).
  * One exception: one preempted on a plain thread that lent itself moves to the run queue of the
- * processor the thread keeps when the thread leaves (sched.c, lend_leave), where another thread may
- * take it - as after any park, a
- * hoisted &errno in the program's own code is then another thread's; the runtime's own code is
- * never interrupted (see the safe points above).
+ * processor the thread keeps when the thread leaves (sched.c, lend_leave), where another thread
+ * may take it - as after any park, a hoisted &errno in the program's own code is then another
+ * thread's; the runtime's own code is never interrupted (see the safe points above).
  *
  * Under TSan and valgrind preemption is off: TSan defers asynchronous signals to its own safe
  * points and keeps per-thread signal state that a switch inside a handler would corrupt; valgrind's

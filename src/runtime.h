@@ -75,8 +75,6 @@ typedef struct hoare_spin {
     uint32_t yielding;
 } hoare_spin;
 HIDDEN bool hoare__spin_step(hoare_spin *s, int64_t budget_ns);
-/* Spin until *word == value (true) or budget_ns pass (false). */
-HIDDEN bool hoare__spin_until(_Atomic uint32_t *word, uint32_t value, int64_t budget_ns);
 
 HIDDEN void hoare__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t ns);
 /* Futex calls made so far by all threads but the monitor (whose timed polls are not hand-offs):
