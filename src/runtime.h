@@ -197,10 +197,12 @@ HIDDEN void hoare__ready_exclusive(G *g);
 HIDDEN void hoare__ready_list(G *list);
 /* The same for a waker that is the only possible one (as hoare__ready_exclusive) and collects many
  * waiters in one pass (channel close, sleep timers): hoare__batch_add marks g runnable at once (no
- * second pass over cold descriptors), hoare__batch_ready queues them all. Zero-initialise. */
+ * second pass over cold descriptors), hoare__batch_ready queues them all. Zero-initialise; timers
+ * set timers_of to the processor whose timers fired (its runnext then queues behind them). */
 typedef struct hoare_batch {
     G *head, *tail, *threads;
     int32_t n;
+    P *timers_of;
 } hoare_batch;
 HIDDEN void hoare__batch_add(hoare_batch *b, G *g);
 HIDDEN void hoare__batch_ready(hoare_batch *b);

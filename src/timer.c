@@ -149,13 +149,14 @@ static int64_t next_period(const hoare_rtimer *t, int64_t now) {
 
 static void sleep_fire(void *arg, int64_t now);
 
-/* Run h's expired timers. Sleep timers that expire together (hoare_sleep's, whose callback only
+/* Run p's expired timers. Sleep timers that expire together (hoare_sleep's, whose callback only
  * readies its goroutine) are taken in one hold of the lock and their goroutines readied as one batch;
  * any other timer is run alone, with no lock held, as it may stop other timers. */
-static int64_t run_heap(struct timer_heap *h, int64_t now) {
+static int64_t run_heap(P *p, int64_t now) {
+    struct timer_heap *h = &p->timers;
     enum { SLEEP_BATCH = 1024 };
     while (atomic_load_explicit(&h->first, memory_order_acquire) <= now) {
-        hoare_batch wake = {0};
+        hoare_batch wake = {.timers_of = p};
         hoare_rtimer *t = NULL;
         int n = 0;
         hoare__lock(&h->lock);
@@ -200,12 +201,12 @@ static int64_t run_heap(struct timer_heap *h, int64_t now) {
 }
 
 int64_t hoare__timers_run(P *p, int64_t now) {
-    if (p) return run_heap(&p->timers, now);
+    if (p) return run_heap(p, now);
     int64_t next = INT64_MAX;
     for (int i = 0; i < HOARE_MAX_PROCS; i++) {
         P *q = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);
         if (!q) break;
-        int64_t w = run_heap(&q->timers, now);
+        int64_t w = run_heap(q, now);
         if (w < next) next = w;
     }
     return next;

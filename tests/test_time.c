@@ -1,6 +1,7 @@
 /*
  * test_time.c - sleep, after, tickers and timers: accuracy bounds, release before firing, ticks
- * dropped for a slow reader, stop/reset racing expiry, many sleepers, and sleepers costing no CPU.
+ * dropped for a slow reader, stop/reset racing expiry, many sleepers, sleepers not kept behind a
+ * spawning loop, and sleepers costing no CPU.
  */
 #include "test.h"
 
@@ -158,6 +159,53 @@ static void test_many_sleepers(void) {
     CHECK(took < (TEST_SANITIZED ? 10 : 2) * HOARE_SEC);
 }
 
+/* ---- with one processor, a goroutine spawning in a loop does not keep woken sleepers waiting:
+ * they run before the loop goes on, so only the last 10 ms of sleepers are alive at any time. The
+ * spawner is back in runnext after every child (it runs its child first); before, the sleepers it
+ * kept queued piled up for as long as the loop went on. */
+
+static void sleep_10ms(void *arg) {
+    hoare_sleep(10 * HOARE_MS);
+    hoare_wg_done(arg);
+}
+
+struct spawn_loop {
+    int spawned_last_30ms; /* goroutines started in the loop's last 30 ms */
+    size_t alive;          /* of the loop's goroutines, alive when it ended */
+    hoare_wg done;
+};
+
+static void spawn_sleepers_for_80ms(void *arg) {
+    struct spawn_loop *run = arg;
+    hoare_wg children = HOARE_WG_INIT;
+    int spawned = 0, at_50ms = -1;
+    int64_t start = hoare_now(), now;
+    while ((now = hoare_now()) < start + 80 * HOARE_MS) {
+        if (at_50ms < 0 && now >= start + 50 * HOARE_MS) at_50ms = spawned;
+        hoare_wg_add(&children, 1);
+        REQUIRE(hoare_go(sleep_10ms, &children) == 0);
+        spawned++;
+    }
+    run->spawned_last_30ms = spawned - at_50ms;
+    run->alive = hoare_count() - 1; /* all but this one */
+    hoare_wg_wait(&children);
+    hoare_wg_done(&run->done);
+}
+
+static void test_sleepers_not_kept_behind_spawner(void) {
+    int old = hoare_procs(1);
+    struct spawn_loop run = {.spawned_last_30ms = 0, .alive = 0, .done = HOARE_WG_INIT};
+    hoare_wg_add(&run.done, 1);
+    REQUIRE(hoare_go(spawn_sleepers_for_80ms, &run) == 0);
+    hoare_wg_wait(&run.done);
+    hoare_procs(old);
+    /* about 10 ms' worth are alive (plus the coarse clock's 1 ms); kept behind, all 80 ms' */
+    CHECK(run.alive < (size_t)run.spawned_last_30ms);
+    if (run.alive >= (size_t)run.spawned_last_30ms)
+        fprintf(stderr, "%zu sleepers alive at the end of the loop, %d started in its last 30 ms\n",
+                run.alive, run.spawned_last_30ms);
+}
+
 /* ---- sleeping goroutines cost no thread and no CPU: the scheduler sleeps until the next timer */
 
 static int64_t process_cpu(void) {
@@ -208,6 +256,7 @@ int main(int argc, char **argv) {
     test_ticker_drops();
     test_timer_stop_reset();
     test_many_sleepers();
+    test_sleepers_not_kept_behind_spawner();
     test_sleepers_cost_nothing();
     TEST_MAIN_END();
 }
