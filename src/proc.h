@@ -49,8 +49,6 @@ struct hoare_p {
     G *_Atomic runq[RUNQ_SIZE];
     _Atomic(G *) runnext;            /* runs next; set by the owner, taken by the owner or a thief */
     _Atomic uint32_t runnext_puts;   /* stores into runnext (owner writes, thieves read) */
-    _Atomic bool timers_fired_elsewhere; /* another M readied this P's timers while it ran: set by
-                                          * that M, cleared by the owner (next_local) */
     g_cache gcache;                  /* owner only */
     uint64_t goid_next, goid_end;    /* owner only: a batch of goroutine ids */
     struct timer_heap timers;

@@ -105,8 +105,9 @@ HIDDEN void hoare__timer_start(hoare_rtimer *t, int64_t when);
 /* Disarm: true if it was pending (and now will not fire); false if it already fired or was not
  * started. Waits for a concurrently running fn to finish. */
 HIDDEN bool hoare__timer_stop(hoare_rtimer *t);
-/* Run expired timers of p (all Ps if p is NULL); return the earliest pending `when` (INT64_MAX if
- * none). Called by the scheduler. */
+/* Run expired timers of p; return the earliest pending `when` (INT64_MAX if none). Called by the
+ * scheduler. p NULL: an M without a processor runs every P's, a running P's only once they are
+ * overdue by a grace (timer.c), and returns when to look again; hoare__timers_next says that too. */
 HIDDEN int64_t hoare__timers_run(P *p, int64_t now);
 HIDDEN int64_t hoare__timers_next(void);
 /* When a plain thread or a goroutine sets a timer, a sleeping scheduler thread may need to wake up

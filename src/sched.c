@@ -333,27 +333,7 @@ static G *take_preempted(M *m) {
     return g;
 }
 
-/* Another M (the poller's, waking first) fired p's timers while p's goroutine ran, so runnext
- * was empty and their goroutines went to the global queue: they go before the goroutine that is
- * in runnext now, as when p fires them itself (hoare__batch_ready), so it queues behind them. */
-static G *after_timers_fired_elsewhere(P *p) {
-    atomic_store_explicit(&p->timers_fired_elsewhere, false, memory_order_relaxed);
-    G *next = atomic_load_explicit(&p->runnext, memory_order_acquire);
-    hoare__lock(&sched.lock);
-    if (next && atomic_compare_exchange_strong_explicit(&p->runnext, &next, NULL, memory_order_acq_rel,
-                                                        memory_order_relaxed))
-        globrunq_put_locked(next);
-    G *g = globrunq_get_locked(p, 0);
-    hoare__unlock(&sched.lock);
-    return g;
-}
-
 static G *next_local(M *m, P *p) {
-    /* a lent thread leaves the global queue to the Ms (see below) */
-    if (unlikely(atomic_load_explicit(&p->timers_fired_elsewhere, memory_order_relaxed)) && !m->lender) {
-        G *g = after_timers_fired_elsewhere(p);
-        if (g) return g;
-    }
     if (unlikely(--p->picks_left == 0)) {
         /* reset on a lent thread too, which skips the check (the global queue and the preempted
          * goroutines are the Ms'): left at 0 it wrapped, and the M the P went to next checked
@@ -872,9 +852,6 @@ void hoare__batch_ready(hoare_batch *b) {
         b->tail->schedlink = next;
         b->tail = next;
         n++;
-    } else if (owner && owner != p) {
-        /* its goroutine runs, and will be back in runnext before they run: its M sees to it */
-        atomic_store_explicit(&owner->timers_fired_elsewhere, true, memory_order_relaxed);
     }
     if (p) {
         uint32_t used = atomic_load_explicit(&p->runq_tail, memory_order_relaxed) -

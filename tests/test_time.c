@@ -163,7 +163,7 @@ static void test_many_sleepers(void) {
  * they run before the loop goes on. The spawner is back in runnext after every child (it runs its
  * child first); before, the sleepers it kept queued waited for the end of the loop and then for
  * each other: the median one was 60-70 ms late here, where now it is late by the coarse clock's
- * step (1 ms at worst; 1-2 ms measured, with ASan too). */
+ * step (1 ms at worst; 1-8 ms measured). */
 
 enum { LOOP_SLEEPERS_MAX = 200000 };
 static int64_t loop_sleeper_due[LOOP_SLEEPERS_MAX], loop_sleeper_late[LOOP_SLEEPERS_MAX];
@@ -213,9 +213,9 @@ static void test_sleepers_not_kept_behind_spawner(void) {
         if (loop_sleeper_due[i] < run.end) loop_sleeper_late[n++] = loop_sleeper_late[i];
     REQUIRE(n > 0);
     qsort(loop_sleeper_late, (size_t)n, sizeof loop_sleeper_late[0], cmp_i64);
-    int64_t median = loop_sleeper_late[n / 2];
-    CHECK(median < 15 * HOARE_MS);
-    if (median >= 15 * HOARE_MS)
+    int64_t median = loop_sleeper_late[n / 2], bound = (TEST_SANITIZED ? 30 : 15) * HOARE_MS;
+    CHECK(median < bound);
+    if (median >= bound)
         fprintf(stderr, "median lateness of %d sleepers due during a spawning loop: %lld ns\n", n,
                 (long long)median);
 }
