@@ -842,8 +842,8 @@ void hoare__batch_ready(hoare_batch *b) {
      * in a loop is back in runnext after every child (child first): left ahead of them, it kept
      * them queued, each woken sleeper holding its stack, for as long as the loop went on (with one
      * processor, all 100,000 sleepers of the sleepers benchmark were alive at once). Taken by CAS,
-     * as a thief takes it: the timers may be another processor's (the poller's M fires them when
-     * it wakes first). */
+     * as a thief takes it: the timers may be another processor's (the poller's M may fire them,
+     * see timer.c). */
     P *owner = b->timers_of;
     G *next = owner ? atomic_load_explicit(&owner->runnext, memory_order_acquire) : NULL;
     if (next && atomic_compare_exchange_strong_explicit(&owner->runnext, &next, NULL, memory_order_acq_rel,

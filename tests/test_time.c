@@ -162,8 +162,8 @@ static void test_many_sleepers(void) {
 /* ---- with one processor, a goroutine spawning in a loop does not keep woken sleepers waiting:
  * they run before the loop goes on. The spawner is back in runnext after every child (it runs its
  * child first); before, the sleepers it kept queued waited for the end of the loop and then for
- * each other: the median one was 60-70 ms late here, where now it is late by the coarse clock's
- * step (1 ms at worst; 1-8 ms measured). */
+ * each other: the median one was 60-70 ms late here, where now it is a few ms late (1-8 ms
+ * measured). */
 
 enum { LOOP_SLEEPERS_MAX = 200000 };
 static int64_t loop_sleeper_due[LOOP_SLEEPERS_MAX], loop_sleeper_late[LOOP_SLEEPERS_MAX];
