@@ -214,6 +214,13 @@ static void test_sleepers_not_kept_behind_spawner(void) {
     REQUIRE(n > 0);
     qsort(loop_sleeper_late, (size_t)n, sizeof loop_sleeper_late[0], cmp_i64);
     int64_t median = loop_sleeper_late[n / 2], bound = (TEST_SANITIZED ? 30 : 15) * HOARE_MS;
+    /* Under an emulator (the AArch64 subset runs in qemu-user) a spawn takes about 40 us and the
+     * threads' timing is uneven: 35 ms was measured there once with the fix. The scenario runs
+     * there too; its bound is checked by the native builds. */
+    if (getenv("HOARE_TEST_EMULATOR")) {
+        printf("emulated: median lateness %lld ns, not checked\n", (long long)median);
+        return;
+    }
     CHECK(median < bound);
     if (median >= bound)
         fprintf(stderr, "median lateness of %d sleepers due during a spawning loop: %lld ns\n", n,
