@@ -161,20 +161,21 @@ static void test_many_sleepers(void) {
 
 /* ---- with one processor, a goroutine spawning in a loop does not keep woken sleepers waiting:
  * they run before the loop goes on. The spawner is back in runnext after every child (it runs its
- * child first); before, the sleepers it kept queued waited for the end of the loop and then for
- * each other: the median one was 60-70 ms late here, where now it is a few ms late (1-8 ms
- * measured). */
+ * child first); before, the sleepers it kept queued waited for the end of the loop: of those due
+ * 30 ms or more before it ended, about none ran before it ended. Now nearly all do (their median
+ * lateness is 1-8 ms; 25 ms was seen once with other tests running beside, so the check asks for
+ * half of them, not for a lateness). */
 
 enum { LOOP_SLEEPERS_MAX = 200000 };
-static int64_t loop_sleeper_due[LOOP_SLEEPERS_MAX], loop_sleeper_late[LOOP_SLEEPERS_MAX];
+static int64_t loop_sleeper_due[LOOP_SLEEPERS_MAX], loop_sleeper_woke[LOOP_SLEEPERS_MAX];
 
 static hoare_wg loop_sleepers_done;
 
-static void sleep_10ms_noting_lateness(void *arg) {
+static void sleep_10ms_noting_wake(void *arg) {
     intptr_t i = (intptr_t)arg;
     loop_sleeper_due[i] = hoare_now() + 10 * HOARE_MS;
     hoare_sleep(10 * HOARE_MS);
-    loop_sleeper_late[i] = hoare_now() - loop_sleeper_due[i];
+    loop_sleeper_woke[i] = hoare_now();
     hoare_wg_done(&loop_sleepers_done);
 }
 
@@ -184,15 +185,15 @@ struct spawn_loop {
     hoare_wg done;
 };
 
-static void spawn_sleepers_for_80ms(void *arg) {
+static void spawn_sleepers_for_120ms(void *arg) {
     struct spawn_loop *run = arg;
     /* 16 KiB stacks: ASan unpoisons a dead goroutine's whole stack, and at the default size that
      * made the sleepers' exits cost more than the processor could keep up with */
     hoare_attr small = {.stack_size = 16384};
     int64_t start = hoare_now();
-    while (run->spawned < LOOP_SLEEPERS_MAX && hoare_now() < start + 80 * HOARE_MS) {
+    while (run->spawned < LOOP_SLEEPERS_MAX && hoare_now() < start + 120 * HOARE_MS) {
         hoare_wg_add(&loop_sleepers_done, 1);
-        REQUIRE(hoare_go_with(&small, sleep_10ms_noting_lateness, (void *)(intptr_t)run->spawned) == 0);
+        REQUIRE(hoare_go_with(&small, sleep_10ms_noting_wake, (void *)(intptr_t)run->spawned) == 0);
         run->spawned++;
     }
     run->end = hoare_now();
@@ -203,28 +204,28 @@ static void test_sleepers_not_kept_behind_spawner(void) {
     int old = hoare_procs(1);
     struct spawn_loop run = {.spawned = 0, .end = 0, .done = HOARE_WG_INIT};
     hoare_wg_add(&run.done, 1);
-    REQUIRE(hoare_go(spawn_sleepers_for_80ms, &run) == 0);
+    REQUIRE(hoare_go(spawn_sleepers_for_120ms, &run) == 0);
     hoare_wg_wait(&run.done);
     hoare_wg_wait(&loop_sleepers_done);
     hoare_procs(old);
-    /* the median lateness of the sleepers due while the loop ran */
-    int n = 0;
-    for (int i = 0; i < run.spawned; i++)
-        if (loop_sleeper_due[i] < run.end) loop_sleeper_late[n++] = loop_sleeper_late[i];
-    REQUIRE(n > 0);
-    qsort(loop_sleeper_late, (size_t)n, sizeof loop_sleeper_late[0], cmp_i64);
-    int64_t median = loop_sleeper_late[n / 2], bound = (TEST_SANITIZED ? 30 : 15) * HOARE_MS;
+    /* of the sleepers due 30 ms or more before the loop ended, how many ran before it ended */
+    int due = 0, ran = 0;
+    for (int i = 0; i < run.spawned; i++) {
+        if (loop_sleeper_due[i] > run.end - 30 * HOARE_MS) continue;
+        due++;
+        ran += loop_sleeper_woke[i] < run.end;
+    }
+    REQUIRE(due > 0);
     /* Under an emulator (the AArch64 subset runs in qemu-user) a spawn takes about 40 us and the
-     * threads' timing is uneven: 35 ms was measured there once with the fix. The scenario runs
-     * there too; its bound is checked by the native builds. */
+     * threads' timing is uneven. The scenario runs there too; the native builds check it. */
     if (getenv("HOARE_TEST_EMULATOR")) {
-        printf("emulated: median lateness %lld ns, not checked\n", (long long)median);
+        printf("emulated: %d of %d sleepers ran before the loop ended, not checked\n", ran, due);
         return;
     }
-    CHECK(median < bound);
-    if (median >= bound)
-        fprintf(stderr, "median lateness of %d sleepers due during a spawning loop: %lld ns\n", n,
-                (long long)median);
+    CHECK(2 * ran >= due);
+    if (2 * ran < due)
+        fprintf(stderr, "%d of %d sleepers due 30 ms before a spawning loop ended ran before it\n",
+                ran, due);
 }
 
 /* ---- sleeping goroutines cost no thread and no CPU: the scheduler sleeps until the next timer */
