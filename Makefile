@@ -132,14 +132,14 @@ SOAK_CHECKPOINT ?= 10s
 soak: build
 	nice ./build/rel/soak --duration $(DURATION) --round-seconds $(SOAK_CHECKPOINT) --server build/rel/examples/http_hello
 
-# AArch64 under qemu-user, in the suite: the context switch and what stands on it - scheduler, stacks,
-# channels, select, timers, sync, contexts, misuse. Left out, with the reason:
+# AArch64 under qemu-user, in the suite: the context switch and what stands on it - runtime locks,
+# scheduler, stacks, channels, select, timers, sync, contexts, misuse. Left out, with the reason:
 #   test_preempt, test_procs      timing: preemption slices (10 ms, SIGURG) and windows of parallel
 #                                 progress, which emulation on a shared machine stretches unevenly
 #   test_chan_stress, test_select_stress  minutes of emulated work; the fuzzer covers the races
 #   test_fdio*, test_net*, test_diag, test_fault  I/O, the poller and child-process scenarios: not
 #                                 architecture code (the full `make test-aarch64` runs them)
-AARCH64_SUBSET := test_stack test_sched test_chan_basic test_chan_go test_chan_typed test_select \
+AARCH64_SUBSET := test_lock test_stack test_sched test_chan_basic test_chan_go test_chan_typed test_select \
   test_time test_mutex test_rwmutex test_wg test_once test_cond test_sem test_context test_misuse test_harden
 test-aarch64-subset: harden-deps
 	cmake -S . -B build/aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release -DHOARE_BENCH=OFF -DHOARE_EXAMPLES=OFF $(CMAKE_FLAGS) >/dev/null

@@ -73,29 +73,28 @@ HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
 /* A contended lock's spin: LOCK_PROBES probes, the pauses between them doubling from
  * LOCK_BACKOFF_MIN up to LOCK_BACKOFF_MAX (8 + 16 + ... + 128 + 11 * 128 = 1,656 pauses in all). */
 enum { LOCK_PROBES = 16, LOCK_BACKOFF_MIN = 8, LOCK_BACKOFF_MAX = 128 };
+/* A sleeper's longest futex wait before it tries the lock again (see hoare__unlock). */
+#define LOCK_SLEEP_NS ((int64_t)1000 * 1000)
 
 /* Classic three-state futex mutex: 0 free, 1 held, 2 held and somebody may sleep. A backed-off spin
- * first: the sections it guards are a few hundred instructions at most. */
-/* hoare__locks_held covers the whole time the lock is held, and a little more: it goes up before
+ * first: the sections it guards are a few hundred instructions at most.
+ * hoare__locks_held covers the whole time the lock is held, and a little more: it goes up before
  * the lock is taken and down after it is released, with signal fences so that the compiler keeps
  * that order. The preemption handler, which runs on this thread, must never see 0 while a runtime
  * lock is held (a goroutine preempted with a lock held stays on this thread; the next one here to
- * take the lock would block the thread for good). */
-void hoare__lock(hoare_lock *l) {
-    hoare__locks_held++;
-    atomic_signal_fence(memory_order_seq_cst);
-    uint32_t c = 0;
-    if (likely(atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
-                                                       memory_order_relaxed)))
-        return;
-    /* Contended: probe with exponential backoff (8, 16 ... LOCK_BACKOFF_MAX pauses between
-     * probes, about 41 us in all at 25 ns a pause) before sleeping. Every probe pulls the lock's
-     * line away from the holder, whose next unlock must fetch it back; probing rarely lets the
-     * holder's core run several critical sections in a row without a transfer. mpmc (4 senders
-     * and 4 receivers on one channel, 2 cores) went from 110 to 26 ns an item with it; a probe
-     * after every pause made the line move on nearly every operation. The first probe waits 8
-     * pauses (200 ns, two transfers of a line between cores): starting at 1 pause, mpmc took 65
-     * ns an item instead of 51 and buffered 41 instead of 36 on a later VM, in alternating runs. */
+ * take the lock would block the thread for good). The fast paths are in runtime.h. */
+
+/* hoare__lock's first try failed: the lock is held. */
+void hoare__lock_contended(hoare_lock *l) {
+    /* Probe with exponential backoff (8, 16 ... LOCK_BACKOFF_MAX pauses between probes, about
+     * 41 us in all at 25 ns a pause) before sleeping. Every probe pulls the lock's line away from
+     * the holder, whose next unlock must fetch it back; probing rarely lets the holder's core run
+     * several critical sections in a row without a transfer. mpmc (4 senders and 4 receivers on
+     * one channel, 2 cores) went from 110 to 26 ns an item with it; a probe after every pause made
+     * the line move on nearly every operation. The first probe waits 8 pauses (200 ns, two
+     * transfers of a line between cores): starting at 1 pause, mpmc took 65 ns an item instead of
+     * 51 and buffered 41 instead of 36 on a later VM, in alternating runs. */
+    uint32_t c = 1;
     for (int probe = 0, pauses = LOCK_BACKOFF_MIN; probe < LOCK_PROBES;
          probe++, pauses = pauses < LOCK_BACKOFF_MAX ? pauses * 2 : LOCK_BACKOFF_MAX) {
         for (int i = 0; i < pauses; i++) cpu_relax();
@@ -107,7 +106,7 @@ void hoare__lock(hoare_lock *l) {
     }
     if (c != 2) c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
     while (c != 0) {
-        hoare__futex_wait(&l->state, 2, -1);
+        hoare__futex_wait(&l->state, 2, LOCK_SLEEP_NS);
         c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
     }
 }
@@ -124,11 +123,15 @@ bool hoare__trylock(hoare_lock *l) {
     return false;
 }
 
-void hoare__unlock(hoare_lock *l) {
-    if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
-        hoare__futex_wake(&l->state, 1);
-    atomic_signal_fence(memory_order_seq_cst);
-    hoare__locks_held--;
+/* Unlock is a load and a store, not a read-modify-write: a locked instruction costs 6 ns here, and
+ * a goroutine hand-off takes and drops channel locks four times. While the lock is held only a
+ * sleeper can change its state, and only from 1 to 2; if that happens between the unlocker's load
+ * and its store, the store erases the mark and the sleeper is not woken. Sleepers therefore sleep
+ * at most LOCK_SLEEP_NS at a time: a lost wake-up costs that much, on a path that is already past
+ * 41 us of spinning. This is the slow path: the load saw 2. */
+void hoare__unlock_wake(hoare_lock *l) {
+    atomic_store_explicit(&l->state, 0, memory_order_release);
+    hoare__futex_wake(&l->state, 1);
 }
 
 /* Note: key 0 = not signalled, 1 = signalled. One sleeper, any number of wakers. */

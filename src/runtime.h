@@ -49,12 +49,32 @@ typedef struct hoare_p P;
 typedef struct hoare_lock {
     _Atomic uint32_t state; /* 0 unlocked, 1 locked, 2 locked with sleepers */
 } hoare_lock;
-HIDDEN void hoare__lock(hoare_lock *l);
-HIDDEN void hoare__unlock(hoare_lock *l);
 /* Take l if it is free now (true), else give up at once. */
 HIDDEN bool hoare__trylock(hoare_lock *l);
 /* Runtime locks this thread holds now (the preemption handler never switches while > 0). */
 extern HIDDEN RUNTIME_TLS uint32_t hoare__locks_held;
+/* The slow paths of hoare__lock and hoare__unlock (lock.c). */
+HIDDEN void hoare__lock_contended(hoare_lock *l);
+HIDDEN void hoare__unlock_wake(hoare_lock *l);
+
+/* The fast paths are inline: a channel hand-off takes and drops locks four times. lock.c says why
+ * hoare__locks_held is counted around the lock, and why unlock needs no read-modify-write. */
+static inline void hoare__lock(hoare_lock *l) {
+    hoare__locks_held++;
+    atomic_signal_fence(memory_order_seq_cst);
+    uint32_t c = 0;
+    if (unlikely(!atomic_compare_exchange_strong_explicit(&l->state, &c, 1, memory_order_acquire,
+                                                          memory_order_relaxed)))
+        hoare__lock_contended(l);
+}
+static inline void hoare__unlock(hoare_lock *l) {
+    if (likely(atomic_load_explicit(&l->state, memory_order_relaxed) == 1))
+        atomic_store_explicit(&l->state, 0, memory_order_release);
+    else
+        hoare__unlock_wake(l);
+    atomic_signal_fence(memory_order_seq_cst);
+    hoare__locks_held--;
+}
 
 /* One-shot wake-up flag for a thread (Go's note). sleep returns once wakeup was called (or the
  * timeout, ns < 0 = none, passed: then returns false). clear re-arms it; only the sleeper clears. */
