@@ -40,7 +40,7 @@ void hoare__monitor_kick(void) {
     if (atomic_load_explicit(&monitor_sleeping, memory_order_relaxed) &&
         atomic_exchange(&monitor_sleeping, 0)) {
         /* the coarse clock stood still while the monitor slept */
-        atomic_store_explicit(&hoare__coarse_now, hoare__nanotime(), memory_order_relaxed);
+        hoare__coarse_advance(hoare__nanotime());
         hoare__note_wakeup(&monitor_note);
     }
 }
@@ -144,7 +144,7 @@ static void *monitor_main(void *arg) {
             hoare__note_sleep(&monitor_note, delay);
         }
         int64_t now = hoare__nanotime();
-        atomic_store_explicit(&hoare__coarse_now, now, memory_order_relaxed);
+        hoare__coarse_advance(now);
         background = hoare__stack_scavenge(now);
         background |= hoare__pool_shed(now);
         if (watch(now)) {

@@ -142,8 +142,15 @@ extern HIDDEN struct sched hoare__sched;
 extern HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
 /* sigaltstack takes SS_AUTODISARM here (probed by hoare__preempt_init before any M starts). */
 extern HIDDEN bool hoare__sigstack_autodisarm;
-/* hoare_now() as of the monitor's last round: cheap timestamps for dumps (wait durations). */
+/* hoare_now() as of the monitor's last round (or of the poller's M at a timer's deadline): cheap
+ * timestamps for dumps (wait durations), and the clock a switch checks its P's timers by. */
 extern HIDDEN _Atomic int64_t hoare__coarse_now;
+/* Move the coarse clock forward to now (never back: two threads may set it). */
+static inline void hoare__coarse_advance(int64_t now) {
+    int64_t c = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    while (c < now && !atomic_compare_exchange_weak_explicit(&hoare__coarse_now, &c, now,
+                                                             memory_order_relaxed, memory_order_relaxed)) {}
+}
 extern HIDDEN P *_Atomic hoare__allp[HOARE_MAX_PROCS];
 
 /* The calling thread's M: read it directly only before any switch in the reading function. */

@@ -4,7 +4,8 @@
  * A timer goes into the heap of the processor that starts it (a random one for plain threads).
  * Schedulers run their own processor's expired timers at every scheduling round; an idle thread
  * waits in the poller exactly until the earliest timer of all processors (never a fixed tick) and
- * then runs every processor's expired timers; thieves run a busy victim's expired timers.
+ * then runs the expired timers of every processor that is idle or in a blocking region (a running
+ * one's own M goes first, see OWNER_GRACE_NS); thieves run a busy victim's expired timers.
  *
  * Timer states: IDLE -> PENDING (start: in a heap, t->heap set) -> FIRING (popped by a runner,
  * t->heap NULL, fn running without any lock) -> IDLE, or back to PENDING for a periodic timer.
@@ -200,21 +201,31 @@ static int64_t run_heap(P *p, int64_t now) {
     return atomic_load_explicit(&h->first, memory_order_acquire);
 }
 
-/* An M without a processor (the poller's) fires the timers of a running processor with a
- * goroutine in runnext (goroutines handing off, or spawning in a loop) only once they are this
- * overdue. First comes the processor's own M, which notices them at its next switch by the coarse
- * clock (every 20 us to 1 ms) and readies their goroutines before its runnext
- * (hoare__batch_ready). Fired by the poller's M at their deadline, they often went to the global
- * queue while the goroutine ahead of runnext ran, and the runnext chain went on ahead of them
- * (sleepers with one processor: a sleeper's median lateness went from about 3 to 30 ms in one
- * run in 20). The grace bounds what such a chain that stops switching costs them. */
+/* An M without a processor (the poller's) leaves the expired timers of a processor that runs
+ * goroutines (not in a blocking region) to that processor's own M for OWNER_GRACE_NS. The owner
+ * notices them at its next switch by the coarse clock and readies their goroutines before its
+ * runnext (hoare__batch_ready). Fired by the poller's M, they went to the global queue, and a
+ * goroutine spawning in a loop (child first: its runnext is empty while it runs, so it could not be
+ * queued behind them) kept the processor for as long as the loop went on, the global queue being
+ * checked once in 61 picks (sleepers with one processor: a median lateness of 30 ms in one run in
+ * 20; in one run in 8 under TSan on a loaded machine, nearly no sleeper ran before the loop ended).
+ * At their deadline the poller's M only advances the coarse clock, which the monitor refreshes
+ * every 20 us to 1 ms but later on an overloaded machine, so that the owner sees them at once; it
+ * fires them itself once the grace has passed too (a chain that stopped switching). */
 enum { OWNER_GRACE_NS = 1000 * 1000 };
 
-/* When an M without a processor fires q's timers (INT64_MAX: none pending). */
+/* q's own M runs its timers soon: it runs goroutines and switches, or looks for work. */
+static bool owner_active(P *q) {
+    return atomic_load_explicit(&q->status, memory_order_relaxed) == P_RUNNING &&
+           !(atomic_load_explicit(&q->blocking, memory_order_relaxed) & REGION_IN);
+}
+
+/* When an M without a processor next acts on q's timers (INT64_MAX: none pending): at the earliest
+ * deadline, or for an active owner, once the coarse clock shows it, after the grace. */
 static int64_t unowned_deadline(P *q) {
     int64_t first = atomic_load_explicit(&q->timers.first, memory_order_acquire);
-    if (first != INT64_MAX && atomic_load_explicit(&q->status, memory_order_relaxed) == P_RUNNING &&
-        atomic_load_explicit(&q->runnext, memory_order_relaxed) != NULL)
+    if (first != INT64_MAX && owner_active(q) &&
+        atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed) >= first)
         first += OWNER_GRACE_NS;
     return first;
 }
@@ -225,6 +236,8 @@ int64_t hoare__timers_run(P *p, int64_t now) {
     for (int i = 0; i < HOARE_MAX_PROCS; i++) {
         P *q = atomic_load_explicit(&hoare__allp[i], memory_order_acquire);
         if (!q) break;
+        if (atomic_load_explicit(&q->timers.first, memory_order_acquire) <= now && owner_active(q))
+            hoare__coarse_advance(now);
         if (unowned_deadline(q) <= now) run_heap(q, now);
         int64_t w = unowned_deadline(q);
         if (w < next) next = w;
