@@ -355,13 +355,33 @@ static G *next_local(M *m, P *p) {
 /* ------------------------------------------------------------------------------------------
  * Idle Ps and Ms */
 
-static void pidle_put_locked(P *p) {
+/* p, owned by nobody now, goes to the idle list. Unless hoare_procs() shrank below it since its
+ * owner last looked (nprocs changes under sched.lock): then it retires instead - its queue goes to
+ * the global queue - and false tells the caller to move its timers to P 0 (hoare__timers_move)
+ * once it has dropped sched.lock. Only Ps below nprocs are ever on the list: hoare_procs growing
+ * puts the retired ones back, and one put there twice made the list a cycle. */
+static bool pidle_put_locked(P *p) {
     trace_proc(p, false);
-    atomic_store_explicit(&p->status, P_IDLE, memory_order_relaxed);
     p->m = NULL;
+    if (unlikely(p->id >= atomic_load_explicit(&sched.nprocs, memory_order_relaxed))) {
+        G *g;
+        while ((g = runq_get(p))) globrunq_put_locked(g);
+        atomic_store_explicit(&p->status, P_RETIRED, memory_order_relaxed);
+        return false;
+    }
+    atomic_store_explicit(&p->status, P_IDLE, memory_order_relaxed);
     p->link = sched.idle_p;
     sched.idle_p = p;
     atomic_fetch_add(&sched.npidle, 1);
+    return true;
+}
+
+/* pidle_put_locked with sched.lock taken here. */
+static void pidle_put(P *p) {
+    hoare__lock(&sched.lock);
+    bool idle = pidle_put_locked(p);
+    hoare__unlock(&sched.lock);
+    if (!idle) hoare__timers_move(p, atomic_load(&hoare__allp[0]));
 }
 
 static P *pidle_get_locked(void) {
@@ -425,8 +445,8 @@ static void startm(P *p, bool spinning) {
     /* No thread could be created: give the P back; the running Ms carry on. */
     hoare__lock(&sched.lock);
     sched.nm--;
-    pidle_put_locked(p);
     hoare__unlock(&sched.lock);
+    pidle_put(p);
     if (spinning) atomic_fetch_sub(&sched.nmspinning, 1);
 }
 
@@ -478,9 +498,7 @@ static void p_hand_on(P *p) {
          !atomic_load(&sched.netpoll_blocked))) {
         startm(p, false);
     } else {
-        hoare__lock(&sched.lock);
-        pidle_put_locked(p);
-        hoare__unlock(&sched.lock);
+        pidle_put(p);
     }
 }
 
@@ -1047,9 +1065,10 @@ static G *find_runnable(M *m) {
                 stop_spinning(m);
                 return g;
             }
-            pidle_put_locked(p);
+            bool idle = pidle_put_locked(p);
             m->p = NULL;
             hoare__unlock(&sched.lock);
+            if (!idle) hoare__timers_move(p, atomic_load(&hoare__allp[0]));
             if (m->spinning) {
                 m->spinning = false;
                 atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst: a full fence before the re-check */
@@ -1633,6 +1652,7 @@ static P *make_p(int32_t id) {
     if (!p) hoare__fatal("out of memory for processor %d", id);
     memset(p, 0, sizeof *p);
     p->id = id;
+    atomic_store(&p->status, P_RETIRED); /* until it goes to the idle list */
     p->picks_left = 61;
     atomic_store(&p->timers.first, INT64_MAX);
     atomic_store_explicit(&hoare__allp[id], p, memory_order_release);
@@ -1682,11 +1702,13 @@ int hoare_procs(int n) {
         hoare__unlock(&sched.lock);
         return old;
     }
+    /* the Ps exist before nprocs counts them; pidle_put_locked retires those beyond nprocs */
+    for (int32_t i = old; i < n; i++) make_p(i);
+    atomic_store(&sched.nprocs, n);
     if (n > old) {
         for (int32_t i = old; i < n; i++) {
-            P *p = make_p(i);
-            if (atomic_load(&p->status) == P_RETIRED || atomic_load(&p->status) == P_IDLE)
-                pidle_put_locked(p);
+            P *p = atomic_load(&hoare__allp[i]);
+            if (atomic_load(&p->status) == P_RETIRED) pidle_put_locked(p);
         }
     } else {
         /* Idle Ps beyond n leave the idle list now; running ones retire at their next schedule. */
@@ -1703,7 +1725,6 @@ int hoare_procs(int n) {
             }
         }
     }
-    atomic_store(&sched.nprocs, n);
     hoare__unlock(&sched.lock);
     /* Idle Ps retired here may still hold timers (a P goes idle with its timers pending); nobody
      * else touches a retired idle P. Running ones move their own timers when they retire. */
@@ -1723,8 +1744,9 @@ static void do_init(void) {
     hoare__netpoll_init();
     hoare__signals_init();
     hoare__preempt_init();
-    for (int32_t i = n - 1; i >= 0; i--) pidle_put_locked(make_p(i));
+    for (int32_t i = 0; i < n; i++) make_p(i);
     atomic_store(&sched.nprocs, n);
+    for (int32_t i = n - 1; i >= 0; i--) pidle_put_locked(atomic_load(&hoare__allp[i]));
     hoare__monitor_start();
     atomic_store_explicit(&initialised, true, memory_order_release);
     hoare__trace_init();

@@ -1,7 +1,8 @@
 /*
  * test_procs.c - GOMAXPROCS: the default follows the CPUs this process may use, HOARE_PROCS
  * overrides it, and hoare_procs changes it while goroutines run (never more goroutines running
- * at once than processors, once the change has taken effect).
+ * at once than processors, once the change has taken effect), including while processors go idle
+ * (the idle list stays a list of distinct processors below hoare_procs).
  */
 #include "test.h"
 
@@ -79,6 +80,52 @@ static void test_bad_values(void) {
 
 /* ---- children: HOARE_PROCS, and the affinity mask */
 
+/* ---- shrinking while a processor goes idle: its M looked at nprocs, spun for work and then gave
+ * the P up. It must retire, not join the idle list: growing again put it there a second time,
+ * the list became a cycle, and the next shrink walked it off its array (test_mutex crashed in 1
+ * run in 100). */
+
+static hoare_wg idle_wg;
+static void brief(void *arg) {
+    (void)arg;
+    hoare_wg_done(&idle_wg);
+}
+
+/* The idle list under sched.lock: distinct processors below nprocs, as many as npidle. */
+static bool idle_list_sound(void) {
+    hoare__lock(&hoare__sched.lock);
+    int32_t nprocs = atomic_load(&hoare__sched.nprocs), count = 0;
+    bool sound = true, seen[HOARE_MAX_PROCS] = {false};
+    for (P *p = hoare__sched.idle_p; p && sound; p = p->link) {
+        sound = p->id < nprocs && !seen[p->id] && atomic_load(&p->status) == P_IDLE;
+        if (sound) seen[p->id] = true;
+        count++;
+    }
+    sound = sound && count == atomic_load(&hoare__sched.npidle);
+    hoare__unlock(&hoare__sched.lock);
+    return sound;
+}
+
+static void test_shrink_while_going_idle(void) {
+    int old = hoare_procs(2);
+    int rounds = TEST_SCALE(10000), unsound = 0;
+    /* stops at the first unsound list: a cycle would take the next shrink off its array */
+    for (int i = 0; i < rounds && !unsound; i++) {
+        /* wake the processors, then shrink while their Ms spin for more work and give up */
+        hoare_wg_add(&idle_wg, 2);
+        REQUIRE(hoare_go(brief, NULL) == 0);
+        REQUIRE(hoare_go(brief, NULL) == 0);
+        hoare_wg_wait(&idle_wg);
+        hoare_procs(1);
+        for (int64_t until = hoare_now() + (i % 8) * 10 * HOARE_US; hoare_now() < until;) {}
+        unsound += !idle_list_sound();
+        hoare_procs(2);
+        unsound += !idle_list_sound();
+    }
+    CHECK_EQ(unsound, 0);
+    hoare_procs(old);
+}
+
 static int child_print_procs(void) {
     fprintf(stderr, "procs=%d\n", hoare_procs(0));
     return 0;
@@ -111,6 +158,7 @@ int main(int argc, char **argv) {
     test_begin(argv, 120);
     test_bad_values();
     test_change_while_running();
+    test_shrink_while_going_idle();
     test_env_and_affinity();
     TEST_MAIN_END();
 }
