@@ -41,13 +41,20 @@ static void test_mutual_exclusion_with_sleepers(void) {
     long iters = TEST_SCALE(20000);
     uint64_t futex_before = atomic_load(&hoare__futex_calls);
     pthread_t t[THREADS];
+    /* held while they start, until one of them has spun out and marked it for a sleeper: the
+     * sleep path runs at least once however the threads happen to overlap later */
+    hoare__lock(&lock);
     for (int i = 0; i < THREADS; i++)
         REQUIRE(pthread_create(&t[i], NULL, contender, (void *)(intptr_t)iters) == 0);
+    int64_t deadline = hoare__nanotime() + 10 * HOARE_SEC;
+    while (atomic_load(&lock.state) != 2 && hoare__nanotime() < deadline) sleep_us(100);
+    CHECK_EQ(atomic_load(&lock.state), 2);
+    hoare__unlock(&lock);
     for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
     CHECK_EQ(counter, THREADS * iters);
     CHECK(!atomic_load(&in_trouble));
     CHECK_EQ(atomic_load(&lock.state), 0);
-    /* the contenders did sleep (else the sleep path went untested) */
+    /* the marked unlock woke a sleeper */
     CHECK(atomic_load(&hoare__futex_calls) > futex_before);
 }
 
