@@ -226,17 +226,27 @@ int hoare_close(hoare_chan *c) {
         return EPIPE;
     }
     atomic_store_explicit(&c->closed, 1, memory_order_release);
-    /* Collect every waiter we won, then queue them after unlocking (linked through schedlink:
-     * we own each G from the moment we won it until it is queued). */
+    /* Collect the waiters we won (linked through schedlink: we own each G from the moment we won
+     * it until it is queued) and queue them CLOSE_BATCH at a time, one queue operation each. The
+     * walk is a chain of cache and TLB misses, a waiter record on each waiter's stack page (about
+     * 300 ns a waiter on some VMs, 30 ms for 100,000): queued as it goes, the first waiters run on
+     * the idle processors while it goes on, instead of all of them after it. Queued under the
+     * channel lock (order: channel -> scheduler); a woken goroutine that comes back to this channel
+     * waits for the close to finish, as it would have before it ran at all. */
+    enum { CLOSE_BATCH = 256 };
     hoare_batch wake = {0}; /* in queue order; each marked runnable in this one pass */
     chan_waiter *w;
     while ((w = waitq_dequeue(&c->recvq)) != NULL) {
         chan_zero(c, w->elem);
         hoare__batch_add(&wake, chan_waiter_done(w, false));
+        if (wake.n == CLOSE_BATCH) hoare__batch_ready(&wake);
     }
-    while ((w = waitq_dequeue(&c->sendq)) != NULL) hoare__batch_add(&wake, chan_waiter_done(w, false));
+    while ((w = waitq_dequeue(&c->sendq)) != NULL) {
+        hoare__batch_add(&wake, chan_waiter_done(w, false));
+        if (wake.n == CLOSE_BATCH) hoare__batch_ready(&wake);
+    }
     hoare__unlock(&c->lock);
-    hoare__batch_ready(&wake); /* one queue operation, however many waiters */
+    hoare__batch_ready(&wake);
     return 0;
 }
 

@@ -253,6 +253,79 @@ static void test_close_wakes_waiters(void) {
     }
 }
 
+/* A close with more waiters than one of its batches (it queues them as it walks, holding the
+ * channel lock): plain receivers and selects that also wait on a second channel, which a poker
+ * sends on while the close runs. Every waiter ends exactly once, by the close or by the poke, and
+ * one that comes straight back to the closed channel gets EPIPE (it waits for the close to end). */
+enum { MANY_WAITERS = 1000 };
+typedef struct {
+    hoare_chan *c, *poke;
+    _Atomic int outcome[MANY_WAITERS]; /* 1 closed, 2 poked, more: woken twice */
+    _Atomic int poked;
+} many_state;
+typedef struct {
+    many_state *st;
+    int id;
+} many_args;
+
+static void many_waiter(void *p) {
+    many_args *a = p;
+    many_state *st = a->st;
+    int outcome = 1;
+    if (a->id % 2 == 0) {
+        CHECK_EQ(hoare_recv(st->c, NULL), EPIPE);
+    } else {
+        hoare_case cs[] = {HOARE_RECV(st->c, NULL), HOARE_RECV(st->poke, NULL)};
+        bool by_poke = hoare_select(cs, 2) == 1;
+        CHECK_EQ(by_poke ? cs[1].err : cs[0].err, by_poke ? 0 : EPIPE);
+        outcome = by_poke ? 2 : 1;
+    }
+    atomic_fetch_add(&st->outcome[a->id], outcome);
+    CHECK_EQ(hoare_recv(st->c, NULL), EPIPE);
+}
+
+/* pokes until the close has returned (it was poking before the close began) */
+static _Atomic bool many_closed;
+static void many_poker(void *p) {
+    many_state *st = p;
+    while (!atomic_load(&many_closed))
+        if (hoare_trysend(st->poke, NULL) == 0) atomic_fetch_add(&st->poked, 1);
+        else hoare_yield();
+}
+
+static void test_close_wakes_many_waiters(void) {
+    many_state *st = calloc(1, sizeof *st);
+    REQUIRE(st != NULL);
+    st->c = make_chan(0, 0);
+    st->poke = make_chan(0, 0);
+    many_args *a = calloc(MANY_WAITERS, sizeof *a);
+    REQUIRE(a != NULL);
+    for (int i = 0; i < MANY_WAITERS; i++) {
+        a[i] = (many_args){st, i};
+        spawn(many_waiter, &a[i]);
+    }
+    wait_queued(st->c, HOARE_CASE_RECV, MANY_WAITERS);
+    atomic_store(&many_closed, false);
+    spawn(many_poker, st);
+    while (atomic_load(&st->poked) == 0) hoare_sleep(10 * HOARE_US);
+    CHECK_EQ(hoare_close(st->c), 0);
+    atomic_store(&many_closed, true);
+    join(MANY_WAITERS + 1);
+    int closed = 0, poked = 0;
+    for (int i = 0; i < MANY_WAITERS; i++) {
+        int o = atomic_load(&st->outcome[i]);
+        CHECK(o == 1 || (o == 2 && i % 2 == 1));
+        closed += o == 1;
+        poked += o == 2;
+    }
+    CHECK_EQ(closed + poked, MANY_WAITERS);
+    CHECK_EQ(poked, atomic_load(&st->poked));
+    hoare_chan_release(st->c);
+    hoare_chan_release(st->poke);
+    free(a);
+    free(st);
+}
+
 /* ---------------------------------------------------------------- FIFO with blocked senders */
 
 typedef struct {
@@ -587,6 +660,7 @@ int main(int argc, char **argv) {
     test_bad_input();
     test_closedchan();
     test_close_wakes_waiters();
+    test_close_wakes_many_waiters();
     test_full_buffer_fifo();
     test_unbuffered_receiver_fifo();
     test_signal_channels();
