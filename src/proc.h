@@ -117,7 +117,7 @@ struct sched {
     int32_t nmidle;               /* guarded by lock */
     int32_t nm;                   /* Ms created, guarded by lock */
     _Atomic int32_t nmspinning;
-    G *runq_head, *runq_tail;     /* global run queue: a list guarded by lock ... */
+    G *runq_head, *runq_tail;     /* global run queue: a list of runs (sched.c) guarded by lock */
     int32_t runq_n;               /* ... this long, */
     _Atomic(G *) inject;          /* plus a lock-free stack of newer ones (see sched.c) */
     _Atomic int32_t runq_size;    /* both together */

@@ -172,6 +172,10 @@ struct hoare_g {
     _Atomic uint32_t select_done;   /* select: 0 while undecided; the winner CASes it to 1 */
     _Atomic uint32_t wake_key;      /* thread waiters: wake word and futex (thread.c) */
     bool deadlock_counted;          /* thread waiters: counted as blocked (sched.lock guards) */
+    /* The global queue (sched.c) is a sequence of runs. On a run's first goroutine: the run's
+     * length here and its last goroutine in run_tail, so that a taker cuts whole runs without
+     * walking them. Both fill holes of this layout (a sub-page slot has no bytes to spare). */
+    int32_t run_n;
 
     hoare_rtimer sleep_timer; /* for hoare_sleep and select timeouts of this goroutine */
 
@@ -186,7 +190,10 @@ struct hoare_g {
     uintptr_t start_pc;       /* fn, for dumps */
     uintptr_t creator_pc;     /* where hoare_go was called, for dumps */
     uint64_t creator_id;
-    G *alllink;               /* thread waiters: list of all of them, for dumps */
+    union {
+        G *alllink;           /* thread waiters: list of all of them, for dumps */
+        G *run_tail;          /* goroutines (never thread waiters) in the global queue: above */
+    };
     uint64_t trace_flow;      /* trace.c: the flow arrow to draw when it next runs (0: none) */
     int64_t runnable_since;   /* stats.h: sampled time it became runnable (0: not sampled) */
     char name[32];

@@ -117,11 +117,35 @@ HIDDEN _Atomic int64_t hoare__coarse_now;
  * goroutines readied or spawned outside a processor (plain threads, blocking regions) are pushed
  * without the lock; whoever takes from the global queue first moves the stack, reversed, to the
  * list's tail. sched.runq_size counts both, and is raised before a push, so that work is never
- * invisible to a thread that checks for it (it may briefly count a goroutine not yet pushed). */
+ * invisible to a thread that checks for it (it may briefly count a goroutine not yet pushed).
+ *
+ * The list is a sequence of runs of at most GLOBRUNQ_RUN goroutines, each put there together; a
+ * run's first goroutine knows its last one and its length (G.run_tail, G.run_n), and
+ * sched.runq_head is always a run's first. A taker cuts whole runs under the lock and walks them
+ * into its local queue after dropping it: each goroutine of a long queue is a cache and TLB miss
+ * (its descriptor sits on its own stack page, 300 ns on some VMs), and walked under the lock, 128
+ * of them kept the other processors waiting for it (wakeall: a fifth of the wake-up's samples). */
+enum { GLOBRUNQ_RUN = RUNQ_SIZE / 2 + 1 }; /* what a taker with an empty local queue takes */
+
+/* Mark a list of n goroutines (linked by schedlink) as runs of at most GLOBRUNQ_RUN. Called by
+ * whoever built the list, outside sched.lock: the goroutines are in its cache. */
+static void globrunq_mark_runs(G *head, int32_t n) {
+    while (n > 0) {
+        G *first = head, *last = head;
+        int32_t k = 1;
+        for (; k < GLOBRUNQ_RUN && k < n; k++) last = last->schedlink;
+        first->run_tail = last;
+        first->run_n = k;
+        n -= k;
+        head = last->schedlink;
+    }
+}
 
 /* Put g on the global queue. Caller holds sched.lock. */
 static void globrunq_put_locked(G *g) {
     g->schedlink = NULL;
+    g->run_tail = g;
+    g->run_n = 1;
     if (sched.runq_tail) sched.runq_tail->schedlink = g;
     else sched.runq_head = g;
     sched.runq_tail = g;
@@ -129,7 +153,8 @@ static void globrunq_put_locked(G *g) {
     atomic_fetch_add_explicit(&sched.runq_size, 1, memory_order_relaxed);
 }
 
-/* Append a list of n goroutines linked by schedlink. Caller holds sched.lock. */
+/* Append a list of n goroutines linked by schedlink, marked as runs (globrunq_mark_runs). Caller
+ * holds sched.lock. */
 static void globrunq_put_batch_locked(G *head, G *tail, int32_t n) {
     tail->schedlink = NULL;
     if (sched.runq_tail) sched.runq_tail->schedlink = head;
@@ -161,37 +186,63 @@ static void inject_drain_locked(void) {
         g = next;
         n++;
     }
+    globrunq_mark_runs(head, n); /* the walk just touched them */
     if (sched.runq_tail) sched.runq_tail->schedlink = head;
     else sched.runq_head = head;
     sched.runq_tail = tail;
     sched.runq_n += n;
 }
 
-/* Take up to max goroutines from the global queue: return one, move the rest to p's local queue.
- * Caller holds sched.lock. */
-static bool runq_put(P *p, G *g, bool next);
-static G *globrunq_get_locked(P *p, int32_t max) {
+/* Cut up to max goroutines (0: no limit) off the global queue for p, as a list: whole runs while
+ * they fit, or part of the first run if it alone does not (a walk of that part). Caller holds
+ * sched.lock; it hands the list to globrunq_spread once it has dropped the lock. */
+static G *globrunq_take_locked(P *p, int32_t max) {
     inject_drain_locked();
     int32_t size = sched.runq_n;
     if (size == 0) return NULL;
     int32_t n = size / atomic_load_explicit(&sched.nprocs, memory_order_relaxed) + 1;
     if (n > size) n = size;
     if (max > 0 && n > max) n = max;
+    /* all but the one returned go to p's local queue: half its room at most */
     uint32_t room = RUNQ_SIZE - (atomic_load(&p->runq_tail) - atomic_load(&p->runq_head));
-    if (n > (int32_t)room / 2) n = (int32_t)room / 2;
-    if (n < 1) n = 1; /* the one returned does not go through the local queue */
-    sched.runq_n -= n;
-    atomic_fetch_sub_explicit(&sched.runq_size, n, memory_order_relaxed);
-    G *g = sched.runq_head;
-    sched.runq_head = g->schedlink;
-    for (int32_t i = 1; i < n; i++) {
-        G *x = sched.runq_head;
-        sched.runq_head = x->schedlink;
+    if (n > (int32_t)room / 2 + 1) n = (int32_t)room / 2 + 1;
+    G *head = sched.runq_head, *tail = NULL;
+    int32_t got = 0;
+    while (sched.runq_head && got + sched.runq_head->run_n <= n) {
+        G *run = sched.runq_head;
+        tail = run->run_tail;
+        got += run->run_n;
+        sched.runq_head = tail->schedlink;
+    }
+    if (got == 0) {
+        /* the first run is longer than n: cut n off it, and the rest is a run of its own */
+        G *run = sched.runq_head;
+        tail = run;
+        for (int32_t i = 1; i < n; i++) tail = tail->schedlink;
+        G *rest = tail->schedlink;
+        rest->run_tail = run->run_tail;
+        rest->run_n = run->run_n - n;
+        sched.runq_head = rest;
+        got = n;
+    }
+    tail->schedlink = NULL;
+    if (!sched.runq_head) sched.runq_tail = NULL;
+    sched.runq_n -= got;
+    atomic_fetch_sub_explicit(&sched.runq_size, got, memory_order_relaxed);
+    return head;
+}
+
+/* A list from globrunq_take_locked, after sched.lock: the first goroutine to run now, the rest to
+ * p's local queue (the owner's). */
+static bool runq_put(P *p, G *g, bool next);
+static G *globrunq_spread(P *p, G *list) {
+    if (!list) return NULL;
+    for (G *x = list->schedlink, *next; x; x = next) {
+        next = x->schedlink;
         runq_put(p, x, false);
     }
-    if (!sched.runq_head) sched.runq_tail = NULL;
-    g->schedlink = NULL;
-    return g;
+    list->schedlink = NULL;
+    return list;
 }
 
 /* The local queue is full: move half of it and g to the global queue. false if a thief got there
@@ -209,6 +260,8 @@ static bool runq_put_slow(P *p, G *g, uint32_t head, uint32_t tail) {
         G *x = atomic_load_explicit(&p->runq[(head + i) % RUNQ_SIZE], memory_order_relaxed);
         x->schedlink = i + 1 < n ? atomic_load_explicit(&p->runq[(head + i + 1) % RUNQ_SIZE], memory_order_relaxed) : g;
     }
+    first->run_tail = g; /* one run of GLOBRUNQ_RUN */
+    first->run_n = (int32_t)n + 1;
     hoare__lock(&sched.lock);
     globrunq_put_batch_locked(first, g, (int32_t)n + 1);
     hoare__unlock(&sched.lock);
@@ -343,9 +396,9 @@ static G *next_local(M *m, P *p) {
         if (m->lender) return runq_get(p);
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
             hoare__lock(&sched.lock);
-            G *g = globrunq_get_locked(p, 1);
+            G *g = globrunq_take_locked(p, 1);
             hoare__unlock(&sched.lock);
-            if (g) return g;
+            if (g) return globrunq_spread(p, g);
         }
         if (m->preempted_head) return take_preempted(m);
     }
@@ -883,6 +936,7 @@ void hoare__batch_ready(hoare_batch *b) {
         }
     }
     if (b->head) {
+        globrunq_mark_runs(b->head, n - local); /* just touched, by batch_add */
         hoare__lock(&sched.lock);
         globrunq_put_batch_locked(b->head, b->tail, n - local);
         hoare__unlock(&sched.lock);
@@ -981,9 +1035,9 @@ static G *idle_spin(M *m) {
         /* a spinner never queues for the lock: whoever holds it is taking the work already */
         if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0 &&
             hoare__trylock(&sched.lock)) {
-            G *g = globrunq_get_locked(p, 0);
+            G *g = globrunq_take_locked(p, 0);
             hoare__unlock(&sched.lock);
-            if (g) return g;
+            if (g) return globrunq_spread(p, g);
         }
         if ((spin.polls & 31) != 0) continue;
         /* now and then: our timers, stack slots to warm (useful work: the spin starts over
@@ -1017,11 +1071,11 @@ static G *find_runnable(M *m) {
             }
             if (atomic_load_explicit(&sched.runq_size, memory_order_relaxed) > 0) {
                 hoare__lock(&sched.lock);
-                g = globrunq_get_locked(p, 0);
+                g = globrunq_take_locked(p, 0);
                 hoare__unlock(&sched.lock);
                 if (g) {
                     stop_spinning(m);
-                    return g;
+                    return globrunq_spread(p, g);
                 }
             }
             if (hoare__netpoll_waiters() > 0 && !atomic_load(&sched.netpoll_blocked)) {
@@ -1059,11 +1113,11 @@ static G *find_runnable(M *m) {
             }
             /* Nothing: give up the P. */
             hoare__lock(&sched.lock);
-            g = globrunq_get_locked(p, 0);
+            g = globrunq_take_locked(p, 0);
             if (g) {
                 hoare__unlock(&sched.lock);
                 stop_spinning(m);
-                return g;
+                return globrunq_spread(p, g);
             }
             bool idle = pidle_put_locked(p);
             m->p = NULL;

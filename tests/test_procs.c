@@ -2,12 +2,14 @@
  * test_procs.c - GOMAXPROCS: the default follows the CPUs this process may use, HOARE_PROCS
  * overrides it, and hoare_procs changes it while goroutines run (never more goroutines running
  * at once than processors, once the change has taken effect), including while processors go idle
- * (the idle list stays a list of distinct processors below hoare_procs).
+ * (the idle list stays a list of distinct processors below hoare_procs). The global queue keeps its
+ * runs whole while goroutines come and go through it in every way.
  */
 #include "test.h"
 
 #include "proc.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 
@@ -126,6 +128,88 @@ static void test_shrink_while_going_idle(void) {
     hoare_procs(old);
 }
 
+/* ---- the global queue's runs (sched.c): each run's first goroutine holds its length and its last
+ * goroutine, and takers cut whole runs without walking them. Checked under sched.lock while a
+ * close readies thousands at once (marked runs), plain threads spawn (the lock-free stack,
+ * drained into runs), and processors take from it (whole runs, and first runs cut in part). */
+
+static bool global_queue_sound(void) {
+    hoare__lock(&hoare__sched.lock);
+    int32_t total = 0;
+    bool sound = true;
+    G *last = NULL;
+    for (G *run = hoare__sched.runq_head; run && sound; run = last->schedlink) {
+        sound = run->run_n >= 1 && run->run_n <= 1 + 256 / 2;
+        last = run;
+        for (int32_t i = 1; sound && i < run->run_n; i++) sound = (last = last->schedlink) != NULL;
+        sound = sound && last == run->run_tail;
+        total += run->run_n;
+    }
+    sound = sound && total == hoare__sched.runq_n && last == hoare__sched.runq_tail;
+    hoare__unlock(&hoare__sched.lock);
+    return sound;
+}
+
+enum { QUEUE_WAITERS = 5000, QUEUE_SPAWNS = 20000 };
+static hoare_wg queue_wg;
+static void queue_waiter(void *arg) {
+    CHECK_EQ(hoare_recv((hoare_chan *)arg, NULL), EPIPE);
+    hoare_wg_done(&queue_wg);
+}
+static void queue_brief(void *arg) {
+    (void)arg;
+    hoare_wg_done(&queue_wg);
+}
+static void *queue_spawner(void *arg) {
+    (void)arg;
+    for (int i = 0; i < QUEUE_SPAWNS; i++) REQUIRE(hoare_go(queue_brief, NULL) == 0);
+    return NULL;
+}
+static void queue_closer(void *arg) {
+    hoare_chan *gate = arg;
+    for (int i = 0; i < QUEUE_WAITERS; i++) REQUIRE(hoare_go(queue_waiter, gate) == 0);
+    hoare_yield(); /* the waiters park (child first: most have already) */
+    REQUIRE(hoare_close(gate) == 0);
+    hoare_wg_done(&queue_wg);
+}
+
+static _Atomic bool queue_checking;
+static _Atomic int queue_unsound, queue_checks;
+static void *queue_checker(void *arg) {
+    (void)arg;
+    while (atomic_load(&queue_checking)) {
+        if (!global_queue_sound()) atomic_fetch_add(&queue_unsound, 1);
+        atomic_fetch_add(&queue_checks, 1);
+        /* the walk holds sched.lock: leave the processors time to use the queue */
+        struct timespec pause = {0, 200 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
+static void test_global_queue_runs(void) {
+    int old = hoare_procs(2);
+    atomic_store(&queue_checking, true);
+    pthread_t checker, spawners[2];
+    REQUIRE(pthread_create(&checker, NULL, queue_checker, NULL) == 0);
+    for (int round = 0; round < 3; round++) {
+        hoare_chan *gate = hoare_chan_make(0, 0);
+        REQUIRE(gate != NULL);
+        hoare_wg_add(&queue_wg, QUEUE_WAITERS + 1 + 2 * QUEUE_SPAWNS);
+        for (int i = 0; i < 2; i++) REQUIRE(pthread_create(&spawners[i], NULL, queue_spawner, NULL) == 0);
+        REQUIRE(hoare_go(queue_closer, gate) == 0);
+        for (int i = 0; i < 2; i++) pthread_join(spawners[i], NULL);
+        hoare_wg_wait(&queue_wg);
+        hoare_chan_release(gate);
+    }
+    atomic_store(&queue_checking, false);
+    pthread_join(checker, NULL);
+    CHECK(atomic_load(&queue_checks) > 0);
+    CHECK_EQ(atomic_load(&queue_unsound), 0);
+    CHECK(global_queue_sound());
+    hoare_procs(old);
+}
+
 static int child_print_procs(void) {
     fprintf(stderr, "procs=%d\n", hoare_procs(0));
     return 0;
@@ -159,6 +243,7 @@ int main(int argc, char **argv) {
     test_bad_values();
     test_change_while_running();
     test_shrink_while_going_idle();
+    test_global_queue_runs();
     test_env_and_affinity();
     TEST_MAIN_END();
 }
