@@ -36,8 +36,13 @@ static RUNTIME_TLS bool on_monitor;
 bool hoare__on_monitor(void) { return on_monitor; }
 static _Atomic uint32_t monitor_sleeping;  /* 1 while in the indefinite sleep */
 
+/* The kicker made the monitor's condition false first (a P taken: npidle down; a region entered:
+ * nblocking up; both seq_cst), then reads monitor_sleeping; the monitor sets monitor_sleeping, then
+ * reads that condition again. Both reads are seq_cst, so one of the two sees the other's write
+ * (Dekker): a plain load on x86, but on AArch64 a relaxed one may be answered before the kicker's
+ * own write is visible, and the monitor could sleep for good while a P runs. */
 void hoare__monitor_kick(void) {
-    if (atomic_load_explicit(&monitor_sleeping, memory_order_relaxed) &&
+    if (atomic_load_explicit(&monitor_sleeping, memory_order_seq_cst) &&
         atomic_exchange(&monitor_sleeping, 0)) {
         /* the coarse clock stood still while the monitor slept */
         hoare__coarse_advance(hoare__nanotime());

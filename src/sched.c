@@ -448,7 +448,7 @@ static P *pidle_get_locked(void) {
 
 /* m takes p. The monitor sleeps while no P runs; it must be awake (polling) while one does, for
  * preemption and for the deadlock check when they all go idle again: wake it if it sleeps (one
- * relaxed load when it does not). */
+ * load when it does not; pidle_get_locked's seq_cst decrement comes first, see monitor.c). */
 static void acquirep(M *m, P *p) {
     trace_proc(p, true);
     m->p = p;
@@ -1572,7 +1572,7 @@ void hoare_blocking_begin(void) {
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);
     trace_blocking(g, true);
-    atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sched.nblocking, 1, memory_order_seq_cst); /* before the kick */
     m->region_word = (++p->blocking_tick << 2) | REGION_IN;
     atomic_store_explicit(&p->blocking, m->region_word, memory_order_release);
     hoare__monitor_kick();
