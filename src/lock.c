@@ -123,12 +123,12 @@ bool hoare__trylock(hoare_lock *l) {
     return false;
 }
 
-/* Unlock is a load and a store, not a read-modify-write: a locked instruction costs 6 ns here, and
- * a goroutine hand-off takes and drops channel locks four times. While the lock is held only a
- * sleeper can change its state, and only from 1 to 2; if that happens between the unlocker's load
- * and its store, the store erases the mark and the sleeper is not woken. Sleepers therefore sleep
- * at most LOCK_SLEEP_NS at a time: a lost wake-up costs that much, on a path that is already past
- * 41 us of spinning. This is the slow path: the load saw 2. */
+/* Unlock is a load and a store, not a read-modify-write: a locked instruction costs 6-9 ns on
+ * these VMs, and a goroutine hand-off takes and drops channel locks four times. While the lock is
+ * held only a sleeper can change its state, and only from 1 to 2; if that happens between the
+ * unlocker's load and its store, the store erases the mark and the sleeper is not woken. Sleepers
+ * therefore sleep at most LOCK_SLEEP_NS at a time: a lost wake-up costs that much, on a path that
+ * is already past 41 us of spinning. This is the slow path: the load saw 2. */
 void hoare__unlock_wake(hoare_lock *l) {
     atomic_store_explicit(&l->state, 0, memory_order_release);
     hoare__futex_wake(&l->state, 1);

@@ -80,8 +80,6 @@ static void test_bad_values(void) {
     hoare_procs(cur);
 }
 
-/* ---- children: HOARE_PROCS, and the affinity mask */
-
 /* ---- shrinking while a processor goes idle: its M looked at nprocs, spun for work and then gave
  * the P up. It must retire, not join the idle list: growing again put it there a second time,
  * the list became a cycle, and the next shrink walked it off its array (test_mutex crashed in 1
@@ -139,7 +137,7 @@ static bool global_queue_sound(void) {
     bool sound = true;
     G *last = NULL;
     for (G *run = hoare__sched.runq_head; run && sound; run = last->schedlink) {
-        sound = run->run_n >= 1 && run->run_n <= 1 + 256 / 2;
+        sound = run->run_n >= 1 && run->run_n <= RUNQ_SIZE / 2 + 1;
         last = run;
         for (int32_t i = 1; sound && i < run->run_n; i++) sound = (last = last->schedlink) != NULL;
         sound = sound && last == run->run_tail;
@@ -209,6 +207,8 @@ static void test_global_queue_runs(void) {
     CHECK(global_queue_sound());
     hoare_procs(old);
 }
+
+/* ---- children: HOARE_PROCS, and the affinity mask */
 
 static int child_print_procs(void) {
     fprintf(stderr, "procs=%d\n", hoare_procs(0));
