@@ -29,6 +29,7 @@
 #include "traceback.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -192,6 +193,27 @@ static void write_num(unsigned long long v) {
     write_str(buf + i);
 }
 
+/* The main program was linked without -z now and LD_BIND_NOW is unset: its first call of each
+ * function goes through the dynamic linker's resolver, which needs more than a small stack has
+ * (hoare.h, hoare_attr). Set once at start; the overflow report names it as the likely cause. */
+static bool program_binds_lazily;
+
+static int note_main_program_binding(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    (void)arg;
+    if (info->dlpi_name && info->dlpi_name[0]) return 0; /* not the main program */
+    bool now = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        if (info->dlpi_phdr[i].p_type != PT_DYNAMIC) continue;
+        const ElfW(Dyn) *d = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+        for (; d->d_tag != DT_NULL; d++)
+            now |= d->d_tag == DT_BIND_NOW || (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_BIND_NOW)) ||
+                   (d->d_tag == DT_FLAGS_1 && (d->d_un.d_val & DF_1_NOW));
+        program_binds_lazily = !now;
+    }
+    return 1;
+}
+
 /* "fatal error: stack overflow in goroutine N (name): ..." (async-signal-safe, little stack). */
 static void overflow_line(const G *g) {
     write_str("fatal error: stack overflow in goroutine ");
@@ -204,6 +226,10 @@ static void overflow_line(const G *g) {
     write_str(": its stack is ");
     write_num(g->stack_size);
     write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n\n");
+    if ((g->flags & G_SMALL_STACK) && program_binds_lazily)
+        write_str("This program binds functions lazily, and the dynamic linker resolves one at its first "
+                  "call on the caller's stack, with kilobytes of saved registers: link it with "
+                  "-Wl,-z,now (pkg-config --libs hoare adds it).\n\n");
 }
 
 static void die_on(void *arg) {
@@ -349,6 +375,8 @@ __attribute__((weak)) const char *__tsan_default_options(void) { return "report_
 HIDDEN void hoare__signals_init(void) {
     const char *tb = getenv("HOARE_TRACEBACK");
     traceback_crash = tb && !strcmp(tb, "crash");
+    const char *bind_now = getenv("LD_BIND_NOW");
+    if (!bind_now || !bind_now[0]) dl_iterate_phdr(note_main_program_binding, NULL);
     install(SIGSEGV, on_fault, false);
     install(SIGBUS, on_fault, false);
     install(SIGFPE, on_fault, true);
