@@ -14,6 +14,11 @@
  *    cannot be reported (a negative WaitGroup counter, unlocking an unlocked mutex) is a fatal error
  *    with a message naming the problem.
  *
+ * fork(): a child forked once the runtime has started has none of its threads (fork copies only
+ * the calling one). As in Go, such a child may only exec or _exit: a hoare call there that would
+ * wait, spawn or start the runtime is a fatal error ("... after fork()", exit status 2), never a
+ * hang. A program may fork before its first hoare call, or use posix_spawn, freely.
+ *
  * Threads and goroutines: goroutines migrate between OS threads. Thread-local storage (_Thread_local,
  * pthread keys) is per thread, not per goroutine: do not keep a pointer to a thread-local variable
  * across a call that may park (any blocking call of this header).

@@ -249,6 +249,13 @@ HIDDEN void hoare__once(pthread_once_t *once, void (*init)(void));
  * scheduler call it; cheap after the first time. */
 HIDDEN void hoare__init(void);
 
+/* A child process forked while the runtime ran has none of its threads: no scheduler thread runs
+ * its goroutines, no monitor watches. As in Go, fork there is for exec (or _exit) only. Set in the
+ * child by a pthread_atfork handler (sched.c, "Start-up"); waiting, spawning or starting the
+ * runtime there ends the child with hoare__fatal_forked instead of hanging. */
+HIDDEN extern bool hoare__forked_child;
+HIDDEN __attribute__((noreturn)) void hoare__fatal_forked(const char *what);
+
 /* Fatal error: print "fatal error: <msg>" and the goroutine list, exit status 2. */
 HIDDEN __attribute__((noreturn, format(printf, 1, 2))) void hoare__fatal(const char *fmt, ...);
 

@@ -41,6 +41,7 @@
 
 #include "arch.h"
 #include "trace.h"
+#include "traceback.h"
 
 #ifdef HOARE_ASAN
 #include <sanitizer/common_interface_defs.h>
@@ -782,6 +783,7 @@ static void run_pending(M *m) {
  * Parking and readying */
 
 void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg) {
+    if (unlikely(hoare__forked_child)) hoare__fatal_forked(reason);
     M *m = getm_here();
     G *g = m ? m->curg : NULL;
     if (!g) {
@@ -1792,7 +1794,25 @@ int hoare_procs(int n) {
 
 HIDDEN void hoare__signals_init(void);
 
+HIDDEN bool hoare__forked_child;
+
+/* In the child of a fork: every call that needs the runtime's threads now goes through
+ * ensure_init's slow path or a park, and both end the child with a clear message. */
+static void on_fork_child(void) {
+    hoare__forked_child = true;
+    atomic_store_explicit(&initialised, false, memory_order_relaxed);
+}
+
+void hoare__fatal_forked(const char *what) {
+    /* no goroutine list: the goroutines are the parent's, copied */
+    hoare__fdprintf(2, "fatal error: %s after fork(): this child process has none of hoare's threads; "
+                       "in a child forked from a program using hoare, call only exec or _exit (as in Go)\n",
+                    what);
+    _exit(2);
+}
+
 static void do_init(void) {
+    pthread_atfork(NULL, NULL, on_fork_child);
     int n = default_procs();
     hoare__threads_init();
     hoare__netpoll_init();
@@ -1809,6 +1829,7 @@ static void do_init(void) {
 
 static void ensure_init(void) {
     if (likely(atomic_load_explicit(&initialised, memory_order_acquire))) return;
+    if (hoare__forked_child) hoare__fatal_forked("hoare used");
     pthread_once(&init_once, do_init);
 }
 
