@@ -126,9 +126,26 @@ static void dump_all_from(int fd, uintptr_t from_pc) {
     }
 }
 
-void hoare__dump_all(int fd) { dump_all_from(fd, (uintptr_t)__builtin_return_address(0)); }
+/* Stack a report needs: libdw's line tables take far more than a goroutine has left, in blocks
+ * (alloca) large enough to skip a guard. */
+enum { REPORT_STACK = 512 * 1024 };
 
-__attribute__((noinline)) void hoare_dump(int fd) { dump_all_from(fd, (uintptr_t)__builtin_return_address(0)); }
+struct dump_args {
+    int fd;
+    uintptr_t from_pc;
+};
+
+static void dump_call(void *arg) {
+    struct dump_args *a = arg;
+    dump_all_from(a->fd, a->from_pc);
+}
+
+/* On the scheduler's stack when the goroutine has less than REPORT_STACK left (as fatal reports):
+ * run on a 128 KiB stack, symbolising wrote below the guard into whatever memory lay there. */
+__attribute__((noinline)) void hoare_dump(int fd) {
+    struct dump_args a = {fd, (uintptr_t)__builtin_return_address(0)};
+    hoare__on_sched_stack(dump_call, &a, REPORT_STACK);
+}
 
 static bool traceback_crash; /* HOARE_TRACEBACK=crash: abort (core dump) instead of exit status 2 */
 
@@ -141,9 +158,6 @@ static __attribute__((noreturn)) void die(void) {
     }
     _exit(2);
 }
-
-/* Stack a fatal report needs: libdw's line tables take far more than a goroutine has left. */
-enum { FATAL_REPORT_STACK = 512 * 1024 };
 
 struct fatal_args {
     const char *fmt;
@@ -165,7 +179,7 @@ __attribute__((noinline)) void hoare__fatal(const char *fmt, ...) {
     va_start(ap, fmt);
     struct fatal_args a = {fmt, &ap, (uintptr_t)__builtin_return_address(0)};
     /* formatting and the dump need more stack than a goroutine may have left */
-    hoare__on_sched_stack(fatal_report, &a, FATAL_REPORT_STACK);
+    hoare__on_sched_stack(fatal_report, &a, REPORT_STACK);
     __builtin_unreachable();
 }
 

@@ -281,6 +281,5 @@ HIDDEN int64_t hoare__netpoll_last(void);
 
 /* Call fn for every goroutine that exists (not free slots, not thread waiters). */
 HIDDEN void hoare__each_g(void (*fn)(G *g, void *arg), void *arg);
-HIDDEN void hoare__dump_all(int fd);
 
 #endif /* HOARE_RUNTIME_H */

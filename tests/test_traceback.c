@@ -2,7 +2,7 @@
  * test_traceback.c - tracebacks in Go's layout: hoare_dump of a goroutine parked in a known static
  * function (the function, its caller, the source line of the park, "created by"), the deadlock
  * report, a stack overflow, crashes (SIGSEGV, SIGABRT, SIGFPE) in goroutine code, a goroutine dumping
- * itself (it comes first, "[running]"), SIGQUIT (status 2, or an
+ * itself (it comes first, "[running]"; from default, small and sub-page stacks), SIGQUIT (status 2, or an
  * abort with HOARE_TRACEBACK=crash). Fatal scenarios run in child processes (test_run_self).
  *
  * Function names and source lines are checked when the library found libdw (HOARE_HAVE_LIBDW, set
@@ -254,10 +254,14 @@ static __attribute__((noinline)) void dump_myself(void *arg) {
     __asm__ __volatile__("" ::: "memory");
 }
 
-static void test_dump_self(void) {
+/* Symbolising takes far more stack than a goroutine has (libdw allocates on the stack, in blocks
+ * that can skip a guard): a dump from a goroutine must run on the scheduler's stack. From a 128 KiB
+ * stack it used to write below the guard, into whatever lay there (a thread's stack: crashes later);
+ * from a sub-page one it overflowed at once. */
+static void dump_self_with_stack(size_t stack_size) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
-    hoare_attr attr = {.name = "self-dumper"};
+    hoare_attr attr = {.stack_size = stack_size, .name = "self-dumper"};
     REQUIRE(hoare_go_with(&attr, dump_myself, fds) == 0);
     test_wait_count(0); /* it has written its dump (a few goroutines: fits in the pipe) */
     close(fds[1]);
@@ -268,8 +272,14 @@ static void test_dump_self(void) {
     buf[len] = 0;
     CHECK(strncmp(buf, "goroutine ", 10) == 0);
     CHECK(contains(buf, "[running]:\n\tname self-dumper\n"));
-    if (symbols) CHECK(in_order(buf, "[running]:\n\tname self-dumper\ndump_myself(", "created by test_dump_self"));
+    if (symbols) CHECK(in_order(buf, "[running]:\n\tname self-dumper\ndump_myself(", "created by dump_self_with_stack"));
     close(fds[0]);
+}
+
+static void test_dump_self(void) {
+    dump_self_with_stack(0);     /* the default */
+    dump_self_with_stack(16384);
+    dump_self_with_stack(2048);  /* a sub-page stack */
 }
 
 static void test_sigquit(void) {
