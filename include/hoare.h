@@ -53,7 +53,10 @@ extern "C" {
  * stack_size: the usable stack in bytes; 0 = the default (HOARE_STACK_SIZE env, else 128 KiB).
  * Stacks cannot grow (C code holds pointers into them): the size is fixed at the start. Sizes from
  * a page up get a slot of their own with a 16 KiB guard below it (virtual memory; only the pages
- * touched are resident: about 4 KiB for a goroutine parked in a shallow call chain).
+ * touched are resident: about 4 KiB for a goroutine parked in a shallow call chain). A frame larger
+ * than the guard (a big local array, alloca) can step over it into other memory unnoticed: compile
+ * code with such frames with -fstack-clash-protection (GCC, clang), which touches each page in
+ * turn, so that an overflow always meets the guard.
  * A size below a page (4096) asks for a SMALL STACK: a slot of about stack_size + 272 bytes, several
  * to a page (stack_size = 2048 costs about 2.3 KB per parked goroutine, descriptor included; at
  * least 1024 bytes are given). The trade-off: small stacks have no guard page each. A guard page
