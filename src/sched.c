@@ -41,7 +41,6 @@
 
 #include "arch.h"
 #include "trace.h"
-#include "traceback.h"
 
 #ifdef HOARE_ASAN
 #include <sanitizer/common_interface_defs.h>
@@ -1804,10 +1803,15 @@ static void on_fork_child(void) {
 }
 
 void hoare__fatal_forked(const char *what) {
-    /* no goroutine list: the goroutines are the parent's, copied */
-    hoare__fdprintf(2, "fatal error: %s after fork(): this child process has none of hoare's threads; "
-                       "in a child forked from a program using hoare, call only exec or _exit (as in Go)\n",
-                    what);
+    /* No goroutine list (the goroutines are the parent's, copied), and plain writes: the caller may
+     * be a goroutine with a sub-page stack. */
+    static const char before[] = "fatal error: ";
+    static const char after[] = " after fork(): this child process has none of hoare's threads; in a "
+                                "child forked from a program using hoare, call only exec or _exit (as in Go)\n";
+    if (write(2, before, sizeof before - 1) < 0 || write(2, what, strlen(what)) < 0 ||
+        write(2, after, sizeof after - 1) < 0) {
+        /* nothing more to say */
+    }
     _exit(2);
 }
 
