@@ -29,10 +29,11 @@ static void small(void *arg) {
     hoare_wg_done(&small_done);
 }
 int main(void) {
+    /* one only: the first sub-page slot of a group sits right above its guard page, so the lazy
+     * program below overflows into the guard, not into a neighbour that may be running */
     hoare_attr tiny = {.stack_size = 1024};
-    hoare_wg_add(&small_done, 2);
-    for (int i = 0; i < 2; i++)
-        if (hoare_go_with(&tiny, small, NULL) != 0) return 1;
+    hoare_wg_add(&small_done, 1);
+    if (hoare_go_with(&tiny, small, NULL) != 0) return 1;
     hoare_wg_wait(&small_done);
     hoare_chan *c = hoare_chan_make(sizeof(int), 0);
     hoare_go(add, c);
@@ -49,7 +50,7 @@ cc -o "$work/hello_shared" "$work/hello.c" $(pkg-config --cflags --libs hoare) -
 # linked lazily against the advice: where the resolver overflows the small stack (x86-64 with large
 # vector registers), the report must name the remedy
 cc -o "$work/hello_lazy" "$work/hello.c" $(pkg-config --cflags --libs hoare) -Wl,-z,lazy -Wl,-rpath,"$libdir"
-if ! "$work/hello_lazy" >/dev/null 2>"$work/lazy.err"; then
+if ! timeout 60 "$work/hello_lazy" >/dev/null 2>"$work/lazy.err"; then
   grep -q 'link it with -Wl,-z,now' "$work/lazy.err" || { cat "$work/lazy.err" >&2; exit 1; }
 fi
 # static
