@@ -113,6 +113,9 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  *  - its errno is its own again after every call;
  *  - it gets the runtime's alternate signal stack in place of any it had (its own comes back when
  *    it exits): goroutines' preemption uses it;
+ *  - SIGURG, the preemption signal (as in Go), is unblocked in it if it was blocked (blocked again
+ *    when it exits): a thread that blocks every signal would otherwise run a goroutine that never
+ *    yields for good. Do not block SIGURG again in a thread that has waited in hoare;
  *  - its signal handlers may run while one of the runtime's goroutines (not one with a sub-page
  *    stack) runs on it, on that goroutine's stack.
  * With HOARE_LEND=0 in the environment, without preemption (TSan, valgrind, HOARE_PREEMPT=0),

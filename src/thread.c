@@ -51,6 +51,7 @@ typedef struct thread_rec {
     M *lend_m;      /* the M it becomes while it lends itself; kept with the record */
     enum lend_state lend; /* for the thread that has the record now */
     stack_t own_sigstack; /* the thread's alternate signal stack before ours (SS_DISABLE: none) */
+    bool urg_was_blocked; /* it blocked SIGURG, which lending needs: blocked again at its exit */
 } thread_rec;
 
 static hoare_lock pool_lock;         /* guards free_recs */
@@ -59,6 +60,13 @@ static _Atomic(G *) all_waiters;     /* every record ever made, prepend-only, fo
 static pthread_key_t rec_key;        /* its destructor recycles the thread's record */
 static RUNTIME_TLS thread_rec *tls_rec;
 HIDDEN RUNTIME_TLS M *hoare__tls_lend_m;
+
+static void set_urg_blocked(bool blocked) {
+    sigset_t urg;
+    sigemptyset(&urg);
+    sigaddset(&urg, SIGURG);
+    pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &urg, NULL);
+}
 
 static void rec_release(void *p) {
     thread_rec *r = p;
@@ -74,6 +82,7 @@ static void rec_release(void *p) {
             sigaltstack(&r->own_sigstack, NULL);
         else
             m->sigstack = NULL;
+        if (r->urg_was_blocked) set_urg_blocked(true);
         hoare__tls_lend_m = NULL;
     }
     hoare__lock(&pool_lock);
@@ -161,6 +170,11 @@ static M *lend_m(thread_rec *r) {
     }
     stack_t ss = {.ss_sp = m->sigstack, .ss_size = HOARE_SIGSTACK_SIZE, .ss_flags = SS_AUTODISARM};
     if (sigaltstack(&ss, NULL) != 0) return NULL;
+    /* A goroutine that never yields gives the thread back only when preempted: a thread that
+     * blocked SIGURG (servers often block every signal but in one thread) would run it for good. */
+    sigset_t mask;
+    r->urg_was_blocked = pthread_sigmask(SIG_SETMASK, NULL, &mask) == 0 && sigismember(&mask, SIGURG);
+    if (r->urg_was_blocked) set_urg_blocked(false);
     hoare__m_bind_thread(m);
     r->lend = LEND_READY;
     hoare__tls_lend_m = m;

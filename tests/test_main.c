@@ -5,6 +5,7 @@
  *    "main" in dumps, and a deadlock inside it is reported with status 2;
  *  - plain threads and goroutines mixed on channels, select and mutexes: every value exactly once;
  *  - a plain thread blocked for a second costs (almost) no CPU;
+ *  - a plain thread that blocks every signal gets its wait back from a goroutine that never yields;
  *  - spawning 100,000 goroutines from a plain thread makes few futex calls (hoare__futex_calls);
  *  - the idle path never reads the process's thread count (hoare__deadlock_probes);
  *  - hoare_exit from main lets the goroutines finish, then reports "no goroutines", as Go does.
@@ -299,6 +300,52 @@ static void test_blocked_thread_cpu(void) {
     hoare_chan_release(c);
 }
 
+/* ---- a plain thread that blocks every signal (as servers often do in all but one thread) still
+ * gets its wait back when it lends itself to a goroutine that never yields: preemption's SIGURG
+ * is unblocked in a lending thread. Before, with one processor, the thread ran the spinner for good.
+ * A child scenario: the stuck child's main thread (signals open) takes its alarm. */
+
+static atomic_bool masked_stop;
+static hoare_wg masked_spinners;
+
+static void masked_spinner(void *arg) {
+    (void)arg;
+    while (!atomic_load_explicit(&masked_stop, memory_order_relaxed)) __asm__ __volatile__("" ::: "memory");
+    hoare_wg_done(&masked_spinners);
+}
+
+static void *thread_with_signals_blocked(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    hoare_wg_add(&masked_spinners, 2);
+    REQUIRE(hoare_go(masked_spinner, NULL) == 0);
+    REQUIRE(hoare_go(masked_spinner, NULL) == 0);
+    hoare_sleep(100 * HOARE_MS); /* the thread lends itself to the spinners meanwhile */
+    atomic_store(&masked_stop, true);
+    hoare_wg_wait(&masked_spinners);
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, NULL, &now);
+    return (void *)(intptr_t)(sigismember(&now, SIGTERM) ? 0 : 1); /* the rest stays blocked */
+}
+
+static int child_signals_blocked(void) {
+    alarm(20);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, thread_with_signals_blocked, NULL) == 0);
+    void *res;
+    pthread_join(t, &res);
+    return (int)(intptr_t)res;
+}
+
+static void test_thread_with_signals_blocked(void) {
+    char out[1 << 12];
+    char *env[] = {"HOARE_PROCS=1", NULL};
+    int status = test_run_self("signals-blocked", env, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- spawning from a plain thread wakes few threads; going idle reads no /proc file */
 
 static hoare_wg spawned;
@@ -342,6 +389,7 @@ int main(int argc, char **argv) {
             alarm(20);
             return child_exit_from_main();
         }
+        if (!strcmp(argv[1], "signals-blocked")) return child_signals_blocked();
         return 99;
     }
     test_begin(argv, 120);
@@ -351,6 +399,7 @@ int main(int argc, char **argv) {
     test_child_scenarios();
     test_mixed_exactly_once();
     test_blocked_thread_cpu();
+    test_thread_with_signals_blocked();
     test_spawn_from_thread();
     TEST_MAIN_END();
 }
