@@ -114,6 +114,14 @@ static void test_every_event(void) {
     hoare_go(workload, &done);
     hoare_wg_wait(&done);
     test_wait_count(0); /* every goroutine has exited: the exits are in the trace */
+    /* and a processor has gone idle ('proc stop'): its M spins a while first, and in a slow
+     * (ASan) run neither processor had idled before the trace stopped, once in a suite run */
+    hoare_stats st;
+    int64_t idle_deadline = hoare_now() + 10 * HOARE_SEC;
+    do {
+        hoare_sleep(HOARE_MS);
+        hoare_stats_read(&st);
+    } while (st.procs_idle == 0 && hoare_now() < idle_deadline);
     CHECK_EQ(hoare_trace_stop(), 0);
     CHECK_EQ(hoare_trace_stop(), EINVAL);
     close(fd);
