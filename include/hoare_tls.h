@@ -15,7 +15,7 @@
  *  - Calls return 0 or a count, or a negative errno value: -ETIMEDOUT (deadline), -EBADF (the
  *    descriptor was closed), -ECONNRESET (the peer went away without close_notify), -EPROTO (a TLS
  *    failure: handshake, certificate, bad record; hoare_tls_error tells which).
- * Link with -lhoare_tls -lhoare -lssl -lcrypto -pthread.
+ * Link with -lhoare_tls $(pkg-config --libs hoare) -lssl -lcrypto.
  */
 #ifndef HOARE_TLS_H
 #define HOARE_TLS_H
