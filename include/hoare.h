@@ -7,7 +7,8 @@
  *  - Calls that can fail return 0 or a positive errno value (I/O calls return a byte count or a
  *    negative errno value, as the kernel does).
  *  - Zero-initialised objects are ready to use; the *_INIT macros are {0}.
- *  - Times and durations are int64_t nanoseconds (HOARE_MS etc.), on the monotonic clock.
+ *  - Times and durations are int64_t nanoseconds (HOARE_MS etc.), on the monotonic clock. A
+ *    duration whose end would overflow (INT64_MAX) means for ever.
  *  - Every call works from a goroutine and from a plain thread (main() included). The runtime starts
  *    itself on first use. The program ends when main returns, as in Go.
  *  - What Go makes a panic (send on a closed channel, double close) returns EPIPE here. Misuse that
@@ -314,18 +315,21 @@ void hoare_sleep(int64_t ns);
 hoare_chan *hoare_after(int64_t ns);
 
 /* Go's time.Ticker: a channel (capacity 1, int64_t) that receives hoare_now() every period; ticks a
- * slow reader misses are dropped. NULL with errno EINVAL (period <= 0) or ENOMEM. stop frees the
- * ticker and drops its reference to the channel (retain the channel first to keep using it). */
+ * slow reader misses are dropped. NULL with errno EINVAL (period <= 0) or ENOMEM. reset: the next
+ * tick comes a new period from now, and no stale tick is received after it returns (Go 1.23); 0,
+ * or EINVAL (period <= 0, or t NULL). stop frees the ticker and drops its reference to the channel
+ * (retain the channel first to keep using it). */
 typedef struct hoare_ticker hoare_ticker;
 hoare_ticker *hoare_ticker_start(int64_t period);
 hoare_chan *hoare_ticker_chan(hoare_ticker *t);
-void hoare_ticker_reset(hoare_ticker *t, int64_t period);
+int hoare_ticker_reset(hoare_ticker *t, int64_t period);
 void hoare_ticker_stop(hoare_ticker *t);
 
 /* Go's time.Timer: a channel (capacity 1, int64_t) that receives hoare_now() once, ns from now.
  * stop returns 1 if it stopped the timer before it fired, 0 if it had fired or was stopped.
  * reset re-arms it for ns from now (returns as stop would have). As in Go 1.23, after stop or
- * reset returns no stale value is received: a fired value not yet taken is discarded. free stops
+ * reset returns no stale value is received: a fired value not yet taken is discarded. Stop and
+ * reset may be called from several goroutines and threads at once. free stops
  * it and drops its reference to the channel (retain the channel first to keep using it). NULL
  * with errno ENOMEM. Using a timer (or ticker) after its free (stop) is a fatal error when it can be
  * detected. */

@@ -193,8 +193,7 @@ hoare_ctx *hoare_ctx_with_deadline(hoare_ctx *parent, int64_t deadline) {
 }
 
 hoare_ctx *hoare_ctx_with_timeout(hoare_ctx *parent, int64_t ns) {
-    int64_t now = hoare__nanotime();
-    return ctx_new(parent, ns > INT64_MAX - now ? INT64_MAX : now + ns);
+    return ctx_new(parent, hoare__deadline_in(ns));
 }
 
 void hoare_ctx_cancel(hoare_ctx *ctx) {

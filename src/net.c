@@ -154,7 +154,7 @@ int hoare_net_lookup(const char *network, const char *host, void *addrs, int cap
     else if (network && strcmp(network, "ip") != 0) return -EINVAL;
     if (!host || !host[0] || cap < 0 || (cap > 0 && !addrs)) return -EINVAL;
     struct hoare__addr_list list = {0};
-    int err = resolve_host(host, want4, want6, 0, timeout_ns > 0 ? hoare_now() + timeout_ns : 0, &list);
+    int err = resolve_host(host, want4, want6, 0, timeout_ns > 0 ? hoare__deadline_in(timeout_ns) : 0, &list);
     if (err) return err == -EAFNOSUPPORT ? -ENOENT : err;
     int n = list.n < cap ? list.n : cap;
     struct sockaddr_storage *out = addrs;
@@ -268,7 +268,7 @@ int hoare_net_dial(const char *network, const char *address, int64_t timeout_ns)
     enum net_kind kind;
     int err = parse_network(network, &kind);
     if (err || !address) return -EINVAL;
-    int64_t deadline = timeout_ns > 0 ? hoare_now() + timeout_ns : 0;
+    int64_t deadline = timeout_ns > 0 ? hoare__deadline_in(timeout_ns) : 0;
     if (kind == NET_UNIX) {
         struct sockaddr_un sun;
         socklen_t len;

@@ -261,6 +261,13 @@ HIDDEN __attribute__((noreturn, format(printf, 1, 2))) void hoare__fatal(const c
 
 /* Monotonic time in ns (same clock as hoare_now). */
 HIDDEN int64_t hoare__nanotime(void);
+/* The time ns from now (now if ns <= 0), INT64_MAX - never - where that overflows: a user's
+ * INT64_MAX timeout means for ever, as in Go. */
+static inline int64_t hoare__deadline_in(int64_t ns) {
+    int64_t now = hoare__nanotime(), when;
+    if (ns <= 0) return now;
+    return __builtin_add_overflow(now, ns, &when) ? INT64_MAX : when;
+}
 
 /* ---------------------------------------------------------------- poller (poll_epoll.c) */
 

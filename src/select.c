@@ -355,7 +355,5 @@ int hoare_select_try(hoare_case *cs, size_t n) {
 
 int hoare_select_timeout(hoare_case *cs, size_t n, int64_t ns) {
     if (ns <= 0) return select_run(cs, n, SELECT_TRY, 0);
-    int64_t deadline;
-    if (__builtin_add_overflow(hoare__nanotime(), ns, &deadline)) deadline = INT64_MAX;
-    return select_run(cs, n, SELECT_TIMED, deadline);
+    return select_run(cs, n, SELECT_TIMED, hoare__deadline_in(ns));
 }

@@ -21,6 +21,10 @@
 struct timed_chan {
     hoare_rtimer timer;
     hoare_chan *c;
+    /* Serialises the owner's stop and reset (Go allows them from several goroutines at once):
+     * each is a runtime stop then start, and two starts of one timer would collide. Never held
+     * by the timer's callback. */
+    hoare_lock lock;
     /* TC_LIVE while a ticker or timer is usable, cleared when freed: a stop, reset or free after
      * the free finds it cleared (best-effort: the word lies beyond what an allocator reuses in a
      * freed block; ASan reports the use after free itself). */
@@ -68,7 +72,7 @@ hoare_chan *hoare_after(int64_t ns) {
     a->timer.fn = deliver_now;
     a->timer.arg = &a->c;
     hoare__chan_on_free(c, after_channel_freed, a);
-    hoare__timer_start(&a->timer, hoare__nanotime() + (ns > 0 ? ns : 0));
+    hoare__timer_start(&a->timer, hoare__deadline_in(ns));
     return c;
 }
 
@@ -86,7 +90,7 @@ static struct timed_chan *timed_chan_start(int64_t first, int64_t period) {
     tc->timer.arg = &tc->c;
     tc->timer.period = period;
     tc->live = TC_LIVE;
-    hoare__timer_start(&tc->timer, hoare__nanotime() + (first > 0 ? first : 0));
+    hoare__timer_start(&tc->timer, hoare__deadline_in(first));
     return tc;
 }
 
@@ -107,12 +111,16 @@ hoare_ticker *hoare_ticker_start(int64_t period) {
 
 hoare_chan *hoare_ticker_chan(hoare_ticker *t) { return t ? t->tc.c : NULL; }
 
-void hoare_ticker_reset(hoare_ticker *t, int64_t period) {
-    if (!t || period <= 0) return;
-    live_tc(&t->tc, "hoare_ticker_reset");
-    hoare__timer_stop(&t->tc.timer);
-    t->tc.timer.period = period;
-    hoare__timer_start(&t->tc.timer, hoare__nanotime() + period);
+int hoare_ticker_reset(hoare_ticker *t, int64_t period) {
+    if (!t || period <= 0) return EINVAL;
+    struct timed_chan *tc = live_tc(&t->tc, "hoare_ticker_reset");
+    hoare__lock(&tc->lock);
+    hoare__timer_stop(&tc->timer);
+    hoare_tryrecv(tc->c, NULL); /* no stale tick after the reset (Go 1.23) */
+    tc->timer.period = period;
+    hoare__timer_start(&tc->timer, hoare__deadline_in(period));
+    hoare__unlock(&tc->lock);
+    return 0;
 }
 
 void hoare_ticker_stop(hoare_ticker *t) {
@@ -123,23 +131,24 @@ hoare_timer *hoare_timer_start(int64_t ns) { return (hoare_timer *)timed_chan_st
 
 hoare_chan *hoare_timer_chan(hoare_timer *t) { return t ? t->tc.c : NULL; }
 
-/* Stop, and discard a fired value nobody took (Go 1.23: no stale value after Stop or Reset). */
-static int stop_and_drain(hoare_timer *t) {
-    bool was_pending = hoare__timer_stop(&t->tc.timer);
-    hoare_tryrecv(t->tc.c, NULL);
+/* Stop, and discard a fired value nobody took (Go 1.23: no stale value after Stop or Reset); then
+ * re-arm for `when` unless it is 0. Returns 1 if the timer was pending. */
+static int stop_drain_rearm(struct timed_chan *tc, int64_t when) {
+    hoare__lock(&tc->lock);
+    bool was_pending = hoare__timer_stop(&tc->timer);
+    hoare_tryrecv(tc->c, NULL);
+    if (when) hoare__timer_start(&tc->timer, when);
+    hoare__unlock(&tc->lock);
     return was_pending ? 1 : 0;
 }
 
 int hoare_timer_stop(hoare_timer *t) {
-    return t ? stop_and_drain((hoare_timer *)live_tc(&t->tc, "hoare_timer_stop")) : 0;
+    return t ? stop_drain_rearm(live_tc(&t->tc, "hoare_timer_stop"), 0) : 0;
 }
 
 int hoare_timer_reset(hoare_timer *t, int64_t ns) {
     if (!t) return 0;
-    live_tc(&t->tc, "hoare_timer_reset");
-    int was_pending = stop_and_drain(t);
-    hoare__timer_start(&t->tc.timer, hoare__nanotime() + (ns > 0 ? ns : 0));
-    return was_pending;
+    return stop_drain_rearm(live_tc(&t->tc, "hoare_timer_reset"), hoare__deadline_in(ns));
 }
 
 void hoare_timer_free(hoare_timer *t) {

@@ -101,6 +101,9 @@ static struct timer_heap *heap_for_caller(void) {
 }
 
 void hoare__timer_start(hoare_rtimer *t, int64_t when) {
+    /* INT64_MAX is a heap's "no timer" (h->first): a timer for never is pending all the same (a
+     * goroutine sleeping for ever is not deadlocked, as in Go), so it waits one ns less */
+    if (when == INT64_MAX) when = INT64_MAX - 1;
     wait_not_firing(t);
     if (atomic_load(&t->state) != TIMER_IDLE) hoare__fatal("timer started twice");
     struct timer_heap *h = heap_for_caller();
@@ -143,7 +146,8 @@ bool hoare__timer_stop(hoare_rtimer *t) {
 
 /* Next firing time of a periodic timer that fired for `when`, skipping missed periods. */
 static int64_t next_period(const hoare_rtimer *t, int64_t now) {
-    int64_t next = t->when + t->period;
+    int64_t next;
+    if (__builtin_add_overflow(t->when, t->period, &next)) return INT64_MAX; /* never */
     if (next <= now) next += (now - next) / t->period * t->period + t->period;
     return next;
 }
@@ -306,13 +310,13 @@ void hoare_sleep(int64_t ns) {
     G *g = hoare__curg();
     if (!g) {
         struct timespec ts;
-        int64_t deadline = hoare__nanotime() + ns;
+        int64_t deadline = hoare__deadline_in(ns);
         ts.tv_sec = deadline / 1000000000;
         ts.tv_nsec = deadline % 1000000000;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
         return;
     }
-    int64_t when = hoare__nanotime() + ns;
+    int64_t when = hoare__deadline_in(ns);
     g->sleep_timer.fn = sleep_fire;
     g->sleep_timer.arg = g;
     g->sleep_timer.period = 0;

@@ -1,11 +1,12 @@
 /*
  * test_time.c - sleep, after, tickers and timers: accuracy bounds, release before firing, ticks
- * dropped for a slow reader, stop/reset racing expiry, many sleepers, sleepers not kept behind a
- * spawning loop, and sleepers costing no CPU.
+ * dropped for a slow reader, stop/reset racing expiry and each other, durations of for ever
+ * (INT64_MAX), many sleepers, sleepers not kept behind a spawning loop, and sleepers costing no CPU.
  */
 #include "test.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -103,8 +104,16 @@ static void test_ticker_drops(void) {
     int got = 0;
     while (hoare_now() - t0 < 50 * HOARE_MS) got += hoare_recv(c, &v) == 0;
     CHECK(got >= 1 && got <= 12);
-    hoare_ticker_reset(t, 1 * HOARE_MS);
+    CHECK_EQ(hoare_ticker_reset(t, 1 * HOARE_MS), 0);
     CHECK_EQ(hoare_recv(c, &v), 0);
+    /* no stale tick after a reset: a tick taken after it is stamped after it */
+    hoare_sleep(5 * HOARE_MS); /* a tick waits in the channel */
+    int64_t reset_at = hoare_now();
+    CHECK_EQ(hoare_ticker_reset(t, 2 * HOARE_MS), 0);
+    CHECK_EQ(hoare_recv(c, &v), 0);
+    CHECK(v >= reset_at + 2 * HOARE_MS);
+    CHECK_EQ(hoare_ticker_reset(t, 0), EINVAL);
+    CHECK_EQ(hoare_ticker_reset(NULL, HOARE_MS), EINVAL);
     hoare_ticker_stop(t);
     CHECK(hoare_ticker_start(0) == NULL && errno == EINVAL);
 }
@@ -138,6 +147,102 @@ static void test_timer_stop_reset(void) {
     CHECK_EQ(stale, 0);
     CHECK(stopped > 0);
     hoare_timer_free(t);
+}
+
+/* ---- stop and reset of one timer or ticker from several goroutines and a thread at once (Go
+ * allows it; each is a stop then a start inside, and two starts collided: "timer started twice") */
+
+static hoare_timer *shared_timer;
+static hoare_ticker *shared_ticker;
+
+static void reset_shared(void *arg) {
+    for (int i = 0; i < TEST_SCALE(20000); i++) {
+        if (i % 3 == 2)
+            hoare_timer_stop(shared_timer);
+        else
+            hoare_timer_reset(shared_timer, (i % 2 ? HOARE_SEC : HOARE_US));
+        CHECK_EQ(hoare_ticker_reset(shared_ticker, i % 2 ? HOARE_SEC : 50 * HOARE_US), 0);
+    }
+    if (arg) hoare_wg_done(arg);
+}
+
+static void *reset_shared_thread(void *arg) {
+    (void)arg;
+    reset_shared(NULL);
+    return NULL;
+}
+
+static void test_concurrent_resets(void) {
+    REQUIRE((shared_timer = hoare_timer_start(HOARE_SEC)) != NULL);
+    REQUIRE((shared_ticker = hoare_ticker_start(HOARE_SEC)) != NULL);
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 3);
+    for (int i = 0; i < 3; i++) REQUIRE(hoare_go(reset_shared, &wg) == 0);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, reset_shared_thread, NULL) == 0);
+    hoare_wg_wait(&wg);
+    pthread_join(th, NULL);
+    /* both still work */
+    int64_t v;
+    CHECK_EQ(hoare_timer_reset(shared_timer, HOARE_MS) >= 0, 1);
+    CHECK_EQ(hoare_recv(hoare_timer_chan(shared_timer), &v), 0);
+    CHECK_EQ(hoare_ticker_reset(shared_ticker, HOARE_MS), 0);
+    CHECK_EQ(hoare_recv(hoare_ticker_chan(shared_ticker), &v), 0);
+    hoare_timer_free(shared_timer);
+    hoare_ticker_stop(shared_ticker);
+}
+
+/* ---- durations whose end overflows (INT64_MAX) mean for ever, not at once */
+
+static _Atomic int forever_returned;
+
+static void sleep_forever(void *arg) {
+    (void)arg;
+    hoare_sleep(INT64_MAX);
+    atomic_store(&forever_returned, 1);
+}
+
+static void *sleep_forever_thread(void *arg) {
+    sleep_forever(arg);
+    return NULL;
+}
+
+static void select_forever(void *arg) {
+    hoare_case cs[] = {HOARE_RECV(arg, NULL)};
+    hoare_select_timeout(cs, 1, INT64_MAX);
+    atomic_store(&forever_returned, 1);
+}
+
+static void test_forever(void) {
+    hoare_chan *after = hoare_after(INT64_MAX);
+    hoare_timer *timer = hoare_timer_start(INT64_MAX);
+    hoare_timer *reset = hoare_timer_start(HOARE_MS);
+    hoare_ticker *ticker = hoare_ticker_start(INT64_MAX);
+    hoare_ticker *ticker_reset = hoare_ticker_start(HOARE_MS);
+    REQUIRE(after && timer && reset && ticker && ticker_reset);
+    CHECK_EQ(hoare_timer_reset(reset, INT64_MAX - 1), 1);
+    CHECK_EQ(hoare_ticker_reset(ticker_reset, INT64_MAX), 0);
+    REQUIRE(hoare_go(sleep_forever, NULL) == 0);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, sleep_forever_thread, NULL) == 0);
+    pthread_detach(th);
+    hoare_chan *never = hoare_chan_make(0, 0); /* kept for the select: never released */
+    REQUIRE(hoare_go(select_forever, never) == 0);
+    hoare_sleep(30 * HOARE_MS);
+    int64_t v;
+    CHECK_EQ(hoare_tryrecv(after, &v), EAGAIN);
+    CHECK_EQ(hoare_tryrecv(hoare_timer_chan(timer), &v), EAGAIN);
+    CHECK_EQ(hoare_tryrecv(hoare_timer_chan(reset), &v), EAGAIN);
+    CHECK_EQ(hoare_tryrecv(hoare_ticker_chan(ticker), &v), EAGAIN);
+    CHECK_EQ(hoare_tryrecv(hoare_ticker_chan(ticker_reset), &v), EAGAIN);
+    CHECK_EQ(atomic_load(&forever_returned), 0);
+    hoare_chan_release(after);
+    CHECK_EQ(hoare_timer_stop(timer), 1);
+    hoare_timer_free(timer);
+    hoare_timer_free(reset);
+    hoare_ticker_stop(ticker);
+    hoare_ticker_stop(ticker_reset);
+    /* the sleepers stay asleep; the process ends with them */
 }
 
 /* ---- 100,000 goroutines sleeping 10 ms complete promptly */
@@ -277,6 +382,8 @@ int main(int argc, char **argv) {
     test_after_released_early();
     test_ticker_drops();
     test_timer_stop_reset();
+    test_concurrent_resets();
+    test_forever();
     test_many_sleepers();
     test_sleepers_not_kept_behind_spawner();
     test_sleepers_cost_nothing();
