@@ -91,6 +91,7 @@ struct hoare_m {
     uint64_t region_word;  /* P.blocking as set by this M's last blocking region (owner only) */
     G *lender;             /* the waiter record of the plain thread this M is, while the thread
                             * runs goroutines as it waits (NULL for the runtime's own Ms) */
+    bool plain_thread;     /* a plain thread's M for lending (sched.c), not one the runtime started */
     void *sigstack;        /* the thread's current alternate signal stack (HOARE_SIGSTACK_SIZE) */
     void *sigstack_free;   /* spare ones, linked through their first word (preempt.c); owner only */
     int *errno_loc;        /* this thread's errno: saved/restored per goroutine at each switch
@@ -140,6 +141,8 @@ struct sched {
 extern HIDDEN struct sched hoare__sched;
 /* Preemption counters (preempt.c), for tests: SIGURGs the monitor sent, and switches they caused. */
 extern HIDDEN _Atomic uint64_t hoare__preempt_signals, hoare__preempt_switches;
+/* The monitor's rounds since the start (monitor.c), for tests. */
+extern HIDDEN _Atomic uint64_t hoare__monitor_rounds;
 /* sigaltstack takes SS_AUTODISARM here (probed by hoare__preempt_init before any M starts). */
 extern HIDDEN bool hoare__sigstack_autodisarm;
 /* hoare_now() as of the monitor's last round (or of the poller's M at a timer's deadline): cheap
@@ -172,8 +175,12 @@ HIDDEN void hoare__preempt_init(void);
 HIDDEN void hoare__preempt_switch(M *m, G *g);
 /* True on the monitor thread (whose reports, e.g. a deadlock, are about the others). */
 HIDDEN bool hoare__on_monitor(void);
-/* Wake the monitor if it sleeps for want of running goroutines. */
+/* Wake the monitor if it sleeps: for want of running goroutines, or long while every processor
+ * is busy (monitor.c). */
 HIDDEN void hoare__monitor_kick(void);
+/* A timer was started that is the earliest of its processor: wake the monitor if it sleeps past
+ * `when` (the coarse clock must show the timer at its deadline). */
+HIDDEN void hoare__monitor_timer_started(int64_t when);
 /* Monitor: take p from an M that has been inside a blocking region since before `since`. */
 HIDDEN bool hoare__retake_blocked(P *p, uint64_t word);
 HIDDEN bool hoare__p_has_work(P *p);

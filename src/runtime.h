@@ -130,8 +130,8 @@ HIDDEN bool hoare__timer_stop(hoare_rtimer *t);
  * overdue by a grace (timer.c), and returns when to look again; hoare__timers_next says that too. */
 HIDDEN int64_t hoare__timers_run(P *p, int64_t now);
 HIDDEN int64_t hoare__timers_next(void);
-/* When a plain thread or a goroutine sets a timer, a sleeping scheduler thread may need to wake up
- * earlier than it planned: the scheduler provides this. */
+/* When a plain thread or a goroutine sets a timer that is the earliest of its processor, a sleeping
+ * scheduler thread (the poller's) or the monitor may need to wake up earlier than it planned. */
 HIDDEN void hoare__timer_wake_scheduler(int64_t when);
 
 /* ---------------------------------------------------------------- goroutines (sched.c) */

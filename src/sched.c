@@ -426,6 +426,9 @@ static bool pidle_put_locked(P *p) {
     p->link = sched.idle_p;
     sched.idle_p = p;
     atomic_fetch_add(&sched.npidle, 1);
+    /* a monitor sleeping long while every processor was busy must watch again: work queued behind
+     * a goroutine that does not yield can now go to this processor (seq_cst increment first) */
+    hoare__monitor_kick();
     return true;
 }
 
@@ -448,12 +451,13 @@ static P *pidle_get_locked(void) {
 
 /* m takes p. The monitor sleeps while no P runs; it must be awake (polling) while one does, for
  * preemption and for the deadlock check when they all go idle again: wake it if it sleeps (one
- * load when it does not; pidle_get_locked's seq_cst decrement comes first, see monitor.c). */
+ * load when it does not; pidle_get_locked's seq_cst decrement comes first, see monitor.c). The
+ * status is stored with release: a monitor that reads P_RUNNING reads this p->m too. */
 static void acquirep(M *m, P *p) {
     trace_proc(p, true);
     m->p = p;
     p->m = m;
-    atomic_store_explicit(&p->status, P_RUNNING, memory_order_relaxed);
+    atomic_store_explicit(&p->status, P_RUNNING, memory_order_release);
     hoare__monitor_kick();
 }
 
@@ -1242,6 +1246,7 @@ M *hoare__lend_m_new(void) {
     if (!m) return NULL;
     m->id = atomic_fetch_add(&mid_gen, 1) + 1;
     m->g0.flags = G_G0;
+    m->plain_thread = true;
     M *head = atomic_load(&sched.allm);
     do m->alllink = head;
     while (!atomic_compare_exchange_weak(&sched.allm, &head, m));

@@ -235,11 +235,13 @@ void hoare__ready_thread(G *g) {
     uint32_t expect = G_WAITING;
     if (!atomic_compare_exchange_strong(&g->status, &expect, G_RUNNABLE))
         hoare__fatal("ready of a thread that is not waiting (status %u)", expect);
-    /* Fast path: the waiter still spins. */
+    /* Fast path: the waiter still spins, or lends itself (a monitor sleeping long while every
+     * processor is busy must come and preempt its goroutine: the seq_cst CAS before its check). */
     uint32_t spinning = WAKE_SPINNING;
-    if (atomic_compare_exchange_strong_explicit(&g->wake_key, &spinning, WAKE_WOKEN,
-                                                memory_order_acq_rel, memory_order_acquire))
+    if (atomic_compare_exchange_strong(&g->wake_key, &spinning, WAKE_WOKEN)) {
+        hoare__monitor_kick();
         return;
+    }
     /* It sleeps (it moved to WAKE_SLEEPING, and only we can move it on). It set deadlock_counted
      * under the lock after that move: read it under the lock too. */
     hoare__lock(&hoare__sched.lock);

@@ -287,6 +287,7 @@ void hoare__timer_wake_scheduler(int64_t when) {
     } else {
         hoare__wakep();
     }
+    hoare__monitor_timer_started(when);
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@
  * With hoare_procs(2):
  *  - two spinning goroutines, each alone on its processor with nobody waiting, get fewer than 5
  *    preemption signals a second between them (the runtime's signal counter; Go's 10 ms slice
- *    would send about 100 to each).
+ *    would send about 100 to each), and the monitor wakes fewer than 300 times a second meanwhile
+ *    (every 10 ms while every processor is busy, as Go's sysmon; it was every millisecond).
  * Under TSan preemption is off (see preempt.c): only the blocking region case runs.
  */
 #include "test.h"
@@ -202,18 +203,24 @@ static void test_alone_not_interrupted(void) {
            atomic_load(&alone_tid[0]) == atomic_load(&alone_tid[1]))
         hoare_sleep(HOARE_MS);
     uint64_t s0 = atomic_load(&hoare__preempt_signals);
+    uint64_t rounds0 = atomic_load(&hoare__monitor_rounds);
     int64_t t0 = hoare_now();
     /* a second of work for both: the monitor looks at them every millisecond or so */
     long p0 = atomic_load(&alone_progress[0]), p1 = atomic_load(&alone_progress[1]);
     hoare_sleep(HOARE_SEC);
     CHECK(atomic_load(&alone_progress[0]) > p0 && atomic_load(&alone_progress[1]) > p1);
     uint64_t signals = atomic_load(&hoare__preempt_signals) - s0;
+    uint64_t rounds = atomic_load(&hoare__monitor_rounds) - rounds0;
     double seconds = (double)(hoare_now() - t0) / 1e9;
     atomic_store(&alone_stop, 1);
     hoare_wg_wait(&wg);
     /* Go's slice would interrupt each about 100 times a second */
     CHECK((double)signals / seconds < 5.0);
     if ((double)signals / seconds >= 5.0) fprintf(stderr, "%llu preemption signals in %.2f s\n", (unsigned long long)signals, seconds);
+    /* and the monitor itself takes a core from them rarely: every 10 ms as Go's sysmon, not every
+     * millisecond (a timer of a running processor, as the sleep above, may add a round) */
+    CHECK((double)rounds / seconds < 300.0);
+    if ((double)rounds / seconds >= 300.0) fprintf(stderr, "%llu monitor rounds in %.2f s\n", (unsigned long long)rounds, seconds);
     hoare_procs(1);
 }
 
