@@ -283,6 +283,8 @@ bool hoare__preempt_check(P *p, int64_t now) {
         atomic_load_explicit(&p->timers.first, memory_order_relaxed) > now)
         return false;
     atomic_store_explicit(&g->preempt, 1, memory_order_relaxed);
+    if (now - p->monitor_since >= PREEMPT_AFTER_NS)
+        atomic_store_explicit(&p->slice_over, 1, memory_order_relaxed);
     p->monitor_preempt_sent = now;
     atomic_fetch_add_explicit(&hoare__preempt_signals, 1, memory_order_relaxed);
     pthread_kill(m->thread, SIGURG);

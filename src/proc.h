@@ -44,6 +44,9 @@ struct hoare_p {
     P *link;                         /* idle list, guarded by sched.lock */
     _Atomic uint32_t schedtick;      /* time slices started on this P (owner writes, monitor reads) */
     uint32_t picks_left;             /* owner only: at 0 (every 61st local pick) check the global queue */
+    _Atomic uint32_t slice_over;     /* the monitor found the time slice over while goroutines
+                                        wait: the owner's next pick takes its queue's head before
+                                        runnext (next_local) */
     _Atomic uint32_t runq_head;      /* next to take: owner and thieves, by CAS */
     _Atomic uint32_t runq_tail;      /* next free slot: written by the owner only */
     G *_Atomic runq[RUNQ_SIZE];

@@ -297,12 +297,8 @@ static bool runq_put(P *p, G *g, bool next) {
     }
 }
 
-/* Owner only: runnext first, then the queue head. */
-static G *runq_get(P *p) {
-    G *next = atomic_load_explicit(&p->runnext, memory_order_relaxed);
-    if (next && atomic_compare_exchange_strong_explicit(&p->runnext, &next, NULL,
-                                                        memory_order_acq_rel, memory_order_relaxed))
-        return next;
+/* Owner only: the queue's head (not runnext). */
+static G *runq_get_queued(P *p) {
     for (;;) {
         uint32_t head = atomic_load_explicit(&p->runq_head, memory_order_acquire);
         uint32_t tail = atomic_load_explicit(&p->runq_tail, memory_order_relaxed);
@@ -312,6 +308,15 @@ static G *runq_get(P *p) {
                                                   memory_order_release, memory_order_relaxed))
             return g;
     }
+}
+
+/* Owner only: runnext first, then the queue head. */
+static G *runq_get(P *p) {
+    G *next = atomic_load_explicit(&p->runnext, memory_order_relaxed);
+    if (next && atomic_compare_exchange_strong_explicit(&p->runnext, &next, NULL,
+                                                        memory_order_acq_rel, memory_order_relaxed))
+        return next;
+    return runq_get_queued(p);
 }
 
 static bool runq_empty(P *p) {
@@ -387,6 +392,19 @@ static G *take_preempted(M *m) {
 }
 
 static G *next_local(M *m, P *p) {
+    if (unlikely(atomic_load_explicit(&p->slice_over, memory_order_relaxed))) {
+        /* The slice is over (the monitor is preempting its goroutine): goroutines that hand off
+         * to each other through runnext share one slice, and the preempted one was often another
+         * that ran between their picks (a spinner), so the chain went on and the queue behind it
+         * waited for good. Its head goes first, on a slice of its own. */
+        atomic_store_explicit(&p->slice_over, 0, memory_order_relaxed);
+        G *g = runq_get_queued(p);
+        if (g) {
+            atomic_store_explicit(&p->schedtick, atomic_load_explicit(&p->schedtick, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            return g;
+        }
+    }
     if (unlikely(--p->picks_left == 0)) {
         /* reset on a lent thread too, which skips the check (the global queue and the preempted
          * goroutines are the Ms'): left at 0 it wrapped, and the M the P went to next checked

@@ -5,6 +5,8 @@
  * With hoare_procs(1):
  *  - a goroutine spinning without yielding leaves a ticking goroutine ticking (preemption);
  *  - a goroutine inside a 300 ms blocking region leaves it ticking (processor hand-off);
+ *  - a spinner and a pair handing off to each other leave the goroutine queued behind them
+ *    running again (the pair's shared slice ends for it too);
  *  - two spinning goroutines take turns (each sees the other progress before it finishes) and
  *    take about twice the CPU time of one, never running in parallel (process CPU time stays
  *    about equal to wall time): concurrency, not parallelism. CPU time, not wall time, so that
@@ -224,6 +226,58 @@ static void test_alone_not_interrupted(void) {
     hoare_procs(1);
 }
 
+/* ---- one processor, a spinner and a pair handing off through runnext: the goroutine that spawned
+ * them, queued behind them, runs again within a few time slices. The pair shares one slice, and
+ * the spinner, run between their picks, took every preemption; the spawner waited for good. */
+
+static _Atomic int starve_stop;
+static hoare_chan *starve_ch;
+
+static void starve_spin(void *arg) {
+    while (!atomic_load_explicit(&starve_stop, memory_order_relaxed)) {}
+    hoare_wg_done(arg);
+}
+
+static void starve_send(void *arg) {
+    int x = 1;
+    while (!atomic_load(&starve_stop)) hoare_send(starve_ch, &x);
+    hoare_close(starve_ch);
+    hoare_wg_done(arg);
+}
+
+static void starve_recv(void *arg) {
+    int x;
+    while (hoare_recv(starve_ch, &x) == 0) {}
+    hoare_wg_done(arg);
+}
+
+static _Atomic int64_t starve_resumed_after;
+
+static void starve_spawner(void *arg) {
+    int64_t t0 = hoare_now();
+    REQUIRE(hoare_go(starve_spin, arg) == 0);
+    REQUIRE(hoare_go(starve_send, arg) == 0);
+    REQUIRE(hoare_go(starve_recv, arg) == 0);
+    atomic_store(&starve_resumed_after, hoare_now() - t0);
+    hoare_wg_done(arg);
+}
+
+static void test_pair_does_not_starve_queue(void) {
+    REQUIRE((starve_ch = hoare_chan_make(sizeof(int), 0)) != NULL);
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 4);
+    REQUIRE(hoare_go(starve_spawner, &wg) == 0);
+    /* Go: about two slices; bounded here by 5 s (it never came before) */
+    int64_t deadline = hoare_now() + 5 * HOARE_SEC;
+    while (!atomic_load(&starve_resumed_after) && hoare_now() < deadline) hoare_sleep(HOARE_MS);
+    int64_t after = atomic_load(&starve_resumed_after);
+    CHECK(after > 0);
+    if (after == 0) fprintf(stderr, "the spawner did not run again in 5 s\n");
+    atomic_store(&starve_stop, 1);
+    hoare_wg_wait(&wg);
+    hoare_chan_release(starve_ch);
+}
+
 /* ---- the monitor polls the network when no processor ever idles into the poller */
 
 static int io_pipe[2];
@@ -316,6 +370,7 @@ int main(int argc, char **argv) {
     if (!TEST_TSAN) {
         test_hog_does_not_stop_ticker();
         test_two_spinners_take_turns();
+        test_pair_does_not_starve_queue();
         test_preempt_disable();
         test_no_preemption_in_shared_library();
         test_alone_not_interrupted();
