@@ -126,6 +126,10 @@ HIDDEN _Atomic uint64_t hoare__stack_warmed; /* slots committed by warming, for 
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
+/* Larger than any address space (x86-64 and AArch64 user space hold 2^47-2^48 bytes): refused
+ * with ENOMEM before the rounding below could overflow. */
+#define MAX_STACK_BYTES ((size_t)1 << 48)
+
 size_t hoare__default_stack(void) {
     static size_t default_stack;
     if (__atomic_load_n(&default_stack, __ATOMIC_RELAXED) == 0) {
@@ -134,9 +138,9 @@ size_t hoare__default_stack(void) {
         if (env && *env) {
             char *end;
             unsigned long long v = strtoull(env, &end, 10);
-            if (*end == 'k' || *end == 'K') v <<= 10;
-            else if (*end == 'm' || *end == 'M') v <<= 20;
-            if (v >= 16 * 1024) s = (size_t)v;
+            int shift = (*end == 'k' || *end == 'K') ? 10 : (*end == 'm' || *end == 'M') ? 20 : 0;
+            if (*env != '-' && v <= MAX_STACK_BYTES >> shift && (v << shift) >= 16 * 1024)
+                s = (size_t)(v << shift);
         }
         __atomic_store_n(&default_stack, s, __ATOMIC_RELAXED);
     }
@@ -394,6 +398,10 @@ static int cache_list(const g_cache *cache, size_t slot_size) {
 G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
     ensure_init();
     if (stack_size == 0) stack_size = hoare__default_stack();
+    if (stack_size > MAX_STACK_BYTES) {
+        errno = ENOMEM;
+        return NULL;
+    }
     bool small = stack_size < page_size;
 #if defined(HOARE_ASAN)
     /* AddressSanitizer's frames carry redzones: a sub-page stack gets four times the room */

@@ -1,7 +1,7 @@
 /*
  * test_stack.c - stacks: 1,111,111 goroutines alive at once under the default vm.max_map_count
- * (guard pages that do not split mappings), the stack overflow message (child process), and a
- * large requested stack.
+ * (guard pages that do not split mappings), the stack overflow message (child process), a large
+ * requested stack, and sizes no address space holds (ENOMEM).
  */
 #include "test.h"
 
@@ -77,9 +77,22 @@ static void test_overflow_message(void) {
     if (!strstr(out, "stack overflow")) fprintf(stderr, "child said: %s\n", out);
 }
 
+/* sizes no address space holds fail with ENOMEM: they overflowed the rounding before, giving a
+ * small stack (SIZE_MAX) or a crash inside hoare_go_with (SIZE_MAX - 4095) */
+static void never_runs(void *arg) { (void)arg; }
+
+static void test_huge_sizes(void) {
+    size_t sizes[] = {SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX - 16383, SIZE_MAX / 2, (size_t)1 << 49};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        hoare_attr attr = {.stack_size = sizes[i]};
+        CHECK_EQ(hoare_go_with(&attr, never_runs, NULL), ENOMEM);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "overflow") == 0) return child_overflow();
     test_begin(argv, 240);
+    test_huge_sizes();
     test_many_live();
     /* qemu-user does not deliver a guard page's fault to the program's handler */
     if (!getenv("HOARE_TEST_EMULATOR")) test_overflow_message();
