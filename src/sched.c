@@ -784,7 +784,8 @@ static void run_pending(M *m) {
         m->preempted_tail = g;
         break;
     case PEND_BLOCKED:
-        /* a goroutine leaving a blocking region without a P waits for any P */
+        /* a goroutine leaving a blocking region without a P waits for any P (so does one entering
+         * a region on a lent thread: any runtime M's P) */
         atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_relaxed);
         globrunq_put(g);
         hoare__wakep();
@@ -1251,6 +1252,8 @@ static void schedule(M *m) {
  *  - a wait that lasts (LEND_MAX_NS) is not worth a thread that does not steal and takes no work
  *    from the global queue: the thread then hands its P to an M (once) and sleeps, as if it had
  *    never lent itself;
+ *  - a goroutine entering a blocking region moves to a runtime M first (hoare_blocking_begin):
+ *    the thread would otherwise sit in the goroutine's system call;
  *  - a goroutine that does not yield is preempted by the monitor once the thread is woken
  *    (preempt.c): lending exists only where preemption works;
  *  - goroutines preempted here are moved to its processor's run queue when the thread leaves
@@ -1589,6 +1592,18 @@ void hoare_blocking_begin(void) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     if (!g) return;
+    if (unlikely(m->lender != NULL)) {
+        /* A lent thread (see "Lending") must not block in the goroutine's call: its own wait, or
+         * the hoare_go it is helping (thread_help), would last as long. The goroutine moves to a
+         * runtime thread first - through the global queue, which lent threads never take from -
+         * and enters its region there. */
+        g->preempt_off++;
+        m->pend_kind = PEND_BLOCKED;
+        m->pend_g = g;
+        switch_out(m, g);
+        g->preempt_off--;
+        m = hoare__getm();
+    }
     P *p = m->p;
     if (!p) hoare__fatal("hoare_blocking_begin inside a blocking region (goroutine %llu)",
                          (unsigned long long)g->id);

@@ -7,6 +7,7 @@
  *  - its errno is its own again after the wait;
  *  - goroutines spawned onto the processor a thread holds run after the thread exits;
  *  - its own signal handlers never run on a sub-page goroutine stack;
+ *  - goroutines entering a blocking region do not keep it (in hoare_go, or in its wait);
  *  - the processor it gave up still takes goroutines from the global queue after it ran many
  *    goroutines on it (a HOARE_PROCS=1 child).
  * Lending (on unless HOARE_LEND=0; set here) relies on preemption, which is off under TSan, and is
@@ -256,6 +257,51 @@ static void test_signals_off_small_stacks(void) {
     }
 }
 
+/* ---- goroutines that enter a blocking region (a 300 ms sleep) do not hold up the plain thread
+ * that spawned them, nor one that waits: it ran them itself (thread_help, lending) and sat in
+ * their sleep - a hoare_go took a whole second in a probe */
+
+static void blocking_sleeper(void *arg) {
+    hoare_blocking_begin();
+    usleep(300 * 1000);
+    hoare_blocking_end();
+    hoare_wg_done(arg);
+}
+
+static void soon_done(void *arg) {
+    hoare_sleep(5 * HOARE_MS);
+    hoare_wg_done(arg);
+}
+
+static void test_blocking_goroutines_do_not_hold_thread(void) {
+    hoare_wg all = HOARE_WG_INIT;
+    int64_t slowest = 0;
+    hoare_wg_add(&all, 4);
+    for (int i = 0; i < 4; i++) {
+        int64_t t0 = hoare_now();
+        REQUIRE(hoare_go(blocking_sleeper, &all) == 0);
+        int64_t took = hoare_now() - t0;
+        if (took > slowest) slowest = took;
+    }
+    /* a wait for a goroutine done in 5 ms, while a blocking one is queued on the thread's
+     * processor (the thread runs it as it waits) */
+    hoare_wg one = HOARE_WG_INIT;
+    hoare_wg_add(&all, 2);
+    hoare_wg_add(&one, 1);
+    int64_t t0 = hoare_now();
+    REQUIRE(hoare_go(soon_done, &one) == 0);
+    REQUIRE(hoare_go(blocking_sleeper, &all) == 0);
+    hoare_wg_wait(&one);
+    int64_t waited = hoare_now() - t0;
+    hoare_wg_done(&all);
+    hoare_wg_wait(&all);
+    CHECK(slowest < 100 * HOARE_MS);
+    CHECK(waited < 100 * HOARE_MS);
+    if (slowest >= 100 * HOARE_MS || waited >= 100 * HOARE_MS)
+        fprintf(stderr, "slowest hoare_go %lld ns, spawns and wait for a 5 ms goroutine %lld ns\n",
+                (long long)slowest, (long long)waited);
+}
+
 /* ---- child scenario (HOARE_PROCS=1): the thread lends itself for more than 61 picks (the local
  * picks between two looks at the global queue), then hands the processor to an M on which two
  * goroutines yield to each other for ever. A goroutine spawned from another thread (global queue,
@@ -331,5 +377,6 @@ int main(int argc, char **argv) {
     test_errno_kept();
     test_spawns_outlive_thread();
     test_signals_off_small_stacks();
+    test_blocking_goroutines_do_not_hold_thread();
     TEST_MAIN_END();
 }
