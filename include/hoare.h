@@ -147,7 +147,12 @@ size_t hoare_count(void);
  * C library, OpenSSL... - nor the runtime, as Go never preempts C code) so that others run, and
  * resumes later on the same thread. Code that must not be switched out while it runs -
  * e.g. it holds a pthread mutex that other goroutines take - brackets itself with these (they nest).
- * HOARE_PREEMPT=0 turns preemption off. */
+ * HOARE_PREEMPT=0 turns preemption off.
+ * The runtime asks with a signal (SIGURG, as Go 1.14+; its handler is SA_RESTART): system calls a
+ * goroutine makes directly (outside hoare_blocking_begin/end) may return EINTR while other
+ * goroutines wait for its processor, above all sleeps and waits the kernel never restarts
+ * (nanosleep/usleep, poll, select, epoll_wait, sem_wait...): retry them, or use the hoare
+ * equivalents (hoare_sleep, hoare_fd_*, channels), which park the goroutine instead. */
 void hoare_preempt_disable(void);
 void hoare_preempt_enable(void);
 
@@ -171,7 +176,7 @@ void hoare_dump(int fd);
  *   	name worker                      (when it has one)
  *   leaf(...)                          (innermost frame first; inlined calls are frames too)
  *   	/src/prog.c:12 +0x1f             (file:line, or module+0xoffset without debug information)
- *   created by main in goroutine 1
+ *   created by main in goroutine 2
  *   	/src/prog.c:30 +0x47
  * A goroutine running on another thread says so. Frames and source lines need libdw (elfutils) at
  * build time and the program built with -g; without libdw addresses print as module+0xoffset.
@@ -194,14 +199,14 @@ int hoare_trace_start(int fd);
 int hoare_trace_stop(void);
 
 /* Runtime statistics, read while the program runs (no stop-the-world; a snapshot). The counters
- * (created, switches, steals, preemptions, parks, runq_wait) count from the first call of
- * hoare_stats_read, or from the start with env HOARE_STATS=1; until then counting costs one
+ * (goroutines_created, switches, steals, preemptions, parks, runq_wait) count from the first call
+ * of hoare_stats_read, or from the start with env HOARE_STATS=1; until then counting costs one
  * predictable branch per event. */
 #define HOARE_STATS_REASONS 24
 #define HOARE_STATS_WAIT_BUCKETS 24
 typedef struct hoare_stats {
     uint64_t goroutines;         /* alive now */
-    uint64_t goroutines_created; /* since the start */
+    uint64_t goroutines_created; /* since counting began (see above) */
     uint32_t threads;            /* scheduler threads (Go's Ms) */
     uint32_t threads_idle;       /* ...of them idle */
     uint32_t procs;              /* hoare_procs() */
