@@ -69,7 +69,8 @@ extern "C" {
  * to goroutines whose deepest call chain is known and short: the stack must hold your frames plus
  * the runtime's below each hoare call (a few hundred bytes; creating threads and reports run on
  * the scheduler's stack instead). Do not call stdio, getaddrinfo or other deep C library code
- * there. Link with -Wl,-z,now (`pkg-config --libs hoare` and the CMake package add it): a lazily
+ * there, nor throw C++ exceptions (the unwinder's frames take several KiB: under valgrind a
+ * 2048-byte goroutine that throws shows them reaching below its stack). Link with -Wl,-z,now (`pkg-config --libs hoare` and the CMake package add it): a lazily
  * bound function is resolved at its first call on the caller's stack, and the dynamic linker saves
  * the vector registers there (2.7 KB with AVX-512), more than a small stack holds; the same goes for
  * libraries a small-stack goroutine calls into that were loaded with dlopen(RTLD_LAZY).

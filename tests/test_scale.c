@@ -211,8 +211,11 @@ static void diver(void *arg) {
     hoare_wg_done(&finished);
 }
 
+/* Fewer under valgrind (the "small-stacks" run, see main). */
+static bool light;
+
 static void test_neighbours_intact(void) {
-    long pairs = TEST_SCALE(2000L);
+    long pairs = light ? 100 : TEST_SCALE(2000L);
     nb_gate = hoare_chan_make(0, 0);
     REQUIRE(nb_gate != NULL);
     hoare_attr a = {.stack_size = SMALL};
@@ -252,7 +255,7 @@ static void tree_node(void *arg) {
 }
 
 static void test_small_tree(void) {
-    int depth = TEST_TSAN ? 2 : TEST_SANITIZED ? 3 : 5;
+    int depth = TEST_TSAN || light ? 2 : TEST_SANITIZED ? 3 : 5;
     long leaves = 1;
     for (int i = 0; i < depth; i++) leaves *= 10;
     hoare_procs(2); /* threads may have to be started from small stacks */
@@ -378,6 +381,14 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "million") == 0) return child_million();
     if (argc > 1 && strcmp(argv[1], "overflow-guard") == 0) return child_overflow(overflow_forever, SMALL);
     if (argc > 1 && strcmp(argv[1], "overflow-canary") == 0) return child_overflow(overflow_then_park, 1024);
+    if (argc > 1 && strcmp(argv[1], "small-stacks") == 0) {
+        /* valgrind's run (tests/CMakeLists.txt): neighbouring small stacks switching */
+        light = true;
+        test_begin(argv, 600);
+        test_neighbours_intact();
+        test_small_tree();
+        TEST_MAIN_END();
+    }
     test_begin(argv, 240);
     /* sanitizers add shadow memory and their own faults: the counts mean nothing there */
     if (!TEST_SANITIZED) {
