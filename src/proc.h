@@ -40,7 +40,8 @@ enum p_status {
 struct hoare_p {
     int32_t id;
     _Atomic uint32_t status;         /* enum p_status */
-    M *m;                            /* owner while RUNNING/BLOCKING */
+    M *m;                            /* owner while RUNNING/BLOCKING (stored atomically: the
+                                        monitor reads it) */
     P *link;                         /* idle list, guarded by sched.lock */
     _Atomic uint32_t schedtick;      /* time slices started on this P (owner writes, monitor reads) */
     uint32_t picks_left;             /* owner only: at 0 (every 61st local pick) check the global queue */

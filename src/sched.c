@@ -433,7 +433,7 @@ static G *next_local(M *m, P *p) {
  * puts the retired ones back, and one put there twice made the list a cycle. */
 static bool pidle_put_locked(P *p) {
     trace_proc(p, false);
-    p->m = NULL;
+    __atomic_store_n(&p->m, NULL, __ATOMIC_RELAXED);
     if (unlikely(p->id >= atomic_load_explicit(&sched.nprocs, memory_order_relaxed))) {
         G *g;
         while ((g = runq_get(p))) globrunq_put_locked(g);
@@ -474,7 +474,7 @@ static P *pidle_get_locked(void) {
 static void acquirep(M *m, P *p) {
     trace_proc(p, true);
     m->p = p;
-    p->m = m;
+    __atomic_store_n(&p->m, m, __ATOMIC_RELAXED);
     atomic_store_explicit(&p->status, P_RUNNING, memory_order_release);
     hoare__monitor_kick();
 }
@@ -1341,7 +1341,7 @@ static G *lend_find(M *m) {
      * work, or timers and descriptors that need an M in the poller (an idle M would wait there;
      * this thread will not). */
     m->p = NULL;
-    p->m = NULL;
+    __atomic_store_n(&p->m, NULL, __ATOMIC_RELAXED);
     p_hand_on(p);
     return NULL;
 }
@@ -1661,7 +1661,7 @@ bool hoare__retake_blocked(P *p, uint64_t word) {
     if (!atomic_compare_exchange_strong(&p->blocking, &word, 0)) return false;
     /* The P is ours; its old M will find out at hoare_blocking_end. */
     trace_handoff(p);
-    p->m = NULL;
+    __atomic_store_n(&p->m, NULL, __ATOMIC_RELAXED);
     if (p->id >= atomic_load(&sched.nprocs) && retire(p, NULL)) return true;
     p_hand_on(p);
     return true;
@@ -1766,7 +1766,7 @@ static bool retire(P *p, M *m) {
     G *g;
     while ((g = runq_get(p))) globrunq_put_locked(g);
     atomic_store(&p->status, P_RETIRED);
-    p->m = NULL;
+    __atomic_store_n(&p->m, NULL, __ATOMIC_RELAXED);
     if (m) {
         /* Goroutines preempted here lose their tie to this thread: with no processor it cannot
          * run them (they may then see another thread's thread-locals, as in preempt.c). */
