@@ -58,19 +58,11 @@ typedef struct poll_desc {
     _Atomic uint32_t life;
     _Atomic uint32_t seq;
     _Atomic int64_t rd, wd;
-    /* The poller saw a hang-up or error (sticky until the next registration): set before the
-     * readiness it came with is published. */
-    _Atomic bool hangup;
     int fd;                /* the table index: constant */
     /* Set at registration (under lock, published by the release store of life): */
     bool pollable;         /* false: the backend refused it (regular file): calls just block */
     bool is_socket;        /* send(MSG_NOSIGNAL) instead of write */
-    bool is_stream;        /* a stream socket: a short read means the receive queue was drained */
-    /* Guarded by rmu (the reader owns it): the last read drained the socket, so the next read waits
-     * for a readiness edge before trying (saves the read that would fail with EAGAIN). Not after
-     * a hang-up: a short read stops before a pending end of file or error, whose edge may have
-     * been reported (and consumed) together with the data. */
-    bool read_drained;
+    bool is_stream;        /* a stream socket (a datagram socket sends one datagram per write) */
     /* Guarded by rmu (accept holds it): what accepted sockets are, learnt at the first accept. */
     uint8_t accept_kind;
     hoare_lock lock;       /* registration, close, deadline changes and their timers */
@@ -213,8 +205,6 @@ static int pd_wait(poll_desc *pd, int modes) {
 void hoare__netpoll_ready(int fd, uint32_t seq, int modes, G **list) {
     poll_desc *pd = pd_get(fd, false);
     if (!pd || atomic_load(&pd->seq) != seq) return; /* an event of a closed registration */
-    if ((modes & NETPOLL_HANGUP) && !atomic_load_explicit(&pd->hangup, memory_order_relaxed))
-        atomic_store(&pd->hangup, true);
     for (int mode = NETPOLL_READ; mode <= NETPOLL_WRITE; mode <<= 1) {
         if (!(modes & mode)) continue;
         G *g = pd_unblock(pd, mode, true);
@@ -303,8 +293,6 @@ static int pd_register_locked(poll_desc *pd, int fd, int reg) {
     atomic_store(&pd->wd, 0);
     pd->is_socket = is_socket;
     pd->is_stream = is_stream;
-    pd->read_drained = false;
-    atomic_store(&pd->hangup, false);
     uint32_t seq = atomic_fetch_add(&pd->seq, 1) + 1;
     int err = hoare__netpoll_open(fd, seq);
     if (err == EPERM) {
@@ -538,37 +526,16 @@ static ssize_t attempt_write(poll_desc *pd, void *arg) {
     return write_without_sigpipe(pd->fd, &iov, 1);
 }
 
-/* A read under rmu: after a short read of a stream socket (receive queue drained), wait for the next
- * edge before reading instead of reading once more for EAGAIN. */
-static ssize_t pd_read(poll_desc *pd, io_attempt op, void *arg, size_t want) {
-    ssize_t n;
-    if (pd->read_drained && pd->pollable) {
-        pd->read_drained = false;
-        n = pd_check(pd, NETPOLL_READ);
-        if (n == 0) n = pd_wait(pd, NETPOLL_READ);
-        if (n < 0) return n;
-    }
-    n = pd_io(pd, NETPOLL_READ, op, arg);
-    pd->read_drained = pd->is_stream && n > 0 && (size_t)n < want && !atomic_load(&pd->hangup);
-    return n;
-}
-
 ssize_t hoare_fd_read(int fd, void *buf, size_t len) {
     int err;
     poll_desc *pd = pd_acquire(fd, &err);
     if (!pd) return err;
     hoare_mutex_lock(&pd->rmu);
     struct buf_arg a = {buf, len};
-    ssize_t n = pd_read(pd, attempt_read, &a, len);
+    ssize_t n = pd_io(pd, NETPOLL_READ, attempt_read, &a);
     hoare_mutex_unlock(&pd->rmu);
     pd_release(pd);
     return n;
-}
-
-static size_t iov_total(const struct iovec *iov, int iovcnt) {
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
-    return total;
 }
 
 ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt) {
@@ -578,7 +545,7 @@ ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt) {
     if (!pd) return err;
     hoare_mutex_lock(&pd->rmu);
     struct iov_arg a = {iov, iovcnt};
-    ssize_t n = pd_read(pd, attempt_readv, &a, iov_total(iov, iovcnt));
+    ssize_t n = pd_io(pd, NETPOLL_READ, attempt_readv, &a);
     hoare_mutex_unlock(&pd->rmu);
     pd_release(pd);
     return n;
@@ -663,7 +630,7 @@ ssize_t hoare_fd_recvfrom(int fd, void *buf, size_t len, void *addr, void *addrl
     if (!pd) return err;
     hoare_mutex_lock(&pd->rmu);
     struct from_arg a = {buf, len, addr, addr ? addrlen : NULL};
-    ssize_t n = pd_read(pd, attempt_recvfrom, &a, len);
+    ssize_t n = pd_io(pd, NETPOLL_READ, attempt_recvfrom, &a);
     hoare_mutex_unlock(&pd->rmu);
     pd_release(pd);
     return n;
@@ -701,7 +668,7 @@ ssize_t hoare_fd_recvmsg(int fd, struct msghdr *msg, int flags) {
     poll_desc *pd = pd_acquire(fd, &err);
     if (!pd) return err;
     hoare_mutex_lock(&pd->rmu);
-    ssize_t n = pd_read(pd, attempt_recvmsg, msg, iov_total(msg->msg_iov, (int)msg->msg_iovlen));
+    ssize_t n = pd_io(pd, NETPOLL_READ, attempt_recvmsg, msg);
     hoare_mutex_unlock(&pd->rmu);
     pd_release(pd);
     return n;
@@ -903,7 +870,6 @@ int hoare_fd_wait(int fd, int events) {
         if (events & NETPOLL_READ) {
             uintptr_t ready = PD_READY;
             atomic_compare_exchange_strong(&pd->rg, &ready, PD_NIL);
-            pd->read_drained = false;
         }
         if (events & NETPOLL_WRITE) {
             uintptr_t ready = PD_READY;

@@ -12,9 +12,8 @@
 
 #include "runtime.h"
 
-/* Readiness modes, also the bits of hoare_fd_wait's `events`; NETPOLL_HANGUP (backend to generic
- * layer only): the event also reported a peer hang-up or an error. */
-enum { NETPOLL_READ = 1, NETPOLL_WRITE = 2, NETPOLL_HANGUP = 4 };
+/* Readiness modes, also the bits of hoare_fd_wait's `events`. */
+enum { NETPOLL_READ = 1, NETPOLL_WRITE = 2 };
 
 /* Backend: register fd once for edge-triggered read and write readiness (and peer hang-up), tagging
  * its events with seq so that events of an earlier descriptor with the same number can be told
@@ -27,7 +26,7 @@ HIDDEN void hoare__netpoll_close(int fd);
 HIDDEN int hoare__netpoll_open_uring(int efd);
 
 /* Generic layer, called by the backend from hoare__netpoll: fd (tagged seq) became ready for modes
- * (NETPOLL_READ|NETPOLL_WRITE|NETPOLL_HANGUP). Goroutines to wake are pushed on *list (linked by schedlink).
+ * (NETPOLL_READ|NETPOLL_WRITE). Goroutines to wake are pushed on *list (linked by schedlink).
  * Events whose seq is not the descriptor's current one are dropped. */
 HIDDEN void hoare__netpoll_ready(int fd, uint32_t seq, int modes, G **list);
 

@@ -180,7 +180,6 @@ G *hoare__netpoll(int64_t delay) {
         int modes = 0;
         if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) modes |= NETPOLL_READ;
         if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) modes |= NETPOLL_WRITE;
-        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) modes |= NETPOLL_HANGUP;
         hoare__netpoll_ready((int)(uint32_t)data, (uint32_t)(data >> 32), modes, &list);
     }
     return list;

@@ -1,7 +1,7 @@
 /*
  * test_fdio.c - descriptor calls: parking reads and writes, deadlines (read, write, accept,
- * connect), peer reset, SIGPIPE, close waking waiters, hoare_fd_wait, readv/writev, plain threads,
- * descriptor number reuse under load, non-pollable files.
+ * connect), short reads with data still queued, peer reset, SIGPIPE, close waking waiters,
+ * hoare_fd_wait, readv/writev, plain threads, descriptor number reuse under load, non-pollable files.
  *
  * Synchronisation with parked goroutines uses hoare__netpoll_waiters() (how many wait in the
  * poller): "wait until the reader is parked" is then exact, not a sleep.
@@ -17,6 +17,8 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -90,7 +92,7 @@ static void test_read_parks(void) {
     hoare_wg_wait(&wg);
     CHECK_EQ(a.result, 4);
     CHECK(memcmp(a.buf, "ping", 4) == 0);
-    /* The drained-socket shortcut must still see data that is already there. */
+    /* Data already there is read without waiting. */
     CHECK_EQ(hoare_fd_write(sv[1], "abc", 3), 3);
     char buf[8];
     CHECK_EQ(hoare_fd_read(sv[0], buf, sizeof buf), 3);
@@ -100,6 +102,70 @@ static void test_read_parks(void) {
     CHECK_EQ(hoare_fd_close(sv[1]), 0);
     CHECK_EQ(hoare_fd_read(sv[0], buf, sizeof buf), 0);
     CHECK_EQ(hoare_fd_close(sv[0]), 0);
+}
+
+/* ------------------------------------------------------------------ a short read, data still queued */
+
+/* Read `want` (a short read: the buffer is larger) and then the rest, which was queued before the
+ * first read: the second read must return it at once. The queued data brought no edge after the
+ * first read, so a reader that parked there (taking the short read for an empty queue) would wait
+ * for the deadline. */
+static void check_read_after_short(int fd, const char *want, const char *rest) {
+    /* The only reason for this sleep: let the poller take the edges of the queued data, so that
+     * none is left to wake a reader that wrongly parks (the outcome below does not depend on it). */
+    hoare_sleep(5 * HOARE_MS);
+    CHECK_EQ(hoare_fd_wait(fd, 1), 0); /* forgets the edges taken */
+    char buf[64];
+    CHECK_EQ(hoare_fd_read(fd, buf, sizeof buf), (ssize_t)strlen(want));
+    CHECK(memcmp(buf, want, strlen(want)) == 0);
+    CHECK_EQ(hoare_fd_set_read_deadline(fd, hoare_now() + 2 * HOARE_SEC), 0);
+    int64_t t0 = hoare_now();
+    CHECK_EQ(hoare_fd_read(fd, buf, sizeof buf), (ssize_t)strlen(rest));
+    CHECK(memcmp(buf, rest, strlen(rest)) == 0);
+    CHECK(hoare_now() - t0 < HOARE_SEC);
+    CHECK_EQ(hoare_fd_set_read_deadline(fd, 0), 0);
+}
+
+static void short_reads(void *wg) {
+    /* TCP stops a read at the urgent mark: "abc" | urgent "X" (out of band) | "def". */
+    int c, s;
+    tcp_pair(&c, &s);
+    CHECK_EQ(send(c, "abc", 3, 0), 3);
+    CHECK_EQ(send(c, "X", 1, MSG_OOB), 1);
+    CHECK_EQ(send(c, "def", 3, 0), 3);
+    /* Loopback: once nothing is left unacknowledged, all of it is in s's receive queue. */
+    for (int unacked = -1; ioctl(c, SIOCOUTQ, &unacked) == 0 && unacked > 0;) hoare_sleep(HOARE_MS);
+    check_read_after_short(s, "abc", "def");
+    hoare_fd_close(c);
+    hoare_fd_close(s);
+
+    /* A Unix stream socket stops a read after the bytes that carried descriptors (SCM_RIGHTS). */
+    int sv[2];
+    socket_pair(sv);
+    CHECK_EQ(hoare_fd_set_read_deadline(sv[0], 0), 0); /* registers it, so the data brings edges */
+    char control[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {"abc", 3};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+    CHECK_EQ(sendmsg(sv[1], &msg, 0), 3);
+    CHECK_EQ(send(sv[1], "def", 3, 0), 3);
+    check_read_after_short(sv[0], "abc", "def"); /* read(2) closes the descriptor received */
+    hoare_fd_close(sv[0]);
+    hoare_fd_close(sv[1]);
+    hoare_wg_done(wg);
+}
+
+/* In a goroutine: its sleep is a runtime timer, which an idle thread waits for in the poller. */
+static void test_short_read_not_empty(void) {
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go(short_reads, &wg) == 0);
+    hoare_wg_wait(&wg);
 }
 
 /* ------------------------------------------------------------------ deadlines */
@@ -671,6 +737,7 @@ static void test_regular_file(void) {
 int main(int argc, char **argv) {
     test_begin(argv, 60);
     test_read_parks();
+    test_short_read_not_empty();
     test_read_deadline();
     test_write_deadline();
     test_accept_deadline();
