@@ -624,7 +624,11 @@ const char *hoare_file_io(void);
  * silent, -EAGAIN the servers failed, -EINVAL bad arguments. At most 8 addresses are kept.
  * Names are resolved as hoare_net_dial does: /etc/hosts, then DNS per /etc/resolv.conf (servers,
  * search domains, ndots, timeout, attempts) with c-ares, the goroutine parked while it waits and
- * bounded by the timeout (a dial's timeout bounds its lookup plus its connect). When the hosts line
+ * bounded by the timeout (a dial's timeout bounds its lookup plus its connect). "options timeout:N
+ * attempts:N" (also from the RES_OPTIONS environment variable, which wins; defaults 5 and 2, capped
+ * at 30 and 5 as resolv.conf(5) says): each server is asked in up to N rounds; a server's answer is
+ * awaited timeout seconds in the first round and, as c-ares does, twice as long in each next one
+ * (timeout:1 attempts:2 with one silent server: -ETIMEDOUT after 3 s). When the hosts line
  * of /etc/nsswitch.conf names other sources than files and dns, or c-ares was missing at build
  * time, getaddrinfo(3) runs in a blocking region instead (not bounded by the timeout).
  * Environment: HOARE_RESOLVER=system|cares forces one way; HOARE_RESOLV_CONF=path reads another

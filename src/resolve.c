@@ -3,9 +3,10 @@
  * by the caller's deadline: Go's pure-Go resolver, with c-ares doing the DNS work.
  *
  * With c-ares (HOARE_HAVE_CARES, found at build time), each lookup makes its own channel, which
- * reads /etc/resolv.conf (servers, search domains, ndots, timeout, attempts, rotate), /etc/hosts
- * and the hosts line of /etc/nsswitch.conf as it is made: nothing is shared between threads, and a
- * changed file counts from the next lookup on. The channel's sockets go into a private,
+ * reads /etc/resolv.conf (servers, search domains, ndots, rotate; this file adds what c-ares 1.18
+ * ignores there: nameserver ports, timeout, attempts), /etc/hosts and the hosts line of
+ * /etc/nsswitch.conf as it is made: nothing is shared between threads, and a changed file counts
+ * from the next lookup on. The channel's sockets go into a private,
  * level-triggered epoll instance that ARES_OPT_SOCK_STATE_CB keeps current. The lookup waits on
  * that one descriptor with hoare_fd_wait, its read deadline set to the earlier of c-ares' next
  * retransmission and the caller's deadline, and hands what became ready to ares_process_fd. So a
@@ -230,26 +231,56 @@ static int lookup_result(struct lookup *lk, int err, struct hoare__addr_list *ou
     return worst;
 }
 
-/* c-ares 1.18 ignores a port on a nameserver line of resolv.conf ("nameserver 127.0.0.1:5353",
- * "nameserver [::1]:5353"; glibc ignores such lines altogether). When a line has one, set the
- * channel's servers from the file, with their ports. */
-static void apply_server_ports(ares_channel ch, const char *path) {
-    FILE *f = fopen(path, "re");
-    if (!f) return;
-    char line[256], csv[1024] = "";
-    size_t len = 0;
-    bool ported = false;
-    while (fgets(line, sizeof line, f)) {
-        char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
-        if (!w || strcmp(w, "nameserver") != 0 || !(w = strtok_r(NULL, " \t\r\n", &save))) continue;
-        char *colon = strrchr(w, ':');
-        if (colon && (w[0] == '[' ? colon > w && colon[-1] == ']' : strchr(w, ':') == colon)) ported = true;
-        int n = snprintf(csv + len, sizeof csv - len, "%s%s", len ? "," : "", w);
-        if (n < 0 || (size_t)n >= sizeof csv - len) break;
-        len += (size_t)n;
+/* What c-ares 1.18 does not take from resolv.conf itself: a port on a nameserver line
+ * ("nameserver 127.0.0.1:5353", "nameserver [::1]:5353"; glibc ignores such lines altogether), and
+ * "options timeout:N attempts:N" (it knows only the BIND 4 spellings retrans: and retry:). */
+struct conf_extra {
+    int timeout_ms; /* the wait for one server in the first round (c-ares doubles it each round) */
+    int attempts;   /* rounds over the servers */
+    bool ported;    /* a nameserver line has a port: then servers lists them all */
+    char servers[1024];
+};
+
+/* One word of an options line (or of RES_OPTIONS). Bounds and defaults are resolv.conf(5)'s. */
+static void conf_option(struct conf_extra *x, const char *w) {
+    if (strncmp(w, "timeout:", 8) == 0) {
+        long n = strtol(w + 8, NULL, 10);
+        x->timeout_ms = (int)(n < 1 ? 1 : n > 30 ? 30 : n) * 1000;
+    } else if (strncmp(w, "attempts:", 9) == 0) {
+        long n = strtol(w + 9, NULL, 10);
+        x->attempts = (int)(n < 1 ? 1 : n > 5 ? 5 : n);
     }
-    fclose(f);
-    if (ported) (void)ares_set_servers_ports_csv(ch, csv);
+}
+
+/* Read path, then the RES_OPTIONS environment variable (which wins, as in glibc), into x. */
+static void read_conf_extra(const char *path, struct conf_extra *x) {
+    *x = (struct conf_extra){.timeout_ms = 5000, .attempts = 2};
+    FILE *f = fopen(path, "re");
+    if (f) {
+        char line[256];
+        size_t len = 0;
+        while (fgets(line, sizeof line, f)) {
+            char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+            if (w && strcmp(w, "options") == 0) {
+                while ((w = strtok_r(NULL, " \t\r\n", &save))) conf_option(x, w);
+                continue;
+            }
+            if (!w || strcmp(w, "nameserver") != 0 || !(w = strtok_r(NULL, " \t\r\n", &save))) continue;
+            char *colon = strrchr(w, ':');
+            if (colon && (w[0] == '[' ? colon > w && colon[-1] == ']' : strchr(w, ':') == colon))
+                x->ported = true;
+            int n = snprintf(x->servers + len, sizeof x->servers - len, "%s%s", len ? "," : "", w);
+            if (n < 0 || (size_t)n >= sizeof x->servers - len) break;
+            len += (size_t)n;
+        }
+        fclose(f);
+    }
+    const char *env = getenv("RES_OPTIONS");
+    char words[256];
+    if (!env || snprintf(words, sizeof words, "%s", env) >= (int)sizeof words) return;
+    char *save = NULL;
+    for (char *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+        conf_option(x, w);
 }
 
 static int resolve_ares(const char *host, int family, int port, int64_t deadline,
@@ -258,22 +289,25 @@ static int resolve_ares(const char *host, int family, int port, int64_t deadline
     if (ares_init_status != ARES_SUCCESS) return resolve_system(host, family, port, out);
     struct lookup lk = {.epfd = epoll_create1(EPOLL_CLOEXEC), .port = port};
     if (lk.epfd < 0) return -errno;
-    struct ares_options opts = {.sock_state_cb = sock_state, .sock_state_cb_data = &lk};
-    int mask = ARES_OPT_SOCK_STATE_CB;
     const char *conf = getenv("HOARE_RESOLV_CONF");
-    if (conf && *conf) {
-        opts.resolvconf_path = (char *)conf;
-        mask |= ARES_OPT_RESOLVCONF;
-    } else {
-        conf = "/etc/resolv.conf";
-    }
+    bool own_conf = conf && *conf;
+    if (!own_conf) conf = "/etc/resolv.conf";
+    struct conf_extra extra;
+    read_conf_extra(conf, &extra);
+    struct ares_options opts = {.sock_state_cb = sock_state,
+                                .sock_state_cb_data = &lk,
+                                .timeout = extra.timeout_ms,
+                                .tries = extra.attempts,
+                                .resolvconf_path = own_conf ? (char *)conf : NULL};
+    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+    if (own_conf) mask |= ARES_OPT_RESOLVCONF;
     ares_channel ch;
     int status = ares_init_options(&ch, &opts, mask);
     if (status != ARES_SUCCESS) {
         close(lk.epfd);
         return ares_errno(status);
     }
-    apply_server_ports(ch, conf);
+    if (extra.ported) (void)ares_set_servers_ports_csv(ch, extra.servers);
     /* The hosts file first, as Go does for "files dns": a name found there (in either family) is
      * not asked of DNS. */
     int before = out->n;

@@ -4,9 +4,10 @@
  * halfsilent.test, stays silent for silent.test, and says NXDOMAIN to everything else. The resolver is pointed at it with HOARE_RESOLV_CONF (and, in a
  * child with a private mount namespace, through /etc/resolv.conf itself).
  *
- * Checks: lookups and dials by name, search domains, /etc/hosts, unknown names, a
- * silent name failing within the dial's timeout, concurrent silent lookups with 1 processor leaving
- * a ticker ticking and the thread count low, the nsswitch.conf fallback to getaddrinfo.
+ * Checks: lookups and dials by name, search domains, /etc/hosts, unknown names, a silent name
+ * failing within the dial's timeout or within resolv.conf's timeout and attempts, concurrent silent
+ * lookups with 1 processor leaving a ticker ticking and the thread count low, the nsswitch.conf
+ * fallback to getaddrinfo.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -192,6 +193,32 @@ static void test_silent_timeout(void) {
     CHECK(hoare_now() - t0 < 3 * HOARE_SEC);
 }
 
+/* resolv.conf's "options timeout:1 attempts:1" (or the same in RES_OPTIONS) bound a lookup without
+ * a deadline when the server stays silent: about 1 s, not 15 s (c-ares' own defaults: 75 s). The
+ * lookup's 10 s timeout only bounds the test when the options are ignored. */
+static void silent_lookup_takes(const char *options, const char *res_options) {
+    char path[96], conf[256];
+    snprintf(path, sizeof path, "%s.options", conf_path);
+    snprintf(conf, sizeof conf, "nameserver 127.0.0.1:%d\n%s", dns_port, options);
+    write_file(path, conf);
+    setenv("HOARE_RESOLV_CONF", path, 1);
+    if (res_options) setenv("RES_OPTIONS", res_options, 1);
+    struct sockaddr_storage a[2];
+    int64_t t0 = hoare_now();
+    CHECK_EQ(hoare_net_lookup("ip4", "silent.test", a, 2, 10 * HOARE_SEC), -ETIMEDOUT);
+    int64_t took = hoare_now() - t0;
+    CHECK(took >= 900 * HOARE_MS); /* one wait of timeout:1 */
+    CHECK(took < 4 * HOARE_SEC);
+    unsetenv("RES_OPTIONS");
+    setenv("HOARE_RESOLV_CONF", conf_path, 1);
+    unlink(path);
+}
+
+static void test_resolv_options(void) {
+    silent_lookup_takes("options timeout:1 attempts:1\n", NULL);
+    silent_lookup_takes("options attempts:4 timeout:30\n", "timeout:1 attempts:1");
+}
+
 /* Threads of this process now. */
 static int thread_count(void) {
     DIR *d = opendir("/proc/self/task");
@@ -370,6 +397,7 @@ int main(int argc, char **argv) {
     test_lookups();
     test_dial_by_name();
     test_silent_timeout();
+    test_resolv_options();
     test_silent_concurrent_one_proc();
     test_system_resolver();
     test_namespace();
