@@ -603,9 +603,9 @@ ssize_t hoare_fd_recvmsg(int fd, struct msghdr *msg, int flags);
 ssize_t hoare_fd_sendmsg(int fd, const struct msghdr *msg, int flags);
 
 /* pread(2)/pwrite(2): at offset, without moving the file position; callers need not take turns
- * (unlike hoare_fd_read). pwrite writes all of buf unless an error stops it (then the count if >
- * 0). On a regular file, see hoare_file_io for how the goroutine waits. -ESPIPE on a pipe or a
- * socket, -EINVAL for a negative offset. */
+ * (unlike hoare_fd_read), and deadlines do not apply (as Go's ReadAt/WriteAt). pwrite writes all
+ * of buf unless an error stops it (then the count if > 0). On a regular file, see hoare_file_io for
+ * how the goroutine waits. -ESPIPE on a pipe or a socket, -EINVAL for a negative offset. */
 ssize_t hoare_fd_pread(int fd, void *buf, size_t count, off_t offset);
 ssize_t hoare_fd_pwrite(int fd, const void *buf, size_t count, off_t offset);
 

@@ -447,23 +447,25 @@ typedef ssize_t (*io_attempt)(poll_desc *pd, void *arg);
 
 static ssize_t uring_io(poll_desc *pd, io_attempt op, void *arg);
 
+/* op on a descriptor the poller refused (a regular file): through io_uring where it can (uring.c),
+ * else the blocking call in a blocking region. */
+static ssize_t file_io(poll_desc *pd, io_attempt op, void *arg) {
+    ssize_t n = uring_io(pd, op, arg);
+    if (n != HOARE_URING_UNAVAILABLE) return n;
+    hoare_blocking_begin();
+    do n = op(pd, arg);
+    while (n < 0 && errno == EINTR);
+    int err = errno;
+    hoare_blocking_end();
+    return n >= 0 ? n : -err;
+}
+
 /* Attempt op until it succeeds or fails with something other than EAGAIN, waiting for readiness of
- * mode in between. The caller holds the mode's mutex and a reference. A descriptor the poller
- * refused (a regular file) goes through io_uring where it can (uring.c), else the blocking call
- * runs in a blocking region. */
+ * mode in between. The caller holds the mode's mutex and a reference. */
 static ssize_t pd_io(poll_desc *pd, int mode, io_attempt op, void *arg) {
     int err = pd_check(pd, mode);
     if (err) return err;
-    if (!pd->pollable) {
-        ssize_t n = uring_io(pd, op, arg);
-        if (n != HOARE_URING_UNAVAILABLE) return n;
-        hoare_blocking_begin();
-        do n = op(pd, arg);
-        while (n < 0 && errno == EINTR);
-        err = errno;
-        hoare_blocking_end();
-        return n >= 0 ? n : -err;
-    }
+    if (!pd->pollable) return file_io(pd, op, arg);
     for (;;) {
         ssize_t n = op(pd, arg);
         if (n >= 0) return n;
@@ -723,14 +725,24 @@ static ssize_t uring_io(poll_desc *pd, io_attempt op, void *arg) {
     return HOARE_URING_UNAVAILABLE;
 }
 
-/* As Go's ReadAt/WriteAt: no turn-taking (the offset is the caller's), and no deadlines. */
+/* As Go's ReadAt/WriteAt (its poll.FD.Pread/Pwrite): no turn-taking (the offset is the caller's),
+ * no deadlines, no waiting for readiness: a pollable descriptor (a pipe, a socket) gets the system
+ * call's own answer, ESPIPE. */
+static ssize_t pd_positioned(poll_desc *pd, io_attempt op, struct pos_arg *a) {
+    if (!pd->pollable) return file_io(pd, op, a);
+    ssize_t n;
+    do n = op(pd, a);
+    while (n < 0 && errno == EINTR);
+    return n >= 0 ? n : -errno;
+}
+
 ssize_t hoare_fd_pread(int fd, void *buf, size_t count, off_t offset) {
     if (offset < 0) return -EINVAL;
     int err;
     poll_desc *pd = pd_acquire(fd, &err);
     if (!pd) return err;
     struct pos_arg a = {buf, count, offset};
-    ssize_t n = pd_io(pd, NETPOLL_READ, attempt_pread, &a);
+    ssize_t n = pd_positioned(pd, attempt_pread, &a);
     pd_release(pd);
     return n;
 }
@@ -744,7 +756,7 @@ ssize_t hoare_fd_pwrite(int fd, const void *buf, size_t count, off_t offset) {
     ssize_t n = 0;
     do {
         struct pos_arg a = {(char *)buf + done, count - done, offset + (off_t)done};
-        n = pd_io(pd, NETPOLL_WRITE, attempt_pwrite, &a);
+        n = pd_positioned(pd, attempt_pwrite, &a);
         if (n < 0) break;
         done += (size_t)n;
     } while (done < count && n > 0);

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #define FILE_SIZE (16 << 20)
@@ -76,14 +77,29 @@ static void basics(void *p) {
     REQUIRE(ro >= 0);
     CHECK_EQ(hoare_fd_pwrite(ro, "z", 1, 0), -EBADF);
     CHECK_EQ(hoare_fd_close(ro), 0);
+    /* pread/pwrite have no deadlines (as Go's ReadAt/WriteAt): an expired one does not stop them */
+    CHECK_EQ(hoare_fd_set_deadline(fd, hoare_now() - 1), 0);
+    CHECK_EQ(hoare_fd_pwrite(fd, "H", 1, 0), 1);
+    CHECK_EQ(hoare_fd_pread(fd, buf, 5, 0), 5);
+    CHECK(memcmp(buf, "Hello", 5) == 0);
     CHECK_EQ(hoare_fd_close(fd), 0);
     unlink(tmp);
-    /* pipes have no offsets */
-    int pfd[2];
+    /* pipes and sockets have no offsets, whatever their deadlines */
+    int pfd[2], sv[2];
     REQUIRE(pipe(pfd) == 0);
     CHECK_EQ(hoare_fd_pread(pfd[0], buf, 1, 0), -ESPIPE);
+    CHECK_EQ(hoare_fd_set_deadline(pfd[0], hoare_now() - 1), 0);
+    CHECK_EQ(hoare_fd_set_deadline(pfd[1], hoare_now() - 1), 0);
+    CHECK_EQ(hoare_fd_pread(pfd[0], buf, 1, 0), -ESPIPE);
+    CHECK_EQ(hoare_fd_pwrite(pfd[1], "z", 1, 0), -ESPIPE);
     hoare_fd_close(pfd[0]);
     hoare_fd_close(pfd[1]);
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    CHECK_EQ(hoare_fd_set_deadline(sv[0], hoare_now() - 1), 0);
+    CHECK_EQ(hoare_fd_pread(sv[0], buf, 1, 0), -ESPIPE);
+    CHECK_EQ(hoare_fd_pwrite(sv[0], "z", 1, 0), -ESPIPE);
+    hoare_fd_close(sv[0]);
+    hoare_fd_close(sv[1]);
     *done = true;
 }
 
