@@ -566,10 +566,12 @@ int hoare_fd_set_write_deadline(int fd, int64_t deadline);
 int hoare_fd_close(int fd);
 
 /* Networks: "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6" (see Datagrams below), "unix".
- * Addresses: "host:port", "[::1]:port", ":port",
- * or a path for "unix" ("@name": Linux abstract socket). Return a descriptor (>= 0, registered,
- * usable with the calls above) or a negative errno value (-EINVAL malformed address or unknown
- * network, -ENOENT unknown host, -EAFNOSUPPORT address of the wrong family for the network). Host
+ * Addresses: "host:port", "[::1]:port", "[fe80::1%eth0]:port" (a zone: an interface name or
+ * index), ":port", or a path for "unix" ("@name": Linux abstract socket). A port is a decimal
+ * number 0-65535 (a sign allowed, as in Go: "+80") or a service name of /etc/services ("http").
+ * Return a descriptor (>= 0, registered, usable with the calls above) or a negative errno value
+ * (-EINVAL malformed address - a bad port or an unknown service too - or unknown network, -ENOENT
+ * unknown host, -EAFNOSUPPORT address of the wrong family for the network). Host
  * names are resolved as hoare_net_lookup does; the dial's timeout bounds the lookup too.
  * listen: SO_REUSEADDR; ":port" (empty host) listens on all addresses, for "tcp" on IPv6 and IPv4
  * (dual stack) where possible; port 0 picks a free port (getsockname tells which); the listen
@@ -617,11 +619,12 @@ ssize_t hoare_fd_pwrite(int fd, const void *buf, size_t count, off_t offset);
  * with HOARE_IO_URING=0. Plain threads always make the blocking call. */
 const char *hoare_file_io(void);
 
-/* Resolve host (a name, or a numeric address) for network "ip", "ip4" or "ip6" (NULL: "ip"):
- * writes at most cap addresses (struct sockaddr_in / sockaddr_in6, port 0) into addrs (an array of
- * struct sockaddr_storage) and returns how many, or a negative errno value: -ENOENT no such host
- * (or no address of that family), -ETIMEDOUT when timeout_ns (0: none) passed or the servers stayed
- * silent, -EAGAIN the servers failed, -EINVAL bad arguments. At most 8 addresses are kept.
+/* Resolve host (a name, or a numeric address: "fe80::1%eth0" sets the zone's sin6_scope_id) for
+ * network "ip", "ip4" or "ip6" (NULL: "ip"): writes at most cap addresses (struct sockaddr_in /
+ * sockaddr_in6, port 0) into addrs (an array of struct sockaddr_storage) and returns how many, or
+ * a negative errno value: -ENOENT no such host (or no address of that family), -ETIMEDOUT when
+ * timeout_ns (0: none) passed or the servers stayed silent, -EAGAIN the servers failed, -EINVAL
+ * bad arguments. At most 8 addresses are kept.
  * Names are resolved as hoare_net_dial does: /etc/hosts, then DNS per /etc/resolv.conf (servers,
  * search domains, ndots, timeout, attempts) with c-ares, the goroutine parked while it waits and
  * bounded by the timeout (a dial's timeout bounds its lookup plus its connect). "options timeout:N

@@ -6,6 +6,7 @@
  * and is bounded by the dial's deadline. The descriptors are created non-blocking and close-on-exec.
  */
 #include <errno.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -62,14 +63,6 @@ static int split_host_port(const char *address, char *host, size_t host_cap, cha
     return 0;
 }
 
-/* A decimal port 0..65535; -1 for a service name; -2 for a number out of range. */
-static int numeric_port(const char *port) {
-    size_t digits = strspn(port, "0123456789");
-    if (digits == 0 || port[digits]) return -1;
-    long v = digits > 5 ? 65536 : strtol(port, NULL, 10);
-    return v > 65535 ? -2 : (int)v;
-}
-
 static void add_v4(struct hoare__addr_list *l, struct in_addr a, int port) {
     struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr[l->n];
     memset(sin, 0, sizeof *sin);
@@ -79,24 +72,52 @@ static void add_v4(struct hoare__addr_list *l, struct in_addr a, int port) {
     l->len[l->n++] = sizeof *sin;
 }
 
-static void add_v6(struct hoare__addr_list *l, struct in6_addr a, int port) {
+static void add_v6(struct hoare__addr_list *l, struct in6_addr a, uint32_t scope, int port) {
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr[l->n];
     memset(sin6, 0, sizeof *sin6);
     sin6->sin6_family = AF_INET6;
     sin6->sin6_addr = a;
+    sin6->sin6_scope_id = scope;
     sin6->sin6_port = htons((uint16_t)port);
     l->len[l->n++] = sizeof *sin6;
 }
 
-/* A service name's port for the protocol ("tcp" or "udp"), from the services database; -ENOENT if
- * unknown. */
-static int service_port(const char *service, const char *proto) {
+/* The port an address gives, as Go reads it: a decimal number, a sign allowed ("+80" is 80), in
+ * 0..65535; else a service name of the services database for proto ("tcp" or "udp"). -EINVAL for
+ * a number out of range or an unknown service (Go's "invalid port", "unknown port"). */
+static int parse_port(const char *port, const char *proto) {
+    const char *digits = port + (port[0] == '+' || port[0] == '-');
+    size_t n = strspn(digits, "0123456789");
+    if (n > 0 && digits[n] == 0) {
+        long v = n > 5 ? 65536 : strtol(digits, NULL, 10);
+        return v > 65535 || (port[0] == '-' && v > 0) ? -EINVAL : (int)v;
+    }
     struct servent se, *res = NULL;
     char buf[1024];
     hoare_blocking_begin(); /* usually a file, but NSS may be configured otherwise */
-    int rc = getservbyname_r(service, proto, &se, buf, sizeof buf, &res);
+    int rc = getservbyname_r(port, proto, &se, buf, sizeof buf, &res);
     hoare_blocking_end();
-    return rc == 0 && res ? ntohs((uint16_t)res->s_port) : -ENOENT;
+    return rc == 0 && res ? ntohs((uint16_t)res->s_port) : -EINVAL;
+}
+
+/* An IPv6 literal, with a zone or not ("fe80::1%eth0", "::1%2"): its address and scope id. As in
+ * Go, a zone is an interface name, else a decimal index, else scope 0 (getaddrinfo's
+ * AI_NUMERICHOST would refuse interface names except on link-local addresses). */
+static bool ipv6_literal(const char *host, struct in6_addr *a, uint32_t *scope) {
+    const char *zone = strchr(host, '%');
+    char addr[INET6_ADDRSTRLEN];
+    size_t len = zone ? (size_t)(zone - host) : strlen(host);
+    if (len >= sizeof addr || (zone && !zone[1])) return false;
+    memcpy(addr, host, len);
+    addr[len] = 0;
+    if (inet_pton(AF_INET6, addr, a) != 1) return false;
+    *scope = 0;
+    if (zone) {
+        zone++;
+        *scope = if_nametoindex(zone);
+        if (!*scope && strspn(zone, "0123456789") == strlen(zone)) *scope = (uint32_t)strtoul(zone, NULL, 10);
+    }
+    return true;
 }
 
 /* Addresses of host (numeric or a name; empty: none) with port for the families wanted, before
@@ -105,17 +126,19 @@ static int resolve_host(const char *host, bool want4, bool want6, int pnum, int6
                         struct hoare__addr_list *out) {
     struct in_addr a4;
     struct in6_addr a6;
+    uint32_t scope;
     if (inet_pton(AF_INET, host, &a4) == 1) {
         if (!want4) return -EAFNOSUPPORT;
         add_v4(out, a4, pnum);
         return 0;
     }
-    if (inet_pton(AF_INET6, host, &a6) == 1) {
+    if (ipv6_literal(host, &a6, &scope)) {
         /* IPv4-mapped addresses count as IPv4, as in Go. */
         if (IN6_IS_ADDR_V4MAPPED(&a6) ? !want4 : !want6) return -EAFNOSUPPORT;
-        add_v6(out, a6, pnum);
+        add_v6(out, a6, scope, pnum);
         return 0;
     }
+    if (strchr(host, '%')) return -ENOENT; /* no host name has one (Go does not ask DNS either) */
     int family = want4 && want6 ? AF_UNSPEC : want4 ? AF_INET : AF_INET6;
     return hoare__resolve(host, family, pnum, deadline, out);
 }
@@ -130,17 +153,15 @@ static int resolve(enum net_kind kind, const char *address, bool listening, int6
     if (err) return err;
     bool want4 = kind != NET_TCP6 && kind != NET_UDP6, want6 = kind != NET_TCP4 && kind != NET_UDP4;
     out->n = 0;
-    int pnum = numeric_port(port);
-    if (pnum == -2) return -EINVAL;
-    if (pnum == -1) pnum = service_port(port, is_udp(kind) ? "udp" : "tcp");
+    int pnum = parse_port(port, is_udp(kind) ? "udp" : "tcp");
     if (pnum < 0) return pnum;
     if (host[0] == 0) {
         if (listening) {
-            if (want6) add_v6(out, in6addr_any, pnum);
+            if (want6) add_v6(out, in6addr_any, 0, pnum);
             if (want4) add_v4(out, (struct in_addr){htonl(INADDR_ANY)}, pnum);
         } else {
             if (want4) add_v4(out, (struct in_addr){htonl(INADDR_LOOPBACK)}, pnum);
-            if (want6) add_v6(out, in6addr_loopback, pnum);
+            if (want6) add_v6(out, in6addr_loopback, 0, pnum);
         }
         return 0;
     }

@@ -1,12 +1,14 @@
 /*
  * test_net.c - hoare_net_listen / hoare_net_dial: tcp, tcp4, tcp6 and unix (path and abstract),
- * address parsing and its errors, host names (localhost only), refused connections, socket options.
+ * address parsing (ports, IPv6 zones) and its errors, host names (localhost only), refused
+ * connections, socket options.
  * Loopback addresses and a temporary directory only.
  */
 #include "test.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -94,6 +96,8 @@ static void test_tcp4(void) {
     snprintf(addr, sizeof addr, "127.0.0.1:%d", local_port(lfd));
     roundtrip(lfd, "tcp4", addr, AF_INET);
     roundtrip(lfd, "tcp", addr, AF_INET);
+    snprintf(addr, sizeof addr, "127.0.0.1:+%d", local_port(lfd)); /* a sign, as Go allows */
+    roundtrip(lfd, "tcp4", addr, AF_INET);
     /* A host name (resolved by getaddrinfo in a blocking region): localhost is loopback. */
     snprintf(addr, sizeof addr, "localhost:%d", local_port(lfd));
     roundtrip(lfd, "tcp4", addr, AF_INET);
@@ -114,7 +118,18 @@ static void test_tcp6(void) {
     snprintf(addr, sizeof addr, "[::1]:%d", local_port(lfd));
     roundtrip(lfd, "tcp6", addr, AF_INET6);
     roundtrip(lfd, "tcp", addr, AF_INET6);
+    /* An address with a zone (an interface name or number), as link-local addresses need. */
+    snprintf(addr, sizeof addr, "[::1%%lo]:%d", local_port(lfd));
+    roundtrip(lfd, "tcp6", addr, AF_INET6);
+    snprintf(addr, sizeof addr, "[::1%%%u]:%d", if_nametoindex("lo"), local_port(lfd));
+    roundtrip(lfd, "tcp", addr, AF_INET6);
     hoare_fd_close(lfd);
+    struct sockaddr_storage ss;
+    CHECK_EQ(hoare_net_lookup("ip", "fe80::1%lo", &ss, 1, 0), 1);
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+    CHECK(ss.ss_family == AF_INET6 && sin6->sin6_scope_id == if_nametoindex("lo"));
+    CHECK(sin6->sin6_scope_id != 0 && IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr));
+    CHECK_EQ(hoare_net_lookup("ip4", "fe80::1%lo", &ss, 1, 0), -ENOENT);
 
     /* "tcp" on the wildcard: one dual-stack socket, reached over IPv4 and IPv6 loopback. */
     lfd = hoare_net_listen("tcp", ":0");
@@ -170,6 +185,12 @@ static void test_errors(void) {
     CHECK_EQ(hoare_net_dial("tcp", "[::1]80", 0), -EINVAL);        /* no colon after ] */
     CHECK_EQ(hoare_net_dial("tcp", "127.0.0.1:", 0), -EINVAL);     /* empty port */
     CHECK_EQ(hoare_net_dial("tcp", "127.0.0.1:99999", 0), -EINVAL); /* not a port */
+    /* Ports as Go reads them: a decimal number (with a sign: "+80" is port 80, see test_tcp4) or a
+     * service name; anything else is a malformed address. */
+    CHECK_EQ(hoare_net_dial("tcp", "127.0.0.1:-1", 0), -EINVAL);
+    CHECK_EQ(hoare_net_dial("tcp", "[::1]:0x50", 0), -EINVAL);
+    CHECK_EQ(hoare_net_dial("tcp", "127.0.0.1: 80", 0), -EINVAL);
+    CHECK_EQ(hoare_net_dial("tcp", "127.0.0.1:no-such-service", 0), -EINVAL);
     CHECK_EQ(hoare_net_dial("tcp4", "[::1]:80", 0), -EAFNOSUPPORT);
     CHECK_EQ(hoare_net_dial("tcp6", "127.0.0.1:80", 0), -EAFNOSUPPORT);
     CHECK_EQ(hoare_net_listen("tcp6", "127.0.0.1:0"), -EAFNOSUPPORT);
