@@ -541,10 +541,14 @@ void hoare_group_free(hoare_group *g);
 struct iovec;
 
 ssize_t hoare_fd_read(int fd, void *buf, size_t len);
+/* Reads into the first IOV_MAX (1024) buffers at most: iovcnt may be larger, the read is shorter. */
 ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt);
 /* Writes all of buf unless an error or the deadline stops it; returns what was written if > 0
  * (then the error is reported by the next call). */
 ssize_t hoare_fd_write(int fd, const void *buf, size_t len);
+/* As hoare_fd_write, all iovcnt buffers, which may be more than IOV_MAX (1024): they go out in
+ * system calls of IOV_MAX at most, as Go's writev. Except on a datagram socket, where one call is
+ * one datagram: more than IOV_MAX buffers are -EMSGSIZE there. */
 ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt);
 /* A connected socket (non-blocking, close-on-exec, registered; TCP_NODELAY for TCP, as Go), or a
  * negative errno value. Waits under the read deadline of fd. */

@@ -541,12 +541,13 @@ ssize_t hoare_fd_read(int fd, void *buf, size_t len) {
 }
 
 ssize_t hoare_fd_readv(int fd, const struct iovec *iov, int iovcnt) {
-    if (iovcnt < 0 || iovcnt > IOV_MAX) return -EINVAL;
+    if (iovcnt < 0) return -EINVAL;
     int err;
     poll_desc *pd = pd_acquire(fd, &err);
     if (!pd) return err;
     hoare_mutex_lock(&pd->rmu);
-    struct iov_arg a = {iov, iovcnt};
+    /* Into the first IOV_MAX buffers at most (the kernel's limit): a read may be short anyway. */
+    struct iov_arg a = {iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX};
     ssize_t n = pd_io(pd, NETPOLL_READ, attempt_readv, &a);
     hoare_mutex_unlock(&pd->rmu);
     pd_release(pd);
@@ -575,7 +576,7 @@ ssize_t hoare_fd_write(int fd, const void *buf, size_t len) {
 }
 
 ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt) {
-    if (iovcnt < 0 || iovcnt > IOV_MAX) return -EINVAL;
+    if (iovcnt < 0) return -EINVAL;
     int err;
     poll_desc *pd = pd_acquire(fd, &err);
     if (!pd) return err;
@@ -583,10 +584,14 @@ ssize_t hoare_fd_writev(int fd, const struct iovec *iov, int iovcnt) {
     size_t done = 0;
     ssize_t n = 0;
     /* The caller's array is const: an entry written in part is finished on its own (a one-entry
-     * vector), then the rest of the array continues as given. */
+     * vector), then the rest of the array continues as given, IOV_MAX entries (the kernel's limit)
+     * at most per system call, as Go's writev. Not on a datagram socket, where one system call is
+     * one datagram: there more entries get the kernel's EMSGSIZE. */
+    int most = pd->is_socket && !pd->is_stream ? iovcnt : IOV_MAX;
     struct iovec part = {NULL, 0};
     while (iovcnt > 0 || part.iov_len > 0) {
-        struct iov_arg a = part.iov_len > 0 ? (struct iov_arg){&part, 1} : (struct iov_arg){iov, iovcnt};
+        struct iov_arg a = part.iov_len > 0 ? (struct iov_arg){&part, 1}
+                                            : (struct iov_arg){iov, iovcnt < most ? iovcnt : most};
         n = pd_io(pd, NETPOLL_WRITE, attempt_writev, &a);
         if (n < 0) break;
         done += (size_t)n;

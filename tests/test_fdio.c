@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -603,6 +604,34 @@ static void test_vectored(void) {
     CHECK_EQ(hoare_fd_readv(c, riov, -1), -EINVAL);
     hoare_fd_close(c);
     hoare_fd_close(s);
+
+    /* More buffers than IOV_MAX: writev writes them all (in several system calls), readv fills the
+     * first IOV_MAX. A Unix socket: what was written is all queued before the reads. */
+    enum { MANY = IOV_MAX + 476 };
+    static char out[MANY], in[MANY];
+    static struct iovec wmany[MANY], rmany[MANY];
+    for (int i = 0; i < MANY; i++) {
+        out[i] = (char)(i * 7);
+        wmany[i] = (struct iovec){&out[i], 1};
+        rmany[i] = (struct iovec){&in[i], 1};
+    }
+    int sv[2];
+    socket_pair(sv);
+    CHECK_EQ(hoare_fd_set_read_deadline(sv[1], hoare_now() + 5 * HOARE_SEC), 0); /* if nothing came */
+    CHECK_EQ(hoare_fd_writev(sv[0], wmany, MANY), MANY);
+    CHECK_EQ(hoare_fd_readv(sv[1], rmany, MANY), IOV_MAX);
+    CHECK_EQ(hoare_fd_readv(sv[1], rmany + IOV_MAX, MANY - IOV_MAX), MANY - IOV_MAX);
+    CHECK(memcmp(in, out, MANY) == 0);
+    hoare_fd_close(sv[0]);
+    hoare_fd_close(sv[1]);
+    /* A datagram cannot be split: the kernel refuses one of more than IOV_MAX buffers; a read of
+     * one into more buffers is just a read. */
+    REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
+    CHECK_EQ(hoare_fd_writev(sv[0], wmany, IOV_MAX + 1), -EMSGSIZE);
+    CHECK_EQ(hoare_fd_writev(sv[0], wmany, 3), 3);
+    CHECK_EQ(hoare_fd_readv(sv[1], rmany, MANY), 3);
+    hoare_fd_close(sv[0]);
+    hoare_fd_close(sv[1]);
 }
 
 /* ------------------------------------------------------------------ plain threads, two readers */
