@@ -524,7 +524,11 @@ void hoare_group_free(hoare_group *g);
  * Descriptors used with these calls are switched to non-blocking mode (which the open file shares
  * with its duplicates and with other processes) and registered with the poller on first use.
  * Close them with hoare_fd_close, never close(2): the poller would go on believing the number is
- * registered. Descriptors the poller refuses (regular files) are read and written through io_uring
+ * registered, and a descriptor that later gets the same number would inherit that state: not
+ * watched by the poller, not made non-blocking, under the old descriptor's deadlines. Its calls
+ * could then block the thread (no deadline interrupts that), wait for readiness that is never
+ * reported (until a deadline, if any), or fail at once with the old expired deadline's -ETIMEDOUT.
+ * Descriptors the poller refuses (regular files) are read and written through io_uring
  * where the kernel allows it (the goroutine parks), else with ordinary blocking calls inside a
  * blocking region: see hoare_file_io.
  * Writes never raise SIGPIPE (EPIPE is returned): sockets are written with MSG_NOSIGNAL; for pipes
