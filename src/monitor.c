@@ -18,10 +18,10 @@
  *
  * While every processor is busy (all_busy: each runs goroutines, on a runtime thread or on a plain
  * thread lent for a wait that goes on; none is idle, in a blocking region, held by a plain thread
- * between its calls, or retiring), the monitor backs off further, to
- * 10 ms as Go's sysmon does: it could only preempt after a full time slice, poll the network
- * after 10 ms, or show a running processor's timer to its thread by the coarse clock - and it
- * sleeps no later than that timer's deadline. On a machine with no spare core each round takes
+ * between its calls, or retiring), the monitor backs off further, to 10 ms as Go's sysmon does:
+ * it could only preempt after a full time slice, poll the network after 10 ms, or show a running
+ * processor's timer to its thread by the coarse clock - and it sleeps no later than that timer's
+ * deadline. On a machine with no spare core each round takes
  * the core from a goroutine (about 50 us of it on the VMs we measured: 5% of a core at 1 ms). A
  * change that needs it sooner kicks it: a processor going idle, a region entered, a thread taking
  * a processor, a lent thread woken (all through hoare__monitor_kick), an earlier timer
@@ -66,10 +66,10 @@ void hoare__monitor_kick(void) {
     }
 }
 
-/* The timer's processor ran it by its deadline before: the heap's new first is stored, then the
- * fence orders it before our read of busy_sleep_until, against busy_sleep's store of it and read of
- * the heaps (seq_cst both) - one of the two sees the other. Only for a processor's new earliest
- * timer, and the fence is wakep's already when no thread polls. */
+/* Called after a processor's heap stored a new earliest timer. The fence orders that store before
+ * our read of busy_sleep_until, as busy_sleep stores busy_sleep_until before it reads the heaps
+ * (seq_cst): one of the two sees the other. Paid only for a new earliest timer (and wakep pays the
+ * same fence when no thread polls). */
 void hoare__monitor_timer_started(int64_t when) {
     atomic_thread_fence(memory_order_seq_cst);
     if (when < atomic_load_explicit(&busy_sleep_until, memory_order_relaxed)) hoare__monitor_kick();
@@ -89,9 +89,9 @@ static bool nothing_runs(void) {
            atomic_load(&hoare__sched.nblocking) == 0 && !work_stranded();
 }
 
-/* Every processor runs goroutines (see the top of the file). The reads are
- * seq_cst against the kickers' (idle count, regions), and P_RUNNING is read with acquire, so that
- * p->m is the M that took it (acquirep). */
+/* Every processor runs goroutines (see the top of the file). The reads are seq_cst against the
+ * kickers' (idle count, regions), and P_RUNNING is read with acquire, so that p->m is the M that
+ * took it (acquirep). */
 static bool all_busy(void) {
     if (atomic_load(&hoare__sched.npidle) != 0 || atomic_load(&hoare__sched.nblocking) != 0)
         return false;

@@ -1592,11 +1592,12 @@ void hoare_blocking_begin(void) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     if (!g) return;
-    if (unlikely(m->lender != NULL)) {
+    while (unlikely(m->lender != NULL)) {
         /* A lent thread (see "Lending") must not block in the goroutine's call: its own wait, or
          * the hoare_go it is helping (thread_help), would last as long. The goroutine moves to a
-         * runtime thread first - through the global queue, which lent threads never take from -
-         * and enters its region there. */
+         * runtime thread first - through the global queue, which lent threads never take from
+         * (an M may pass it on to its own queue, which a thread may lend itself to later: hence
+         * the loop) - and enters its region there. */
         g->preempt_off++;
         m->pend_kind = PEND_BLOCKED;
         m->pend_g = g;

@@ -147,7 +147,7 @@ bool hoare__timer_stop(hoare_rtimer *t) {
 /* Next firing time of a periodic timer that fired for `when`, skipping missed periods. */
 static int64_t next_period(const hoare_rtimer *t, int64_t now) {
     int64_t next;
-    if (__builtin_add_overflow(t->when, t->period, &next)) return INT64_MAX; /* never */
+    if (__builtin_add_overflow(t->when, t->period, &next)) return INT64_MAX - 1; /* never: see start */
     if (next <= now) next += (now - next) / t->period * t->period + t->period;
     return next;
 }
