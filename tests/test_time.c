@@ -208,9 +208,11 @@ static void *sleep_forever_thread(void *arg) {
 }
 
 static void select_forever(void *arg) {
-    hoare_case cs[] = {HOARE_RECV(arg, NULL)};
+    void **args = arg;
+    hoare_case cs[] = {HOARE_RECV(args[0], NULL)};
     hoare_select_timeout(cs, 1, INT64_MAX);
     atomic_store(&forever_returned, 1);
+    hoare_wg_done(args[1]);
 }
 
 static void test_forever(void) {
@@ -226,8 +228,12 @@ static void test_forever(void) {
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, sleep_forever_thread, NULL) == 0);
     pthread_detach(th);
-    hoare_chan *never = hoare_chan_make(0, 0); /* kept for the select: never released */
-    REQUIRE(hoare_go(select_forever, never) == 0);
+    hoare_chan *never = hoare_chan_make(0, 0); /* closed below, after the checks */
+    REQUIRE(never != NULL);
+    hoare_wg select_done = HOARE_WG_INIT;
+    hoare_wg_add(&select_done, 1);
+    void *select_args[2] = {never, &select_done};
+    REQUIRE(hoare_go(select_forever, select_args) == 0);
     hoare_sleep(30 * HOARE_MS);
     int64_t v;
     CHECK_EQ(hoare_tryrecv(after, &v), EAGAIN);
@@ -236,6 +242,9 @@ static void test_forever(void) {
     CHECK_EQ(hoare_tryrecv(hoare_ticker_chan(ticker), &v), EAGAIN);
     CHECK_EQ(hoare_tryrecv(hoare_ticker_chan(ticker_reset), &v), EAGAIN);
     CHECK_EQ(atomic_load(&forever_returned), 0);
+    hoare_close(never); /* the select returns now, and the channel can go */
+    hoare_wg_wait(&select_done);
+    hoare_chan_release(never);
     hoare_chan_release(after);
     CHECK_EQ(hoare_timer_stop(timer), 1);
     hoare_timer_free(timer);
