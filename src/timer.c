@@ -214,8 +214,9 @@ static int64_t run_heap(P *p, int64_t now) {
  * checked once in 61 picks (sleepers with one processor: a median lateness of 30 ms in one run in
  * 20; in one run in 8 under TSan on a loaded machine, nearly no sleeper ran before the loop ended).
  * At their deadline the poller's M only advances the coarse clock, which the monitor refreshes
- * every 20 us to 1 ms but later on an overloaded machine, so that the owner sees them at once; it
- * fires them itself once the grace has passed too (a chain that stopped switching). */
+ * every 20 us to 10 ms (never past a running processor's earliest timer) but later on an
+ * overloaded machine, so that the owner sees them at once; it fires them itself once the grace
+ * has passed too (a chain that stopped switching). */
 enum { OWNER_GRACE_NS = 1000 * 1000 };
 
 /* q's own M runs its timers soon: it runs goroutines and switches, or looks for work. */
