@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install into a temporary prefix, then build a program against it three ways: pkg-config with the
-# shared library, pkg-config --static, and the CMake package. Each program must run.
+# shared library, pkg-config --static, and the CMake package. Each program must run. When
+# libhoare_tls was installed, a TLS program is built through hoare_tls.pc and the CMake package's
+# tls component too.
 # The program's small-stack goroutines make the first calls of some library functions: the link
 # flags that pkg-config and the CMake package give must bind them at load time (lazily bound, the
 # dynamic linker's resolver would run on the 1 KiB stack and overflow it).
@@ -68,4 +70,37 @@ CM
 cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/cm/build" >/dev/null
 LD_LIBRARY_PATH=$libdir "$work/cm/build/hello" | grep -qx 42
+if [ -f "$libdir/libhoare_tls.a" ]; then
+  cat > "$work/tls.c" <<'C'
+#include <hoare_tls.h>
+#include <stdio.h>
+#include <sys/socket.h>
+int main(void) {
+    int sv[2];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+    hoare_tls *t = hoare_tls_client(ctx, sv[0], "example.org");
+    if (!t || hoare_tls_fd(t) != sv[0]) return 1;
+    hoare_fd_close(sv[1]); /* the peer goes away: the handshake fails, it does not hang */
+    int err = hoare_tls_handshake(t);
+    hoare_tls_free(t);
+    SSL_CTX_free(ctx);
+    printf("%d\n", err < 0 ? 42 : 0);
+    return 0;
+}
+C
+  cc -o "$work/tls" "$work/tls.c" $(pkg-config --cflags --libs hoare_tls) -Wl,-rpath,"$libdir"
+  timeout 60 "$work/tls" | grep -qx 42
+  mkdir -p "$work/cmtls"
+  cat > "$work/cmtls/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.16)
+project(tls C)
+find_package(hoare REQUIRED COMPONENTS tls)
+add_executable(tls ../tls.c)
+target_link_libraries(tls PRIVATE hoare::hoare_tls)
+CM
+  cmake -S "$work/cmtls" -B "$work/cmtls/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+  cmake --build "$work/cmtls/build" >/dev/null
+  timeout 60 "$work/cmtls/build/tls" | grep -qx 42
+fi
 echo "1 passed, 0 failed"
