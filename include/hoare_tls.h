@@ -15,7 +15,8 @@
  *  - Calls return 0 or a count, or a negative errno value: -ETIMEDOUT (deadline), -EBADF (the
  *    descriptor was closed), -ECONNRESET (the peer went away without close_notify), -EPROTO (a TLS
  *    failure: handshake, certificate, bad record; hoare_tls_error tells which).
- * Link with -lhoare_tls $(pkg-config --libs hoare) -lssl -lcrypto.
+ * Link with $(pkg-config --libs hoare_tls) (or -lhoare_tls $(pkg-config --libs hoare) -lssl -lcrypto),
+ * in CMake with hoare::hoare_tls from find_package(hoare COMPONENTS tls).
  */
 #ifndef HOARE_TLS_H
 #define HOARE_TLS_H
