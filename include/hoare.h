@@ -51,7 +51,8 @@ extern "C" {
 
 /* Attributes of a new goroutine. A zero-initialised hoare_attr means the defaults.
  *
- * stack_size: the usable stack in bytes; 0 = the default (HOARE_STACK_SIZE env, else 128 KiB);
+ * stack_size: the usable stack in bytes; 0 = the default (env HOARE_STACK_SIZE: bytes or with a k,
+ * m or g suffix, 16 KiB to 1 GiB; else 128 KiB);
  * more than any address space holds (above 2^48) fails with ENOMEM. Stacks cannot grow (C code holds pointers into them): the size is fixed at the start. Sizes from
  * a page up get a slot of their own with a 16 KiB guard below it (virtual memory; only the pages
  * touched are resident: about 4 KiB for a goroutine parked in a shallow call chain). A frame larger

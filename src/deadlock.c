@@ -114,8 +114,7 @@ static int runtime_threads_locked(void) {
 
 int64_t hoare__deadlock_watch(int64_t now) {
     if (check_enabled < 0) {
-        const char *env = getenv("HOARE_DEADLOCK");
-        check_enabled = !(env && env[0] == '0');
+        check_enabled = hoare__env_switch("HOARE_DEADLOCK", true);
     }
     if (!check_enabled) return -1;
     hoare__lock(&hoare__sched.lock);

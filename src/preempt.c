@@ -230,8 +230,7 @@ void hoare__preempt_init(void) {
 #ifdef HOARE_TSAN
     preempt_enabled = false;
 #else
-    const char *env = getenv("HOARE_PREEMPT");
-    preempt_enabled = !(env && env[0] == '0');
+    preempt_enabled = hoare__env_switch("HOARE_PREEMPT", true);
 #endif
 #ifdef HOARE_HAVE_VALGRIND
     /* valgrind's tools track signal handlers and do not expect one to switch stacks and return

@@ -269,6 +269,17 @@ static inline int64_t hoare__deadline_in(int64_t ns) {
     return __builtin_add_overflow(now, ns, &when) ? INT64_MAX : when;
 }
 
+/* ---------------------------------------------------------------- environment (env.c) */
+
+/* A switch: unset or empty -> dflt; 0/false/off/no or 1/true/on/yes; anything else is reported on
+ * stderr and gives dflt. */
+HIDDEN bool hoare__env_switch(const char *name, bool dflt);
+/* A decimal number in [min, max] (min >= 0): true and *out when set and valid; false when unset,
+ * empty or invalid (reported on stderr). */
+HIDDEN bool hoare__env_long(const char *name, long min, long max, long *out);
+/* A size in bytes with an optional k/m/g suffix, in [min, max]: as hoare__env_long. */
+HIDDEN bool hoare__env_size(const char *name, size_t min, size_t max, size_t *out);
+
 /* ---------------------------------------------------------------- poller (poll_epoll.c) */
 
 /* Wait for I/O readiness up to delay ns (0: just check, < 0: forever); return the goroutines it made

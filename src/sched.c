@@ -32,6 +32,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1705,11 +1706,8 @@ size_t hoare_count(void) {
  * Processors: how many, and changing that while running */
 
 static int default_procs(void) {
-    const char *env = getenv("HOARE_PROCS");
-    if (env && *env) {
-        int n = atoi(env);
-        if (n > 0) return n > HOARE_MAX_PROCS ? HOARE_MAX_PROCS : n;
-    }
+    long procs;
+    if (hoare__env_long("HOARE_PROCS", 1, LONG_MAX, &procs)) return procs > HOARE_MAX_PROCS ? HOARE_MAX_PROCS : (int)procs;
     int n = 1;
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);

@@ -134,14 +134,7 @@ size_t hoare__default_stack(void) {
     static size_t default_stack;
     if (__atomic_load_n(&default_stack, __ATOMIC_RELAXED) == 0) {
         size_t s = HOARE_DEFAULT_STACK;
-        const char *env = getenv("HOARE_STACK_SIZE");
-        if (env && *env) {
-            char *end;
-            unsigned long long v = strtoull(env, &end, 10);
-            int shift = (*end == 'k' || *end == 'K') ? 10 : (*end == 'm' || *end == 'M') ? 20 : 0;
-            if (*env != '-' && v <= MAX_STACK_BYTES >> shift && (v << shift) >= 16 * 1024)
-                s = (size_t)(v << shift);
-        }
+        hoare__env_size("HOARE_STACK_SIZE", 16 << 10, (size_t)1 << 30, &s); /* Go's limit: 1 GiB */
         __atomic_store_n(&default_stack, s, __ATOMIC_RELAXED);
     }
     return __atomic_load_n(&default_stack, __ATOMIC_RELAXED);
@@ -149,8 +142,7 @@ size_t hoare__default_stack(void) {
 
 static void init_once(void) {
     page_size = (size_t)sysconf(_SC_PAGESIZE);
-    const char *env = getenv("HOARE_STACK_GUARD");
-    atomic_store(&guard_mode, (env && env[0] == '0') ? 0 : 1);
+    atomic_store(&guard_mode, hoare__env_switch("HOARE_STACK_GUARD", true) ? 1 : 0);
     default_slot = round_up(GUARD_BYTES + round_up(hoare__default_stack(), 4096) + sizeof(G), page_size);
     atomic_store_explicit(&init_done, true, memory_order_release);
 }

@@ -73,8 +73,7 @@ static void add(hoare_stats *out, struct m_stats *s) {
 
 /* HOARE_STATS=1: count from the start (called at runtime start). */
 void hoare__stats_init(void) {
-    const char *env = getenv("HOARE_STATS");
-    if (env && env[0] == '1') atomic_fetch_or(&hoare__observe, OBSERVE_STATS);
+    if (hoare__env_switch("HOARE_STATS", false)) atomic_fetch_or(&hoare__observe, OBSERVE_STATS);
 }
 
 int hoare_stats_read(hoare_stats *out) {

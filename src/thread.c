@@ -96,8 +96,7 @@ static bool lend_on;
 
 void hoare__threads_init(void) {
     pthread_key_create(&rec_key, rec_release);
-    const char *env = getenv("HOARE_LEND");
-    lend_on = !(env && env[0] == '0');
+    lend_on = hoare__env_switch("HOARE_LEND", true);
 }
 
 void hoare__each_thread_waiter(void (*fn)(G *g, void *arg), void *arg) {

@@ -74,8 +74,7 @@ static struct {
 
 static void uring_init(void) {
     u.efd = -1;
-    const char *env = getenv("HOARE_IO_URING");
-    if (env && strcmp(env, "0") == 0) return;
+    if (!hoare__env_switch("HOARE_IO_URING", true)) return;
 #ifdef HOARE_HAVE_VALGRIND
     if (RUNNING_ON_VALGRIND) return; /* it does not follow the kernel's writes into buffers */
 #endif

@@ -217,6 +217,16 @@ static int child_print_procs(void) {
     return 0;
 }
 
+static void nothing(void *arg) { hoare_wg_done(arg); }
+
+static int child_spawn(void) {
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 1);
+    if (hoare_go(nothing, &wg) != 0) return 1;
+    hoare_wg_wait(&wg);
+    return 0;
+}
+
 static int child_one_cpu(void) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -236,11 +246,35 @@ static void test_env_and_affinity(void) {
     status = test_run_self("one-cpu", noenv, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CHECK(strstr(out, "procs=1") != NULL);
+
+    /* more than the limit is the limit; a malformed value is reported and ignored (atoi once read
+     * "4294967297" as 1 and "2abc" as 2) */
+    char *huge[] = {"HOARE_PROCS=4294967297", NULL};
+    status = test_run_self("one-cpu", huge, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(strstr(out, "procs=256") != NULL);
+    const char *bad[] = {"HOARE_PROCS=1e3", "HOARE_PROCS=2abc", "HOARE_PROCS=0", "HOARE_PROCS=-3",
+                         "HOARE_PROCS=99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *env[] = {(char *)bad[i], NULL};
+        status = test_run_self("one-cpu", env, out, sizeof out);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(strstr(out, "procs=1") != NULL);
+        CHECK(strstr(out, "expected a number") != NULL);
+    }
+    /* the other variables likewise: a switch takes 0/1, off/on...; a size takes k/m/g */
+    char *switches[] = {"HOARE_PREEMPT=off", "HOARE_LEND=bogus", "HOARE_STACK_SIZE=2G", NULL};
+    status = test_run_self("spawn", switches, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(strstr(out, "HOARE_PREEMPT") == NULL);
+    CHECK(strstr(out, "HOARE_LEND=bogus: expected 0 or 1") != NULL);
+    CHECK(strstr(out, "HOARE_STACK_SIZE=2G: expected a size") != NULL);
 }
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "print") == 0) return child_print_procs();
     if (argc > 1 && strcmp(argv[1], "one-cpu") == 0) return child_one_cpu();
+    if (argc > 1 && strcmp(argv[1], "spawn") == 0) return child_spawn();
     test_begin(argv, 120);
     test_bad_values();
     test_change_while_running();
