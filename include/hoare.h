@@ -6,7 +6,8 @@
  * Conventions
  *  - Calls that can fail return 0 or a positive errno value (I/O calls return a byte count or a
  *    negative errno value, as the kernel does).
- *  - Zero-initialised objects are ready to use; the *_INIT macros are {0}.
+ *  - Zero-initialised objects are ready to use; the *_INIT macros are {0} ({} in C++, where {0}
+ *    draws missing-initialiser warnings).
  *  - Times and durations are int64_t nanoseconds (HOARE_MS etc.), on the monotonic clock. A
  *    duration whose end would overflow (INT64_MAX) means for ever.
  *  - Every call works from a goroutine and from a plain thread (main() included). The runtime starts
@@ -354,6 +355,13 @@ void hoare_timer_free(hoare_timer *t);
  * once no call on it can still be running (as in C generally: e.g. after its last unlock returned).
  * ====================================================================================== */
 
+/* The *_INIT macros: all zero. */
+#ifdef __cplusplus
+#define HOARE_ZERO_INIT_ {}
+#else
+#define HOARE_ZERO_INIT_ {0}
+#endif
+
 /* Mutual exclusion lock (Go's sync.Mutex). Uncontended lock and unlock are one atomic operation
  * each. Fair in the end: a waiter that waited more than 1 ms switches the mutex to hand-off mode,
  * where unlock passes it straight to the longest waiter. Not recursive. */
@@ -361,7 +369,7 @@ typedef struct hoare_mutex {
     int32_t state;
     uint32_t sema;
 } hoare_mutex;
-#define HOARE_MUTEX_INIT {0}
+#define HOARE_MUTEX_INIT HOARE_ZERO_INIT_
 /* Lock, parking the caller while another holds it. */
 void hoare_mutex_lock(hoare_mutex *mu);
 /* 0 (now locked by the caller), or EBUSY when the mutex is held (or being handed off). */
@@ -380,7 +388,7 @@ typedef struct hoare_rwmutex {
     int32_t reader_count;
     int32_t reader_wait;
 } hoare_rwmutex;
-#define HOARE_RWMUTEX_INIT {0}
+#define HOARE_RWMUTEX_INIT HOARE_ZERO_INIT_
 /* Lock for reading: waits while a writer holds the lock or waits for it. */
 void hoare_rwmutex_rlock(hoare_rwmutex *rw);
 /* 0, or EBUSY when a writer holds it or waits for it. */
@@ -402,7 +410,7 @@ typedef struct hoare_wg {
     uint64_t state; /* high 32 bits: counter, low 32 bits: waiters */
     uint32_t sema;
 } hoare_wg;
-#define HOARE_WG_INIT {0}
+#define HOARE_WG_INIT HOARE_ZERO_INIT_
 /* Add delta (may be negative) to the counter; at 0, every waiter is released. */
 void hoare_wg_add(hoare_wg *wg, int delta);
 /* add(-1) */
@@ -416,7 +424,7 @@ typedef struct hoare_once {
     uint32_t done;
     hoare_mutex mu;
 } hoare_once;
-#define HOARE_ONCE_INIT {0}
+#define HOARE_ONCE_INIT HOARE_ZERO_INIT_
 /* Run fn(arg) if no call on this once has run it yet; wait for it if another caller runs it.
  * fn NULL is a fatal error. */
 void hoare_once_do(hoare_once *once, void (*fn)(void *), void *arg);
@@ -430,7 +438,7 @@ typedef struct hoare_cond {
     void *tail;
     uint32_t lock;
 } hoare_cond;
-#define HOARE_COND_INIT {0}
+#define HOARE_COND_INIT HOARE_ZERO_INIT_
 /* mu must be locked by the caller: unlocks mu, parks until signalled, relocks mu. */
 void hoare_cond_wait(hoare_cond *cv, hoare_mutex *mu);
 /* Wake the longest waiter, if any. The mutex need not be held. */
@@ -681,7 +689,7 @@ typedef struct hoare_pool {
     uint32_t lock;
     uint32_t registered;
 } hoare_pool;
-#define HOARE_POOL_INIT {0}
+#define HOARE_POOL_INIT HOARE_ZERO_INIT_
 /* An object from the pool, else new_object(arg), else NULL. */
 void *hoare_pool_get(hoare_pool *pool);
 /* Give obj (not NULL) to the pool. 0, EINVAL (pool or obj NULL), ENOMEM. */
