@@ -7,8 +7,8 @@
  * deadline is min(parent's, own), and it has its own timer only when its deadline is earlier.
  *
  * Locks and ownership
- *  - c->lock guards c->parent, c->children and c->watches, the sibling links (sib_next, sib_pprev)
- *    of c's children, and the write of c->err (read lock-free with acquire). Lock order: parent
+ *  - c->lock guards c->parent, c->children, c->watches and c->cancel_up, the sibling links
+ *    (sib_next, sib_pprev) of c's children, and the write of c->err (read lock-free with acquire). Lock order: parent
  *    before child (cancellation walks down holding each level's lock), then whatever watches take
  *    (the weighted semaphore's lock), then channel locks (closing done).
  *  - refs counts user references (with_* returns one, retain adds one); when the last goes, the
@@ -42,6 +42,7 @@ struct hoare_ctx {
     hoare_ctx *parent;
     hoare_ctx *children;
     hoare_ctx *sib_next, **sib_pprev;
+    hoare_ctx *cancel_up; /* during a cancellation that holds c->lock: the level above */
     hoare_ctx_watch *watches;
     bool has_timer;
     hoare_rtimer timer;
@@ -90,8 +91,8 @@ static void unlink_child(hoare_ctx *c) {
     c->sib_pprev = NULL;
 }
 
-/* Cancel c with err: c->lock held, c not cancelled yet. */
-static void cancel_locked(hoare_ctx *c, int err) {
+/* Mark c cancelled with err: error, done channel, watches. c->lock held. */
+static void cancel_self(hoare_ctx *c, int err) {
     __atomic_store_n(&c->err, err, __ATOMIC_RELEASE);
     hoare_close(c->done);
     hoare_ctx_watch *w = c->watches;
@@ -102,20 +103,40 @@ static void cancel_locked(hoare_ctx *c, int err) {
         w->fn(w->arg, err); /* w may be gone once its owner gets c->lock */
         w = next;
     }
-    hoare_ctx *child = c->children;
-    c->children = NULL;
-    while (child) {
-        hoare_ctx *next = child->sib_next;
+}
+
+/* Cancel c and every descendant not yet cancelled with err: c->lock held (and still held on
+ * return), c not cancelled yet. Depth first without recursion (a chain of contexts may be as deep
+ * as a program makes it; the timer's callback runs on a scheduler stack): the locks of the path
+ * from c down are held, parent before child, and each level's cancel_up leads back up. */
+static void cancel_locked(hoare_ctx *c, int err) {
+    hoare_ctx *top = c;
+    cancel_self(c, err);
+    for (;;) {
+        hoare_ctx *child = c->children;
+        if (!child) {
+            if (c == top) return;
+            hoare_ctx *up = c->cancel_up;
+            hoare__unlock(&c->lock);
+            c = up;
+            continue;
+        }
+        c->children = child->sib_next;
+        if (child->sib_next) child->sib_next->sib_pprev = &c->children;
         child->sib_next = NULL;
         child->sib_pprev = NULL;
         hoare__lock(&child->lock);
         if (child->parent == c) {
             child->parent = NULL;
-            atomic_fetch_sub(&c->pins, 1); /* never the last: our canceller holds a pin on c */
+            atomic_fetch_sub(&c->pins, 1); /* never the last: c's canceller holds a pin on c */
         }
-        if (!child->err) cancel_locked(child, err);
-        hoare__unlock(&child->lock);
-        child = next;
+        if (child->err) {
+            hoare__unlock(&child->lock);
+        } else {
+            cancel_self(child, err);
+            child->cancel_up = c;
+            c = child;
+        }
     }
 }
 

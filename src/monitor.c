@@ -215,6 +215,9 @@ static void *monitor_main(void *arg) {
             int64_t sleep_ns = hoare__deadlock_watch(hoare__nanotime());
             hoare__note_clear(&monitor_note);
             atomic_store(&monitor_sleeping, 1);
+            /* a pool registered since the last round kicked us, or sees monitor_sleeping here and
+             * we see it (both seq_cst) */
+            background |= hoare__pools_exist();
             if (background && (sleep_ns < 0 || sleep_ns > BACKGROUND_NS)) sleep_ns = BACKGROUND_NS;
             /* An event since the watch (a thread going to sleep, counted and kicking under
              * sched.lock) may have kicked before monitor_sleeping was set: the epoch shows it, and

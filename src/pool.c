@@ -8,7 +8,8 @@
  * itself to the pool's shared arrays, and an empty one refills from them, under the pool's lock:
  * that is the slow path, as are plain threads (no processor), which use the shared arrays directly.
  *
- * Shedding (there is no garbage collector): the monitor advances a global epoch every
+ * Shedding (there is no garbage collector; only pools with a free_object shed, and only they are
+ * registered with the monitor): the monitor advances a global epoch every
  * POOL_INTERVAL_NS. An object sits in a primary array while it is in use; at the next epoch it moves
  * to the victim array, and at the one after it is handed to the pool's free_object (Go's victim
  * cache: unused for two intervals). get takes from the victim array too, which saves it. Who ages
@@ -127,17 +128,23 @@ static pool_local **locals_of(hoare_pool *pl) {
     return v;
 }
 
+/* Only pools with a free_object are registered and aged: without one nothing is ever shed. A new
+ * registration kicks the monitor, which may be asleep with nothing to shed (hoare__pools_exist). */
 static void register_pool(hoare_pool *pl) {
-    if (__atomic_load_n(&pl->registered, __ATOMIC_ACQUIRE)) return;
+    if (!pl->free_object || __atomic_load_n(&pl->registered, __ATOMIC_ACQUIRE)) return;
     hoare__init();
     hoare__lock(&pools_lock);
-    if (!pl->registered) {
+    bool registered = !pl->registered;
+    if (registered) {
         pl->next = pools;
-        __atomic_store_n(&pools, pl, __ATOMIC_RELEASE); /* the monitor peeks without the lock */
+        __atomic_store_n(&pools, pl, __ATOMIC_SEQ_CST); /* the monitor peeks without the lock */
         __atomic_store_n(&pl->registered, 1, __ATOMIC_RELEASE);
     }
     hoare__unlock(&pools_lock);
+    if (registered) hoare__monitor_kick();
 }
+
+bool hoare__pools_exist(void) { return __atomic_load_n(&pools, __ATOMIC_SEQ_CST) != NULL; }
 
 /* The caller's processor, with preemption disabled (*g set, to re-enable); NULL on a plain thread
  * or inside a blocking region (the processor may be handed away at any time there). */
@@ -202,7 +209,7 @@ void *hoare_pool_get(hoare_pool *pl) {
     pool_local *l = p ? __atomic_load_n(&locals[p->id], __ATOMIC_RELAXED) : NULL;
     if (l) {
         local = true;
-        age_local(l, atomic_load_explicit(&pool_epoch, memory_order_relaxed), &f);
+        if (pl->free_object) age_local(l, atomic_load_explicit(&pool_epoch, memory_order_relaxed), &f);
         if (l->n) obj = l->obj[--l->n];
         else if (l->nv) obj = l->victim[--l->nv];
         else obj = shared_get(pl, l);
@@ -235,7 +242,7 @@ int hoare_pool_put(hoare_pool *pl, void *obj) {
             }
         }
         if (l) {
-            age_local(l, atomic_load_explicit(&pool_epoch, memory_order_relaxed), &f);
+            if (pl->free_object) age_local(l, atomic_load_explicit(&pool_epoch, memory_order_relaxed), &f);
             if (l->n < LOCAL_CAP) l->obj[l->n++] = obj;
             else err = shared_put(pl, obj, l);
             done = true;

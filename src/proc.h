@@ -250,5 +250,7 @@ HIDDEN uint64_t hoare__deadlock_epoch(void);
 extern HIDDEN _Atomic uint64_t hoare__deadlock_probes;
 /* Monitor: shed pooled objects unused for two intervals (pool.c); true while pools exist. */
 HIDDEN bool hoare__pool_shed(int64_t now);
+/* Pools with a free_object are registered (seq_cst, against the monitor going to sleep). */
+HIDDEN bool hoare__pools_exist(void);
 
 #endif

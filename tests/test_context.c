@@ -252,6 +252,46 @@ static void test_stress(void) {
     hoare_ctx_release(stress_parent);
 }
 
+/* ---- a deep chain: cancelled from a goroutine's default stack and by a deadline (the timer's
+ * callback runs on a scheduler stack); the cancellation once recursed per level and overflowed
+ * both (2,500 levels from a goroutine) */
+
+enum { DEEP = 100000 };
+static hoare_ctx *deep[DEEP];
+
+static void build_chain(hoare_ctx *root) {
+    deep[0] = root;
+    for (int i = 1; i < DEEP; i++) REQUIRE((deep[i] = hoare_ctx_with_cancel(deep[i - 1])) != NULL);
+}
+
+static void release_chain(void) {
+    for (int i = DEEP - 1; i >= 0; i--) hoare_ctx_release(deep[i]);
+}
+
+static void cancel_deep(void *arg) {
+    build_chain(hoare_ctx_with_cancel(NULL));
+    hoare_ctx_cancel(deep[0]);
+    CHECK_EQ(hoare_ctx_err(deep[DEEP - 1]), ECANCELED);
+    CHECK_EQ(hoare_recv(hoare_ctx_done(deep[DEEP - 1]), NULL), EPIPE);
+    release_chain();
+    hoare_wg_done(arg);
+}
+
+static void test_deep_chain(void) {
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go(cancel_deep, &wg) == 0);
+    hoare_wg_wait(&wg);
+
+    /* the deadline must pass after the chain is built, for the timer to walk all of it */
+    build_chain(hoare_ctx_with_timeout(NULL, (TEST_SANITIZED ? 3000 : 500) * HOARE_MS));
+    if (hoare_ctx_err(deep[0]) != 0) fprintf(stderr, "deep chain: the deadline passed while it was built\n");
+    CHECK_EQ(hoare_recv(hoare_ctx_done(deep[DEEP - 1]), NULL), EPIPE);
+    CHECK_EQ(hoare_ctx_err(deep[DEEP - 1]), ETIMEDOUT);
+    CHECK_EQ(hoare_ctx_err(deep[DEEP / 2]), ETIMEDOUT);
+    release_chain();
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_begin(argv, 120);
@@ -263,5 +303,6 @@ int main(int argc, char **argv) {
     test_cancel_before_deadline();
     test_select_done();
     test_stress();
+    test_deep_chain();
     TEST_MAIN_END();
 }

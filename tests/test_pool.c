@@ -2,11 +2,14 @@
  * test_pool.c - hoare_pool (Go's sync.Pool): objects put come back from get (and new_object fills
  * in when it is empty); concurrent get/put never hands one object to two holders; shedding hands
  * objects left unused for two intervals to free_object, and free_object sees nothing else (not an
- * object in use, not one twice); destroy hands over the rest.
+ * object in use, not one twice); destroy hands over the rest. A pool without free_object keeps
+ * every object; a pool first used while the runtime idles sheds too.
  */
 #include "test.h"
 
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 
 /* Objects: indexes into a table of states, so that every hand-over can be checked. */
 enum { NOBJ = 4096 };
@@ -152,10 +155,39 @@ static void shed_put(void *arg) {
     hoare_wg_done(&wg);
 }
 
+/* Without free_object nothing is shed: these stay through test_shedding's two intervals (they
+ * were once aged out and dropped, neither returned nor freed). */
+static hoare_pool keep;
+enum { NKEEP = 8 };
+static int kept[NKEEP];
+
+static void keep_put(void *arg) {
+    (void)arg;
+    for (int i = 0; i < NKEEP / 2; i++) CHECK_EQ(hoare_pool_put(&keep, &kept[i]), 0);
+    hoare_wg_done(&wg);
+}
+
+/* one processor here: keep_get runs where keep_put did, and finds its local cache */
+static void keep_get(void *arg) {
+    (void)arg;
+    int back[NKEEP] = {0};
+    for (int k = 0; k < NKEEP; k++) {
+        int *o = hoare_pool_get(&keep);
+        CHECK(o >= kept && o < kept + NKEEP);
+        if (o >= kept && o < kept + NKEEP) back[o - kept]++;
+    }
+    for (int i = 0; i < NKEEP; i++) CHECK_EQ(back[i], 1);
+    CHECK(hoare_pool_get(&keep) == NULL);
+    hoare_wg_done(&wg);
+}
+
 static void test_shedding(void) {
+    int procs = hoare_procs(1);
     long before = atomic_load(&freed_count);
-    hoare_wg_add(&wg, 1);
+    hoare_wg_add(&wg, 2);
     REQUIRE(hoare_go(shed_put, NULL) == 0);
+    REQUIRE(hoare_go(keep_put, NULL) == 0);
+    for (int i = NKEEP / 2; i < NKEEP; i++) CHECK_EQ(hoare_pool_put(&keep, &kept[i]), 0); /* shared arrays */
     hoare_wg_wait(&wg);
     /* two intervals of about a second each, and the monitor's rounds: wait up to 20 s */
     int64_t deadline = hoare_now() + 20 * HOARE_SEC;
@@ -178,13 +210,50 @@ static void test_shedding(void) {
     hoare_pool_destroy(&shed);
     CHECK_EQ(atomic_load(&freed_count) - before, 510);
     CHECK_EQ(atomic_load(&bad_free), 0);
+
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go(keep_get, NULL) == 0);
+    hoare_wg_wait(&wg);
+    hoare_pool_destroy(&keep);
+    hoare_procs(procs);
+}
+
+/* ---- a pool first used from a plain thread while nothing runs: the sleeping monitor learns of it
+ * (it once slept on, and the objects stayed until destroy) */
+
+static void nothing(void *arg) { hoare_wg_done(arg); }
+
+static int child_idle_registration(void) {
+    hoare_wg started = HOARE_WG_INIT;
+    hoare_wg_add(&started, 1);
+    if (hoare_go(nothing, &started) != 0) return 1;
+    hoare_wg_wait(&started);
+    struct timespec idle = {0, 300 * 1000 * 1000}; /* the monitor goes to its long sleep */
+    nanosleep(&idle, NULL);
+    static hoare_pool idle_pool = {.free_object = free_obj};
+    for (int i = 2000; i < 2004; i++) {
+        atomic_store(&state[i], IN_POOL);
+        if (hoare_pool_put(&idle_pool, obj_of(i)) != 0) return 1;
+    }
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int k = 0; k < 2000 && atomic_load(&freed_count) < 4; k++) nanosleep(&tick, NULL);
+    fprintf(stderr, "freed=%ld bad=%ld\n", atomic_load(&freed_count), atomic_load(&bad_free));
+    return atomic_load(&freed_count) == 4 && atomic_load(&bad_free) == 0 ? 0 : 1;
+}
+
+static void test_idle_registration(void) {
+    char out[256];
+    int status = test_run_self("idle", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(strstr(out, "freed=4 bad=0") != NULL);
 }
 
 int main(int argc, char **argv) {
-    (void)argc;
+    if (argc > 1 && strcmp(argv[1], "idle") == 0) return child_idle_registration();
     test_begin(argv, 120);
     test_get_after_put();
     test_concurrent();
     test_shedding();
+    test_idle_registration();
     TEST_MAIN_END();
 }
