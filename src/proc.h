@@ -45,6 +45,8 @@ struct hoare_p {
     P *link;                         /* idle list, guarded by sched.lock */
     _Atomic uint32_t schedtick;      /* time slices started on this P (owner writes, monitor reads) */
     uint32_t picks_left;             /* owner only: at 0 (every 61st local pick) check the global queue */
+    uint32_t spawn_chain;            /* owner only: children run first since a goroutine last
+                                        switched out (hoare_go_with bounds it) */
     _Atomic uint32_t slice_over;     /* the monitor found the time slice over while goroutines
                                         wait: the owner's next pick takes its queue's head before
                                         runnext (next_local) */

@@ -704,6 +704,7 @@ static void switch_out(M *m, G *g) {
     bool dies = m->pend_kind == PEND_EXIT;
     g->saved_errno = dies ? 0 : *m->errno_loc;
     P *p = m->p;
+    if (p) p->spawn_chain = 0;
     /* Expired timers of this P send us through the scheduler context, which runs them: goroutines
      * handing off to each other directly (a spawning loop) must not starve them. The coarse clock
      * (the monitor's) is enough: timers are not that precise. */
@@ -1542,12 +1543,24 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     observe_go_create(m, g);
     atomic_fetch_add_explicit(&sched.ngoroutines, 1, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_RUNNABLE, memory_order_release);
+    /* Child first, up to a chain of SPAWN_CHAIN_MAX: the new goroutine runs now and its parent
+     * next (in runnext, where an idle processor may steal it). A spawning loop then never builds a
+     * backlog of goroutines that have not started, so their slots come hot from the processor's
+     * cache, and a tree of goroutines unfolds depth first with few alive at once. But goroutines
+     * that each spawn their successor and exit would run child first for ever, never switching
+     * out: every parent would wait behind its child (a backlog growing by one a spawn), and
+     * nothing else on the processor - its queue, its timers - would run again. Past the bound
+     * the child is queued instead and the parent goes on, as in Go; the next switch resets it. */
+    enum { SPAWN_CHAIN_MAX = 32 };
+    if (cur && p && !lender_leaving(m) && p->spawn_chain >= SPAWN_CHAIN_MAX) {
+        runq_put(p, g, false);
+        hoare__wakep();
+        cur->preempt_off--;
+        return 0;
+    }
     if (cur && p && !lender_leaving(m)) {
         if (unlikely(m->lender != NULL)) lend_mask_signals(m, g);
-        /* Child first: the new goroutine runs now and its parent next (in runnext, where an idle
-         * processor may steal it). A spawning loop then never builds a backlog of goroutines that
-         * have not started, so their slots come hot from the processor's cache, and a tree of
-         * goroutines unfolds depth first with few alive at once. */
+        p->spawn_chain++;
         g->m = m;
         m->pend_kind = PEND_SPAWN;
         m->pend_g = cur;

@@ -344,6 +344,61 @@ static void test_attr_and_errors(void) {
     CHECK_EQ(hoare_go_with(NULL, NULL, NULL), EINVAL);
 }
 
+/* ---- goroutines that each spawn their successor and exit: child first, such a chain never
+ * switched out, so every parent waited behind its child (hundreds of thousands alive) and the
+ * processor's other goroutines and timers never ran again (the main goroutine here hung) */
+
+static atomic_bool chain_stop;
+static atomic_long chain_links;
+static hoare_wg chain_wg;
+
+static void chain_link(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&chain_links, 1);
+    if (atomic_load(&chain_stop) || hoare_go(chain_link, NULL) != 0) hoare_wg_done(&chain_wg);
+}
+
+static void chain_sleeper(void *arg) {
+    hoare_sleep(5 * HOARE_MS);
+    hoare_close(arg);
+}
+
+static void spawn_chains(int procs) {
+    int old = hoare_procs(procs);
+    size_t before = hoare_count();
+    atomic_store(&chain_stop, false);
+    atomic_store(&chain_links, 0);
+    hoare_chan *done = hoare_chan_make(0, 0);
+    REQUIRE(done != NULL);
+    hoare_wg_add(&chain_wg, 2);
+    REQUIRE(hoare_go(chain_sleeper, done) == 0);
+    REQUIRE(hoare_go(chain_link, NULL) == 0);
+    REQUIRE(hoare_go(chain_link, NULL) == 0);
+    CHECK_EQ(hoare_recv(done, NULL), EPIPE); /* the sleeper ran, and so do we */
+    /* the chains go on meanwhile, with few goroutines alive */
+    while (atomic_load(&chain_links) < 10000) hoare_yield();
+    size_t alive = hoare_count() - before;
+    CHECK(alive < 1000);
+    if (alive >= 1000) fprintf(stderr, "spawn chains on %d processors: %zu goroutines alive\n", procs, alive);
+    atomic_store(&chain_stop, true);
+    hoare_wg_wait(&chain_wg);
+    hoare_chan_release(done);
+    hoare_procs(old);
+}
+
+static void chains_body(void *arg) {
+    spawn_chains(1);
+    spawn_chains(2);
+    hoare_wg_done(arg);
+}
+
+static void test_spawn_chains(void) {
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go(chains_body, &wg) == 0);
+    hoare_wg_wait(&wg);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_begin(argv, 240);
@@ -357,5 +412,6 @@ int main(int argc, char **argv) {
     test_errno();
     test_exit();
     test_attr_and_errors();
+    test_spawn_chains();
     TEST_MAIN_END();
 }
