@@ -816,8 +816,10 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
         hoare__park_thread(hoare__g(), reason, commit, arg);
         return;
     }
-    if (!m->p) hoare__fatal("goroutine %llu parks (%s) inside a blocking region",
-                            (unsigned long long)g->id, reason);
+    /* whether or not the monitor took the P yet: the region would otherwise end on a thread
+     * that is not the one it began on, or never (nblocking held up, no deadlock report) */
+    if (unlikely(!m->p || atomic_load_explicit(&g->status, memory_order_relaxed) == G_BLOCKING))
+        hoare__fatal("goroutine %llu parks (%s) inside a blocking region", (unsigned long long)g->id, reason);
     g->preempt_off++;
     g->wait_reason = reason;
     g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
@@ -1606,6 +1608,8 @@ void hoare_blocking_begin(void) {
     M *m = hoare__getm();
     G *g = m ? m->curg : NULL;
     if (!g) return;
+    if (unlikely(atomic_load_explicit(&g->status, memory_order_relaxed) == G_BLOCKING))
+        hoare__fatal("hoare_blocking_begin inside a blocking region (goroutine %llu)", (unsigned long long)g->id);
     while (unlikely(m->lender != NULL)) {
         /* A lent thread (see "Lending") must not block in the goroutine's call: its own wait, or
          * the hoare_go it is helping (thread_help), would last as long. The goroutine moves to a
@@ -1620,8 +1624,6 @@ void hoare_blocking_begin(void) {
         m = hoare__getm();
     }
     P *p = m->p;
-    if (!p) hoare__fatal("hoare_blocking_begin inside a blocking region (goroutine %llu)",
-                         (unsigned long long)g->id);
     /* not preemptible from here to the end of the region: the region owns the M's state */
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_BLOCKING, memory_order_relaxed);

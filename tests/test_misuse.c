@@ -20,6 +20,19 @@ static void end_unpaired(void *arg) {
     hoare_blocking_end();
 }
 
+/* Caught at once, not only once the monitor has handed the processor away (a nested begin was
+ * then reported as an unpaired end, and a receive inside a region waited for ever). */
+static void begin_nested(void *arg) {
+    (void)arg;
+    hoare_blocking_begin();
+    hoare_blocking_begin();
+}
+
+static void park_in_region(void *arg) {
+    hoare_blocking_begin();
+    hoare_recv(arg, NULL);
+}
+
 static int scenario(const char *name) {
     if (strcmp(name, "chan-over-release") == 0) {
         hoare_chan *c = hoare_chan_make(sizeof(int), 1);
@@ -57,6 +70,14 @@ static int scenario(const char *name) {
         /* from a goroutine: on a plain thread the region calls are no-ops */
         REQUIRE(hoare_go(end_unpaired, NULL) == 0);
         hoare_recv(done, NULL);
+    } else if (strcmp(name, "blocking-nested") == 0) {
+        hoare_chan *done = hoare_chan_make(0, 0);
+        REQUIRE(hoare_go(begin_nested, NULL) == 0);
+        hoare_recv(done, NULL);
+    } else if (strcmp(name, "blocking-park") == 0) {
+        hoare_chan *never = hoare_chan_make(0, 0);
+        REQUIRE(hoare_go(park_in_region, never) == 0);
+        hoare_recv(never, NULL);
     } else {
         fprintf(stderr, "unknown scenario %s\n", name);
         return 1;
@@ -204,5 +225,7 @@ int main(int argc, char **argv) {
     expect_fatal("once-null-fn", "fatal error: hoare_once_do: fn is NULL", false);
     expect_fatal("cond-wait-unlocked", "fatal error: sync: unlock of unlocked mutex", false);
     expect_fatal("blocking-end-unpaired", "fatal error: hoare_blocking_end without hoare_blocking_begin", false);
+    expect_fatal("blocking-nested", "fatal error: hoare_blocking_begin inside a blocking region", false);
+    expect_fatal("blocking-park", "parks (chan receive) inside a blocking region", false);
     TEST_MAIN_END();
 }
