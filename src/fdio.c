@@ -293,6 +293,7 @@ static int pd_register_locked(poll_desc *pd, int fd, int reg) {
     atomic_store(&pd->wd, 0);
     pd->is_socket = is_socket;
     pd->is_stream = is_stream;
+    pd->accept_kind = 0; /* a listener's, learnt anew (the number may be another kind of socket now) */
     uint32_t seq = atomic_fetch_add(&pd->seq, 1) + 1;
     int err = hoare__netpoll_open(fd, seq);
     if (err == EPERM) {
@@ -314,13 +315,23 @@ static int pd_register_locked(poll_desc *pd, int fd, int reg) {
     return 0;
 }
 
-/* Register a descriptor this module just created (accept, dial, listen): whatever the slot says is
- * stale, since the kernel handed this number out. 0 or an errno value. */
+/* Register a descriptor this module just created (accept, dial, listen): the kernel handed this
+ * number out, so a registration the slot holds is stale (the number's previous descriptor was
+ * closed with close(2))... unless calls are in progress on it. Those started after the number was
+ * reused - late calls of a goroutine that used the previous descriptor after its hoare_fd_close -
+ * and registered it for the new descriptor already (pd_acquire): resetting the slot under them
+ * would lose a parked waiter and their count. They keep it; only the backend registration is made
+ * sure of. 0 or an errno value. */
 int hoare__fd_register_new(int fd, bool stream_socket) {
     poll_desc *pd = pd_get(fd, true);
     if (!pd) return fd < 0 ? EBADF : ENOMEM;
     hoare__lock(&pd->lock);
-    int err = pd_register_locked(pd, fd, REG_SOCKET | REG_NONBLOCK | (stream_socket ? REG_STREAM : 0));
+    uint32_t life = atomic_load(&pd->life);
+    int err;
+    if ((life & PD_REGISTERED) && (life & PD_REFS))
+        err = pd->pollable ? hoare__netpoll_open(fd, atomic_load(&pd->seq)) : 0;
+    else
+        err = pd_register_locked(pd, fd, REG_SOCKET | REG_NONBLOCK | (stream_socket ? REG_STREAM : 0));
     hoare__unlock(&pd->lock);
     return err;
 }

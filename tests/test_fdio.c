@@ -22,6 +22,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <stddef.h>
+#include <unistd.h>
 
 #include "runtime.h"
 
@@ -763,6 +766,82 @@ static void test_regular_file(void) {
     close(sv[1]);
 }
 
+/* ------------------------------------------------------------------ descriptor numbers reused */
+
+/* A call that starts on a number after hoare_fd_close, once the kernel has given the number to a
+ * socket that dial or accept is about to register, registers it for that socket and parks. The
+ * state is made here directly: a reader parked on a number whose descriptor goes away behind the
+ * runtime's back, then a dial that gets the number. The dial's registration once reset the slot
+ * under the reader (it never woke; its call count was lost). It must keep the reader, who then
+ * reads what the new socket receives. */
+static void test_number_reused_under_a_call(void) {
+    int port;
+    int lfd = listen_loopback(&port);
+    int sv[2];
+    socket_pair(sv);
+    int x = sv[0];
+    hoare_wg wg = HOARE_WG_INIT;
+    struct rw_arg a = {.fd = x, .wg = &wg};
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_fd_set_read_deadline(x, hoare_now() + 10 * HOARE_SEC) == 0);
+    REQUIRE(hoare_go(reader, &a) == 0);
+    wait_parked(1);
+    REQUIRE(close(x) == 0); /* the number is free in the kernel; the reader still counts on it */
+    int c = dial_loopback(port);
+    if (c != x) {
+        fprintf(stderr, "number reuse: dial got %d, not %d: not checked\n", c, x);
+        REQUIRE(hoare_fd_set_read_deadline(x, 1) == 0); /* let the reader go */
+    } else {
+        int srv = hoare_fd_accept(lfd, NULL, NULL);
+        REQUIRE(srv >= 0);
+        CHECK_EQ(hoare_fd_write(srv, "hi", 2), 2);
+        hoare_fd_close(srv);
+    }
+    hoare_wg_wait(&wg);
+    if (c == x) {
+        CHECK_EQ(a.result, 2);
+        CHECK(a.elapsed < 5 * HOARE_SEC);
+        CHECK_EQ(hoare_fd_close(c), 0);
+        CHECK(fcntl(x, F_GETFD) < 0); /* closed, not held for ever by a lost call count */
+    } else {
+        hoare_fd_close(c);
+        hoare_fd_close(x);
+    }
+    hoare_fd_close(sv[1]);
+    hoare_fd_close(lfd);
+}
+
+/* What accepted sockets are is learnt per listener: a TCP listener on the number of a closed
+ * Unix-socket listener once inherited its answer, and its sockets went without TCP_NODELAY. */
+static void test_listener_number_reused(void) {
+    int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(u >= 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1, "hoare-test-fdio-%d", (int)getpid());
+    socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sun.sun_path + 1));
+    REQUIRE(bind(u, (struct sockaddr *)&sun, sl) == 0 && listen(u, 4) == 0);
+    int uc = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(uc >= 0 && connect(uc, (struct sockaddr *)&sun, sl) == 0);
+    int ua = hoare_fd_accept(u, NULL, NULL);
+    REQUIRE(ua >= 0);
+    hoare_fd_close(ua);
+    close(uc);
+    hoare_fd_close(u);
+    int port;
+    int lfd = listen_loopback(&port);
+    if (lfd != u) fprintf(stderr, "listener number reuse: got %d, not %d: checked anyway\n", lfd, u);
+    int c = dial_loopback(port);
+    int srv = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(srv >= 0);
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    REQUIRE(getsockopt(srv, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0);
+    CHECK_EQ(nodelay, 1);
+    hoare_fd_close(srv);
+    hoare_fd_close(c);
+    hoare_fd_close(lfd);
+}
+
 int main(int argc, char **argv) {
     test_begin(argv, 60);
     test_read_parks();
@@ -779,5 +858,7 @@ int main(int argc, char **argv) {
     test_plain_thread_and_turns();
     test_churn();
     test_regular_file();
+    test_number_reused_under_a_call();
+    test_listener_number_reused();
     TEST_MAIN_END();
 }
