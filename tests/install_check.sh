@@ -70,6 +70,22 @@ CM
 cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/cm/build" >/dev/null
 LD_LIBRARY_PATH=$libdir "$work/cm/build/hello" | grep -qx 42
+# the same target names for a project that adds the source tree as a subdirectory (configured
+# only: the generate step fails on a name that does not exist)
+mkdir -p "$work/sub"
+cat > "$work/sub/CMakeLists.txt" <<CM
+cmake_minimum_required(VERSION 3.16)
+project(sub C)
+set(HOARE_TESTS OFF CACHE BOOL "" FORCE)
+set(HOARE_EXAMPLES OFF CACHE BOOL "" FORCE)
+set(HOARE_BENCH OFF CACHE BOOL "" FORCE)
+add_subdirectory("$src_dir" hoare)
+foreach(t hoare hoare_shared hoare_static)
+  add_executable(hello_\${t} ../hello.c)
+  target_link_libraries(hello_\${t} PRIVATE hoare::\${t})
+endforeach()
+CM
+cmake -S "$work/sub" -B "$work/sub/build" >/dev/null
 if [ -f "$libdir/libhoare_tls.a" ]; then
   cat > "$work/tls.c" <<'C'
 #include <hoare_tls.h>
