@@ -5,7 +5,7 @@
  * HOARE_IO_URING) is 0/1, false/true, off/on or no/yes; a number (HOARE_PROCS) is the whole string
  * in decimal; a size (HOARE_STACK_SIZE) is a number with an optional k, m or g suffix (KiB, MiB,
  * GiB). Unset or empty means the default. A value that is none of these, or out of range, is
- * reported once on stderr and the default applies: a typo must not silently change how the
+ * reported on stderr and the default applies: a typo must not silently change how the
  * program runs (Go ignores a malformed GOMAXPROCS, silently).
  */
 #include <errno.h>
