@@ -775,6 +775,9 @@ static void test_regular_file(void) {
  * under the reader (it never woke; its call count was lost). It must keep the reader, who then
  * reads what the new socket receives. */
 static void test_number_reused_under_a_call(void) {
+    /* TSan reports the close(2) behind the runtime's back as racing with the parked read: it is
+     * the point of the scenario */
+    if (TEST_TSAN) return;
     int port;
     int lfd = listen_loopback(&port);
     int sv[2];
