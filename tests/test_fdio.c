@@ -773,7 +773,7 @@ static void test_regular_file(void) {
  * state is made here directly: a reader parked on a number whose descriptor goes away behind the
  * runtime's back, then a dial that gets the number. The dial's registration once reset the slot
  * under the reader (it never woke; its call count was lost). It must keep the reader, who then
- * reads what the new socket receives. */
+ * reads from the new socket. */
 static void test_number_reused_under_a_call(void) {
     /* TSan reports the close(2) behind the runtime's back as racing with the parked read: it is
      * the point of the scenario */
@@ -802,7 +802,9 @@ static void test_number_reused_under_a_call(void) {
     }
     hoare_wg_wait(&wg);
     if (c == x) {
-        CHECK_EQ(a.result, 2);
+        /* the data, or what the new socket said when the reader woke before its connect was
+         * done (-ENOTCONN): either way it woke (the lost reader never did: its deadline was disarmed) */
+        CHECK(a.result == 2 || a.result == -ENOTCONN);
         CHECK(a.elapsed < 5 * HOARE_SEC);
         CHECK_EQ(hoare_fd_close(c), 0);
         CHECK(fcntl(x, F_GETFD) < 0); /* closed, not held for ever by a lost call count */
