@@ -652,7 +652,8 @@ const char *hoare_file_io(void);
  * of /etc/nsswitch.conf names other sources than files and dns, or c-ares was missing at build
  * time, getaddrinfo(3) runs in a blocking region instead (not bounded by the timeout).
  * Environment: HOARE_RESOLVER=system|cares forces one way; HOARE_RESOLV_CONF=path reads another
- * resolv.conf (c-ares only; nameserver lines may carry a port: "nameserver 127.0.0.1:5353"). */
+ * resolv.conf (c-ares only; nameserver lines may carry a port: "nameserver 127.0.0.1:5353"; a path
+ * that is not a regular file gives -EINVAL). */
 int hoare_net_lookup(const char *network, const char *host, void *addrs /* struct sockaddr_storage[] */,
                      int cap, int64_t timeout_ns);
 /* Which resolver lookups use now: "cares" or "system" (getaddrinfo in a blocking region). */

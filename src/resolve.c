@@ -31,6 +31,7 @@
 #ifdef HOARE_HAVE_CARES
 #include <ares.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #endif
 
@@ -287,11 +288,15 @@ static int resolve_ares(const char *host, int family, int port, int64_t deadline
                         struct hoare__addr_list *out) {
     hoare__once(&ares_once, ares_init_once);
     if (ares_init_status != ARES_SUCCESS) return resolve_system(host, family, port, out);
-    struct lookup lk = {.epfd = epoll_create1(EPOLL_CLOEXEC), .port = port};
-    if (lk.epfd < 0) return -errno;
     const char *conf = getenv("HOARE_RESOLV_CONF");
     bool own_conf = conf && *conf;
     if (!own_conf) conf = "/etc/resolv.conf";
+    /* A configuration is a regular file: a device or a pipe named by mistake (/dev/zero) would
+     * be read without end, by us and by c-ares. */
+    struct stat st;
+    if (own_conf && stat(conf, &st) == 0 && !S_ISREG(st.st_mode)) return -EINVAL;
+    struct lookup lk = {.epfd = epoll_create1(EPOLL_CLOEXEC), .port = port};
+    if (lk.epfd < 0) return -errno;
     struct conf_extra extra;
     read_conf_extra(conf, &extra);
     struct ares_options opts = {.sock_state_cb = sock_state,

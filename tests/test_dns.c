@@ -219,6 +219,14 @@ static void test_resolv_options(void) {
     silent_lookup_takes("options attempts:4 timeout:30\n", "timeout:1 attempts:1");
 }
 
+/* HOARE_RESOLV_CONF naming a device (a mistake) is refused, not read without end. */
+static void test_conf_not_a_file(void) {
+    setenv("HOARE_RESOLV_CONF", "/dev/zero", 1);
+    struct sockaddr_storage a[2];
+    CHECK_EQ(hoare_net_lookup("ip", "example.test", a, 2, 2 * HOARE_SEC), -EINVAL);
+    setenv("HOARE_RESOLV_CONF", conf_path, 1);
+}
+
 /* Threads of this process now. */
 static int thread_count(void) {
     DIR *d = opendir("/proc/self/task");
@@ -398,6 +406,7 @@ int main(int argc, char **argv) {
     test_dial_by_name();
     test_silent_timeout();
     test_resolv_options();
+    test_conf_not_a_file();
     test_silent_concurrent_one_proc();
     test_system_resolver();
     test_namespace();
