@@ -98,6 +98,8 @@ typedef struct hoare_attr {
  * the program, as in Go. Meanwhile the calling thread waits like any plain thread (below): it may
  * run goroutines for a moment, then sleeps without using CPU.
  * A deadlock inside fn is reported like any other ("all goroutines are asleep", status 2).
+ * hoare_exit in fn is Go's Goexit in main: hoare_main never returns, the other goroutines go on,
+ * and once none is left the program ends with "no goroutines (main called hoare_exit)" (status 2).
  * Called from a goroutine it is a fatal error (call fn directly there); fn NULL is a fatal error.
  * It may be called again, or from several plain threads at once: each call runs its own main
  * goroutine. */

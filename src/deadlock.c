@@ -5,8 +5,9 @@
  *  - every M is idle (none runs a goroutine, spins for work or polls the network), no goroutine
  *    is runnable, none is inside a blocking region, no timer is pending, no goroutine waits for a
  *    descriptor;
- *  - some goroutine or plain thread waits, or a plain thread ended by hoare_exit (Go's Goexit from
- *    main: the program goes on until nothing is left, then reports "no goroutines");
+ *  - some goroutine or plain thread waits, or a plain thread or hoare_main's goroutine ended by
+ *    hoare_exit (Go's Goexit from main: the program goes on until nothing is left, then reports
+ *    "no goroutines");
  *  - every thread of the process that is not the runtime's is asleep in the runtime without a
  *    timer (counted in sched.nthreads_blocked by thread.c).
  * The first two are cheap and read under sched.lock ("a candidate"). The last needs the process's
@@ -75,6 +76,16 @@ void hoare__deadlock_thread_exits(void) {
     hoare__unlock(&hoare__sched.lock);
 }
 
+/* hoare_main's goroutine ended by hoare_exit: its caller, blocked for ever, does not count as a
+ * thread left. Guarded by sched.lock. */
+static bool main_goexited;
+
+void hoare__deadlock_main_goexits(void) {
+    hoare__lock(&hoare__sched.lock);
+    main_goexited = true;
+    hoare__unlock(&hoare__sched.lock);
+}
+
 /* Threads in this process (field 20 of /proc/self/stat), -1 if unknown. */
 static int process_threads(void) {
     atomic_fetch_add_explicit(&hoare__deadlock_probes, 1, memory_order_relaxed);
@@ -138,7 +149,8 @@ int64_t hoare__deadlock_watch(int64_t now) {
     hoare__lock(&hoare__sched.lock);
     bool dead = candidate_locked() && hoare__sched.deadlock_epoch == epoch && threads >= 0 &&
                 threads - runtime_threads_locked() == hoare__sched.nthreads_blocked;
-    bool none_left = atomic_load(&hoare__sched.ngoroutines) == 0 && hoare__sched.nthreads_blocked == 0;
+    bool none_left = atomic_load(&hoare__sched.ngoroutines) == 0 &&
+                     hoare__sched.nthreads_blocked == (main_goexited ? 1 : 0);
     hoare__unlock(&hoare__sched.lock);
     if (dead && none_left) hoare__fatal("no goroutines (main called hoare_exit) - deadlock!");
     if (dead) hoare__fatal("all goroutines are asleep - deadlock!");

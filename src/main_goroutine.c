@@ -39,7 +39,10 @@ static size_t main_stack_size(void) {
 
 static void main_goroutine(void *arg) {
     struct main_call *call = arg;
+    G *self = hoare__curg();
+    self->flags |= G_MAIN; /* only this goroutine writes its flags now */
     call->result = call->fn(call->argc, call->argv);
+    self->flags &= ~(uint32_t)G_MAIN;
     G *caller = call->caller; /* the call record dies with the caller's frame once it is readied */
     if (atomic_exchange(&call->state, MAIN_DONE) == MAIN_CALLER_PARKED) hoare__ready(caller);
 }

@@ -246,6 +246,9 @@ HIDDEN int64_t hoare__deadlock_watch(int64_t now);
 /* A plain thread ends by hoare_exit: once no goroutine and no other thread is left, the program
  * is deadlocked (Go: "no goroutines (main called runtime.Goexit) - deadlock!"). */
 HIDDEN void hoare__deadlock_thread_exits(void);
+/* hoare_main's goroutine ends by hoare_exit: its caller waits for ever, and once no goroutine and
+ * no other thread is left the program is deadlocked, with the same report. */
+HIDDEN void hoare__deadlock_main_goexits(void);
 /* sched.deadlock_epoch, read under sched.lock (the monitor, before it sleeps). */
 HIDDEN uint64_t hoare__deadlock_epoch(void);
 /* Reads of the process's thread count so far (tests: the idle path makes none). */

@@ -151,6 +151,8 @@ enum g_flags {
     G_SMALL_STACK = 4, /* a sub-page slot: no guard of its own, a canary below the stack (stack.c) */
     G_HIDDEN = 8, /* a thread waiter left out of dumps (hoare_main's caller: the main goroutine
                    * stands for it) */
+    G_MAIN = 16,  /* hoare_main's goroutine while its function runs (hoare_exit there is Go's
+                   * Goexit from main) */
 };
 
 struct hoare_g {

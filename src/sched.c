@@ -1456,6 +1456,7 @@ void hoare_exit(void) {
         hoare__deadlock_thread_exits();
         pthread_exit(NULL);
     }
+    if (g->flags & G_MAIN) hoare__deadlock_main_goexits();
     g->preempt_off++;
     atomic_store_explicit(&g->status, G_DEAD, memory_order_relaxed);
     trace_go_exit(g);

@@ -8,7 +8,8 @@
  *  - a plain thread that blocks every signal gets its wait back from a goroutine that never yields;
  *  - spawning 100,000 goroutines from a plain thread makes few futex calls (hoare__futex_calls);
  *  - the idle path never reads the process's thread count (hoare__deadlock_probes);
- *  - hoare_exit from main lets the goroutines finish, then reports "no goroutines", as Go does.
+ *  - hoare_exit from main (or from hoare_main's function) lets the goroutines finish, then reports
+ *    "no goroutines", as Go does.
  */
 #include "test.h"
 
@@ -68,6 +69,11 @@ static void finish_later(void *arg) {
 static int child_exit_from_main(void) {
     REQUIRE(hoare_go(finish_later, NULL) == 0);
     hoare_exit();
+}
+
+static int app_exits(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return child_exit_from_main();
 }
 
 /* ---- hoare_main in this process */
@@ -173,6 +179,12 @@ static void test_child_scenarios(void) {
     CHECK(strstr(out, "fatal error: all goroutines are asleep - deadlock!") != NULL);
 
     status = test_run_self("exit-from-main", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(out, "the goroutine finished") != NULL);
+    CHECK(strstr(out, "fatal error: no goroutines (main called hoare_exit) - deadlock!") != NULL);
+
+    /* the same from hoare_main's function */
+    status = test_run_self("exit-from-hoare-main", NULL, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     CHECK(strstr(out, "the goroutine finished") != NULL);
     CHECK(strstr(out, "fatal error: no goroutines (main called hoare_exit) - deadlock!") != NULL);
@@ -388,6 +400,10 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "exit-from-main")) {
             alarm(20);
             return child_exit_from_main();
+        }
+        if (!strcmp(argv[1], "exit-from-hoare-main")) {
+            alarm(20);
+            return hoare_main(app_exits, argc, argv);
         }
         if (!strcmp(argv[1], "signals-blocked")) return child_signals_blocked();
         return 99;
