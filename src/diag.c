@@ -239,7 +239,10 @@ static void overflow_line(const G *g) {
     }
     write_str(": its stack is ");
     write_num(g->stack_size);
-    write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n\n");
+    if (g->flags & G_MAIN) /* hoare_main sized it from the main-thread stack limit */
+        write_str(" bytes, the main-thread stack limit: raise it (ulimit -s, RLIMIT_STACK)\n\n");
+    else
+        write_str(" bytes; start it with a larger hoare_attr.stack_size or set HOARE_STACK_SIZE\n\n");
     if ((g->flags & G_SMALL_STACK) && program_binds_lazily)
         write_str("This program binds functions lazily, and the dynamic linker resolves one at its first "
                   "call on the caller's stack, with kilobytes of saved registers: link it with "

@@ -1,11 +1,13 @@
 /*
  * test_stack.c - stacks: 1,111,111 goroutines alive at once under the default vm.max_map_count
- * (guard pages that do not split mappings), the stack overflow message (child process), a large
+ * (guard pages that do not split mappings), the stack overflow messages (child processes; the main
+ * goroutine's names the main-thread stack limit), a large
  * requested stack, and sizes no address space holds (ENOMEM).
  */
 #include "test.h"
 
 #include <stdint.h>
+#include <sys/resource.h>
 
 static hoare_wg started, gate, finished;
 
@@ -63,6 +65,31 @@ static int child_overflow(void) {
     return 0;
 }
 
+/* The main goroutine's stack follows RLIMIT_STACK: its overflow says to raise that. */
+static int app_runaway(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return runaway(0);
+}
+
+static int child_main_overflow(void) {
+    struct rlimit rl;
+    REQUIRE(getrlimit(RLIMIT_STACK, &rl) == 0);
+    rl.rlim_cur = 256 * 1024;
+    REQUIRE(setrlimit(RLIMIT_STACK, &rl) == 0);
+    return hoare_main(app_runaway, 0, NULL);
+}
+
+static void test_main_overflow_message(void) {
+    char out[8192];
+    int status = test_run_self("main-overflow", NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(out, "stack overflow in goroutine") != NULL);
+    CHECK(strstr(out, "(main)") != NULL);
+    CHECK(strstr(out, "main-thread stack limit") != NULL);
+    CHECK(strstr(out, "hoare_attr.stack_size") == NULL);
+    if (!strstr(out, "main-thread stack limit")) fprintf(stderr, "child said: %s\n", out);
+}
+
 static void test_overflow_message(void) {
     char out[8192];
     int status = test_run_self("overflow", NULL, out, sizeof out);
@@ -91,10 +118,14 @@ static void test_huge_sizes(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "overflow") == 0) return child_overflow();
+    if (argc > 1 && strcmp(argv[1], "main-overflow") == 0) return child_main_overflow();
     test_begin(argv, 240);
     test_huge_sizes();
     test_many_live();
     /* qemu-user does not deliver a guard page's fault to the program's handler */
-    if (!getenv("HOARE_TEST_EMULATOR")) test_overflow_message();
+    if (!getenv("HOARE_TEST_EMULATOR")) {
+        test_overflow_message();
+        test_main_overflow_message();
+    }
     TEST_MAIN_END();
 }
