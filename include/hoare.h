@@ -169,7 +169,9 @@ void hoare_preempt_enable(void);
  * the file descriptor fd. Safe to call at any time. It writes with write(2) on the calling thread,
  * as Go's runtime prints: into a pipe, a dump longer than the pipe's buffer (64 KiB on Linux)
  * blocks the thread until somebody reads, so read it on another thread (or from a goroutine on
- * another processor), or dump into a file. */
+ * another processor), or dump into a file. Concurrent dumps are written one after the other.
+ * Goroutines keep running meanwhile: one that runs again while its stack is being read is listed
+ * without frames. */
 void hoare_dump(int fd);
 /* Deadlock detection: when every goroutine is asleep on a runtime object (no timer, no I/O wait, no
  * goroutine runnable) and every other thread of the process is too, the runtime prints

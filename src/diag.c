@@ -135,9 +135,14 @@ struct dump_args {
     uintptr_t from_pc;
 };
 
+/* Concurrent hoare_dump calls write one after the other, never interleaved. */
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void dump_call(void *arg) {
     struct dump_args *a = arg;
+    pthread_mutex_lock(&dump_lock);
     dump_all_from(a->fd, a->from_pc);
+    pthread_mutex_unlock(&dump_lock);
 }
 
 /* On the scheduler's stack when the goroutine has less than REPORT_STACK left (as fatal reports):

@@ -109,6 +109,16 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Stores before it become visible to other threads before stores after it (x86 keeps stores in
+ * order already). */
+static inline void store_store_barrier(void) {
+#if defined(__aarch64__)
+    __asm__ __volatile__("dmb ishst" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 HIDDEN _Atomic int64_t hoare__coarse_now;
 
 /* ------------------------------------------------------------------------------------------
@@ -688,6 +698,10 @@ static inline void resumed(G *self) {
 /* g starts running on m. A goroutine taken from runnext inherits the time slice (the monitor
  * sees no new tick), so a pair handing off to each other cannot keep others off the processor. */
 static void execute(M *m, G *g, bool inherit_slice) {
+    /* the count is visible before anything g writes to its stack once it runs (a dump's check) */
+    atomic_store_explicit(&g->resumes, atomic_load_explicit(&g->resumes, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    store_store_barrier();
     atomic_store_explicit(&g->status, G_RUNNING, memory_order_relaxed);
     g->m = m;
     __atomic_store_n(&m->curg, g, __ATOMIC_RELEASE); /* the monitor reads it */

@@ -442,26 +442,42 @@ static void start_function(int fd, const G *g) {
     print_frame(fd, g->start_pc, true);
 }
 
-void hoare__traceback_g(int fd, G *g) {
+/* Unwind g's saved context into f. false: it has none (or ran meanwhile: see below). Caller
+ * holds dw_lock. */
+static bool unwind_switched_out(G *g, struct frames *f) {
+    /* A dump does not stop the world: g may be resumed (and its stack rewritten) while we read it.
+     * The frames count only if g was not switched in meanwhile (resumes, seqlock-like: execute
+     * counts before g writes anything). */
+    uint32_t resumes = atomic_load_explicit(&g->resumes, memory_order_acquire);
+    uint32_t st = atomic_load_explicit(&g->status, memory_order_acquire);
+    if (st != G_WAITING && st != G_RUNNABLE) return false;
     struct regs rg;
     uintptr_t sp = (uintptr_t)g->sp, lo = (uintptr_t)g->stack_lo;
-    if (sp < lo || sp >= lo + g->stack_size || !regs_from_saved(&rg, sp)) {
-        hoare__fdprintf(fd, "\t(no saved context)\n");
-        return;
-    }
-    if (!dw_acquire()) {
-        print_raw_frame(fd, (uintptr_t)rg.pc);
-        return;
-    }
+    if (sp < lo || sp >= lo + g->stack_size || !regs_from_saved(&rg, sp)) return false;
     if (is_trampoline((uintptr_t)rg.pc)) {
-        start_function(fd, g); /* created, has not run yet */
+        f->n = 0; /* created, has not run yet */
     } else {
-        struct frames f;
         unwind_lo = lo;
         unwind_hi = lo + g->stack_size;
-        unwind(&rg, &f);
-        print_frames(fd, &f, 0);
+        unwind(&rg, f);
     }
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&g->resumes, memory_order_relaxed) == resumes;
+}
+
+void hoare__traceback_g(int fd, G *g) {
+    if (!dw_acquire()) { /* where it will resume, unchecked */
+        struct regs rg;
+        uintptr_t sp = (uintptr_t)g->sp, lo = (uintptr_t)g->stack_lo;
+        if (sp >= lo && sp < lo + g->stack_size && regs_from_saved(&rg, sp)) print_raw_frame(fd, (uintptr_t)rg.pc);
+        return;
+    }
+    struct frames f;
+    bool ok = false;
+    for (int attempt = 0; attempt < 3 && !ok; attempt++) ok = unwind_switched_out(g, &f);
+    if (!ok) hoare__fdprintf(fd, "\t(it ran while its stack was read: no frames)\n");
+    else if (f.n == 0) start_function(fd, g);
+    else print_frames(fd, &f, 0);
     pthread_mutex_unlock(&dw_lock);
 }
 

@@ -3,7 +3,8 @@
  * function (the function, its caller, the source line of the park, "created by"), the deadlock
  * report, a stack overflow, crashes (SIGSEGV, SIGABRT, SIGFPE) in goroutine code, a goroutine dumping
  * itself (it comes first, "[running]"; from default, small and sub-page stacks), SIGQUIT (status 2, or an
- * abort with HOARE_TRACEBACK=crash). Fatal scenarios run in child processes (test_run_self).
+ * abort with HOARE_TRACEBACK=crash), dumps taken while goroutines park and wake without end (no
+ * garbage frames), concurrent dumps (never interleaved). Fatal scenarios run in child processes (test_run_self).
  *
  * Function names and source lines are checked when the library found libdw (HOARE_HAVE_LIBDW, set
  * for this test by CMake); without it tracebacks print module+offset, which is checked instead.
@@ -189,6 +190,126 @@ static void test_dump_static_function(void) {
     hoare_chan_release(c);
 }
 
+/* ---- dumps while goroutines keep parking and waking: a goroutine that runs again while its stack
+ * is read is left without frames, never shown with garbage ones */
+
+enum { CHURN_PAIRS = 4, CHURN_DEPTH = 6 };
+static _Atomic bool churn_stop;
+
+__attribute__((noinline)) static void churn_deep(hoare_chan *in, hoare_chan *out, int depth) {
+    if (depth > 0) {
+        churn_deep(in, out, depth - 1);
+        __asm__ __volatile__("" ::: "memory"); /* not a tail call */
+        return;
+    }
+    if (in) hoare_recv(in, NULL);
+    if (out) hoare_send(out, NULL);
+}
+
+struct churn_arg {
+    hoare_chan *in, *out;
+    bool starts;
+    hoare_wg *wg;
+};
+
+static void churn_loop(void *p) {
+    struct churn_arg *a = p;
+    if (a->starts) churn_deep(NULL, a->out, CHURN_DEPTH);
+    while (!atomic_load(&churn_stop)) churn_deep(a->in, a->out, CHURN_DEPTH);
+    hoare_wg_done(a->wg);
+}
+
+static void test_dump_while_churning(void) {
+    if (!symbols) return;
+    hoare_wg wg = {0};
+    struct churn_arg args[2 * CHURN_PAIRS];
+    hoare_chan *chans[2 * CHURN_PAIRS];
+    for (int i = 0; i < 2 * CHURN_PAIRS; i++) chans[i] = hoare_chan_make(0, 1);
+    hoare_wg_add(&wg, 2 * CHURN_PAIRS);
+    for (int p = 0; p < CHURN_PAIRS; p++) {
+        hoare_chan *ab = chans[2 * p], *ba = chans[2 * p + 1];
+        args[2 * p] = (struct churn_arg){ba, ab, true, &wg};
+        args[2 * p + 1] = (struct churn_arg){ab, ba, false, &wg};
+        hoare_attr attr = {.name = "churn"};
+        REQUIRE(hoare_go_with(&attr, churn_loop, &args[2 * p]) == 0);
+        REQUIRE(hoare_go_with(&attr, churn_loop, &args[2 * p + 1]) == 0);
+    }
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    static char buf[1 << 16];
+    int whole = 0, without = 0, bad = 0;
+    int64_t deadline = hoare_now() + 3 * HOARE_SEC;
+    for (int round = 0; round < 300 && hoare_now() < deadline; round++) {
+        hoare_dump(fds[1]);
+        ssize_t n = read(fds[0], buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        /* each entry ends at a blank line */
+        for (char *e = buf, *end; *e; e = end + 2) {
+            end = strstr(e, "\n\n");
+            if (!end) break;
+            *end = 0;
+            if (strstr(e, "\tname churn\n")) {
+                if (strstr(e, "stack unavailable") || strstr(e, "while its stack was read")) {
+                    without++;
+                } else if (strstr(e, "churn_deep(") && strstr(e, "churn_loop(") &&
+                           in_order(e, "churn_deep(", "churn_loop(")) {
+                    whole++;
+                } else {
+                    if (bad++ == 0) fprintf(stderr, "a churning goroutine's entry:\n%s\n", e);
+                }
+            }
+        }
+    }
+    atomic_store(&churn_stop, true);
+    for (int i = 0; i < 2 * CHURN_PAIRS; i++) hoare_close(chans[i]); /* wakes whoever waits */
+    hoare_wg_wait(&wg);
+    close(fds[0]);
+    close(fds[1]);
+    for (int i = 0; i < 2 * CHURN_PAIRS; i++) hoare_chan_release(chans[i]);
+    printf("churning dumps: %d entries with whole stacks, %d without, %d bad\n", whole, without, bad);
+    CHECK_EQ(bad, 0);
+    CHECK(whole > 0);
+}
+
+/* ---- concurrent dumps into one file come out whole, one after the other */
+
+enum { DUMPERS = 3, DUMPS_EACH = 40 };
+
+static int dump_repeatedly(hoare_ctx *ctx, void *p) {
+    (void)ctx;
+    int fd = *(int *)p;
+    for (int i = 0; i < DUMPS_EACH; i++) hoare_dump(fd);
+    return 0;
+}
+
+static void test_concurrent_dumps(void) {
+    char path[] = "/tmp/hoare_dumps_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    unlink(path);
+    hoare_group *grp = hoare_group_new(NULL);
+    for (int i = 0; i < DUMPERS; i++) REQUIRE(hoare_group_go(grp, dump_repeatedly, &fd) == 0);
+    hoare_group_wait(grp);
+    hoare_group_free(grp);
+    off_t size = lseek(fd, 0, SEEK_END);
+    REQUIRE(size > 0);
+    char *text = malloc((size_t)size + 1);
+    REQUIRE(text && pread(fd, text, (size_t)size, 0) == size);
+    text[size] = 0;
+    close(fd);
+    /* every entry (ended by a blank line) starts with its header */
+    int entries = 0, torn = 0;
+    for (char *e = text, *end; *e && (end = strstr(e, "\n\n")); e = end + 2) {
+        *end = 0;
+        entries++;
+        if (strncmp(e, "goroutine ", 10) != 0 && strncmp(e, "thread ", 7) != 0 && torn++ == 0)
+            fprintf(stderr, "a torn entry:\n%s\n", e);
+    }
+    free(text);
+    CHECK(entries >= DUMPERS * DUMPS_EACH); /* each dump lists its caller at least */
+    CHECK_EQ(torn, 0);
+}
+
 static void test_deadlock_traceback(void) {
     static char out[1 << 17];
     int status = test_run_self("deadlock", NULL, out, sizeof out);
@@ -312,6 +433,8 @@ int main(int argc, char **argv) {
     test_begin(argv, 120);
     test_dump_static_function();
     test_dump_self();
+    test_dump_while_churning();
+    test_concurrent_dumps();
     if (!getenv("HOARE_TEST_EMULATOR")) test_deadlock_traceback();
     /* qemu-user accepts MADV_GUARD_INSTALL without installing guards: no overflow to catch there */
     if (!getenv("HOARE_TEST_EMULATOR")) test_overflow_traceback();
