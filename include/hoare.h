@@ -25,9 +25,11 @@
  * pthread keys) is per thread, not per goroutine: do not keep a pointer to a thread-local variable
  * across a call that may park (any blocking call of this header).
  * errno is saved and restored per goroutine at every switch. But C compilers may keep errno's
- * *address* across a call (glibc declares __errno_location const), and after a migration that
- * address is the previous thread's errno: read errno right after the call that set it, before the
- * next call into hoare, or through a function the compiler cannot see into.
+ * *address* across a call (glibc declares __errno_location const): a function that used errno
+ * before a call that parks (errno = 0; r = hoare_select_timeout(...); if (errno == ETIMEDOUT))
+ * may read the errno of the thread it ran on before, if it migrated meanwhile. Decide by the return
+ * value where it tells enough, and otherwise read errno in a function of its own (noinline) or
+ * one that did not touch errno before the call.
  */
 #ifndef HOARE_H
 #define HOARE_H
