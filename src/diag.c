@@ -60,10 +60,12 @@ struct dump {
 
 static void header(int fd, const G *g, uint32_t st) {
     char state[96];
-    if (st == G_WAITING && g->wait_reason) {
-        int64_t mins = g->wait_since ? (hoare__nanotime() - g->wait_since) / (60 * HOARE_SEC) : 0;
-        if (mins > 0) snprintf(state, sizeof state, "%s, %lld minutes", g->wait_reason, (long long)mins);
-        else snprintf(state, sizeof state, "%s", g->wait_reason);
+    const char *reason = atomic_load_explicit(&g->wait_reason, memory_order_relaxed);
+    int64_t since = atomic_load_explicit(&g->wait_since, memory_order_relaxed);
+    if (st == G_WAITING && reason) {
+        int64_t mins = since ? (hoare__nanotime() - since) / (60 * HOARE_SEC) : 0;
+        if (mins > 0) snprintf(state, sizeof state, "%s, %lld minutes", reason, (long long)mins);
+        else snprintf(state, sizeof state, "%s", reason);
     } else {
         snprintf(state, sizeof state, "%s", status_name(st));
     }

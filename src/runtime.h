@@ -168,9 +168,9 @@ struct hoare_g {
     void (*fn)(void *);
     void *arg;
 
-    /* parking: written by the goroutine before it parks, read by dumps */
-    const char *wait_reason;  /* Go's words: "chan receive", "sleep", ... */
-    int64_t wait_since;       /* about hoare_now() at park (the monitor's coarse clock) */
+    /* parking: written by the goroutine before it parks, read by dumps at any time (relaxed) */
+    _Atomic(const char *) wait_reason; /* Go's words: "chan receive", "sleep", ... */
+    _Atomic int64_t wait_since;        /* about hoare_now() at park (the monitor's coarse clock) */
 
     /* wake-up handshake, for channels/select/sync: meaning defined by the waker's module */
     void *param;                    /* e.g. the waiter record that fired */

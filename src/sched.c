@@ -835,8 +835,9 @@ void hoare__park(const char *reason, bool (*commit)(G *g, void *arg), void *arg)
     if (unlikely(!m->p || atomic_load_explicit(&g->status, memory_order_relaxed) == G_BLOCKING))
         hoare__fatal("goroutine %llu parks (%s) inside a blocking region", (unsigned long long)g->id, reason);
     g->preempt_off++;
-    g->wait_reason = reason;
-    g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    atomic_store_explicit(&g->wait_reason, reason, memory_order_relaxed);
+    atomic_store_explicit(&g->wait_since, atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed),
+                          memory_order_relaxed);
     m->pend_kind = PEND_PARK;
     m->pend_g = g;
     m->pend_commit = commit;
@@ -1540,7 +1541,7 @@ int hoare_go_with(const hoare_attr *a, void (*fn)(void *), void *arg) {
     g->id = hoare__new_goid(p);
     g->schedlink = NULL;
     g->m = NULL;
-    g->wait_reason = NULL;
+    atomic_store_explicit(&g->wait_reason, NULL, memory_order_relaxed);
     g->param = NULL;
     g->trace_flow = 0;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);

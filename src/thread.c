@@ -198,8 +198,9 @@ static bool spin_for_wake(G *g, M *m) {
 }
 
 void hoare__park_thread(G *g, const char *reason, bool (*commit)(G *, void *), void *arg) {
-    g->wait_reason = reason;
-    g->wait_since = atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed);
+    atomic_store_explicit(&g->wait_reason, reason, memory_order_relaxed);
+    atomic_store_explicit(&g->wait_since, atomic_load_explicit(&hoare__coarse_now, memory_order_relaxed),
+                          memory_order_relaxed);
     atomic_store_explicit(&g->wake_key, WAKE_SPINNING, memory_order_relaxed);
     atomic_store_explicit(&g->status, G_WAITING, memory_order_release);
     if (commit && !commit(g, arg)) {

@@ -310,7 +310,7 @@ static void stopped(struct tbuf *b, M *m, int64_t now) {
     G *g = m->pend_g;
     if (!g) return;
     switch (m->pend_kind) {
-    case PEND_PARK: instant_locked(b, EV_BLOCK, g, g->wait_reason, now); break;
+    case PEND_PARK: instant_locked(b, EV_BLOCK, g, atomic_load_explicit(&g->wait_reason, memory_order_relaxed), now); break;
     case PEND_PREEMPT: instant_locked(b, EV_PREEMPT, g, NULL, now); break;
     default: break;
     }
@@ -403,7 +403,7 @@ void hoare__trace_blocking(G *g, bool begin) {
 static void stats_stopped(M *m) {
     G *g = m->pend_g;
     if (!g || !stats_on()) return;
-    if (m->pend_kind == PEND_PARK) stats_park(&m->stats, g->wait_reason);
+    if (m->pend_kind == PEND_PARK) stats_park(&m->stats, atomic_load_explicit(&g->wait_reason, memory_order_relaxed));
     else if (m->pend_kind == PEND_PREEMPT) stats_preempt(&m->stats);
 }
 

@@ -209,7 +209,9 @@ static bool cb_get_thread(Dwfl *d, pid_t tid, void *arg, void **thread_argp) {
 static bool cb_memory_read(Dwfl *d, Dwarf_Addr addr, Dwarf_Word *result, void *arg) {
     (void)d, (void)arg;
     uint64_t w;
-    if (addr >= unwind_lo && addr + 8 <= unwind_hi && (addr & 7) == 0) w = read_stack_word((uintptr_t)addr);
+    /* (addr + 8 would wrap for a garbage address at the top of the address space) */
+    if (addr >= unwind_lo && addr < unwind_hi && unwind_hi - addr >= 8 && (addr & 7) == 0)
+        w = read_stack_word((uintptr_t)addr);
     else if (!read_word((uintptr_t)addr, &w)) return false;
     *result = w;
     return true;
@@ -461,7 +463,11 @@ static bool unwind_switched_out(G *g, struct frames *f) {
         unwind_hi = lo + g->stack_size;
         unwind(&rg, f);
     }
-    atomic_thread_fence(memory_order_acquire);
+#ifdef HOARE_TSAN
+    atomic_signal_fence(memory_order_seq_cst); /* TSan models no fences (nor sees the stack reads) */
+#else
+    atomic_thread_fence(memory_order_acquire); /* the stack reads before the count's second read */
+#endif
     return atomic_load_explicit(&g->resumes, memory_order_relaxed) == resumes;
 }
 
