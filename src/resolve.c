@@ -316,9 +316,18 @@ static int resolve_ares(const char *host, int family, int port, int64_t deadline
     /* The hosts file first, as Go does for "files dns": a name found there (in either family) is
      * not asked of DNS. */
     int before = out->n;
+    /* an absolute name ("localhost.") matches the hosts file's entry without the dot, as in Go */
+    char relative[256];
+    size_t hlen = strlen(host);
+    const char *in_hosts = host;
+    if (hlen > 1 && hlen < sizeof relative && host[hlen - 1] == '.') {
+        memcpy(relative, host, hlen - 1);
+        relative[hlen - 1] = 0;
+        in_hosts = relative;
+    }
     for (int fam = AF_INET; fam != 0; fam = fam == AF_INET ? AF_INET6 : 0) {
         struct hostent *he = NULL;
-        if ((family != AF_UNSPEC && family != fam) || ares_gethostbyname_file(ch, host, fam, &he) != ARES_SUCCESS)
+        if ((family != AF_UNSPEC && family != fam) || ares_gethostbyname_file(ch, in_hosts, fam, &he) != ARES_SUCCESS)
             continue;
         for (char **a = he->h_addr_list; *a; a++) {
             struct sockaddr_storage ss = {0};
