@@ -159,9 +159,6 @@ struct hoare_g {
     void *sp;                 /* saved stack pointer while switched out */
     _Atomic uint32_t status;  /* enum g_status */
     uint32_t flags;           /* enum g_flags */
-    /* Times it was switched in (sched.c, execute; written only there). A dump reads a switched-out
-     * goroutine's stack as it is and keeps the frames only if this did not change meanwhile. */
-    _Atomic uint32_t resumes;
     uint64_t id;              /* > 0, unique; thread waiters have ids too (not shown by hoare_id) */
     G *schedlink;             /* run queue, free list, wait list link: owned by whoever holds g */
     M *m;                     /* the M running it, NULL when not running */
@@ -189,6 +186,9 @@ struct hoare_g {
     int saved_errno;
     _Atomic uint32_t preempt; /* set by the monitor: switch away at the next safe point */
     uint32_t preempt_off;     /* > 0: not preemptible (runtime sections, hoare_preempt_disable) */
+    /* Times it was switched in (sched.c, execute; written only there). A dump reads a switched-out
+     * goroutine's stack as it is and keeps the frames only if this did not change meanwhile. */
+    _Atomic uint32_t resumes;
 
     void *asan_fake_stack;
     void *tsan_fiber;
