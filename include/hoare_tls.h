@@ -40,10 +40,10 @@ hoare_tls *hoare_tls_client(SSL_CTX *ctx, int fd, const char *server_name);
 /* Run the handshake now (read and write run it first otherwise). 0 or a negative errno value. */
 int hoare_tls_handshake(hoare_tls *t);
 /* Up to len bytes of application data: the count, 0 once the peer sent close_notify, or a
- * negative errno value. */
+ * negative errno value. len 0: 0 at once (no handshake, nothing consumed), as read(2). */
 ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len);
 /* All of buf: len, or a negative errno value (what went out before the error is lost with the
- * connection, which cannot be used further). */
+ * connection, which cannot be used further). len 0: 0 at once, nothing sent. */
 ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len);
 /* Send close_notify (does not wait for the peer's). 0 or a negative errno value. */
 int hoare_tls_shutdown(hoare_tls *t);

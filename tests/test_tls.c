@@ -4,7 +4,7 @@
  * With libhoare_tls linked (HOARE_TEST_HAVE_TLS): in-process client and server goroutines over
  * loopback with a certificate made by `openssl req`: verification against the certificate (and
  * its failure for another name), many concurrent echo connections on one processor, a handshake
- * that ends at the descriptor's deadline.
+ * that ends at the descriptor's deadline; zero-length reads and writes.
  *
  * With examples/https_hello built: the server serves `curl -k` and `openssl s_client`; with one
  * processor (HOARE_PROCS=1), 200 slow TLS clients (silent, or stuck in the middle of a ClientHello)
@@ -141,7 +141,6 @@ static void client(void *p) {
 }
 
 static void test_in_process(void) {
-    make_contexts();
     int lfd = hoare_net_listen("tcp4", "127.0.0.1:0");
     REQUIRE(lfd >= 0);
     char addr[64];
@@ -200,6 +199,95 @@ static void test_in_process(void) {
     hoare_fd_close(c);
     CHECK_EQ(hoare_tls_handshake(t), -ECONNRESET);
     hoare_tls_free(t);
+    hoare_fd_close(lfd);
+}
+
+/* ---------------------------------------------------------------- pairs of connections */
+
+struct handshake_arg {
+    hoare_tls *t;
+    int result;
+    hoare_wg *wg;
+};
+static void handshake_goroutine(void *p) {
+    struct handshake_arg *a = p;
+    a->result = hoare_tls_handshake(a->t);
+    hoare_wg_done(a->wg);
+}
+
+/* A client and a server connected over loopback through the listener lfd (at addr), handshake
+ * done, each with a deadline of 30 s (only a hang would reach it). */
+static void tls_pair(int lfd, const char *addr, hoare_tls **client, hoare_tls **server) {
+    int c = hoare_net_dial("tcp", addr, 10 * HOARE_SEC);
+    int s = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(c >= 0 && s >= 0);
+    *client = hoare_tls_client(client_ctx, c, "localhost");
+    *server = hoare_tls_server(server_ctx, s);
+    REQUIRE(*client && *server);
+    hoare_fd_set_deadline(c, hoare_now() + 30 * HOARE_SEC);
+    hoare_fd_set_deadline(s, hoare_now() + 30 * HOARE_SEC);
+    hoare_wg wg = HOARE_WG_INIT;
+    struct handshake_arg sa = {*server, -1, &wg};
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go(handshake_goroutine, &sa) == 0);
+    int r = hoare_tls_handshake(*client);
+    hoare_wg_wait(&wg);
+    REQUIRE(r == 0 && sa.result == 0);
+}
+
+/* Zero-length reads and writes return 0 at once, without touching the connection: no wait for a
+ * record, no data consumed, nothing sent. */
+static void test_zero_length(int lfd, const char *addr) {
+    hoare_tls *c, *s;
+    tls_pair(lfd, addr, &c, &s);
+    /* a read that waited for a record would end at this deadline */
+    hoare_fd_set_read_deadline(hoare_tls_fd(c), hoare_now() + 2 * HOARE_SEC);
+    char buf[16] = "";
+    int64_t start = hoare_now();
+    CHECK_EQ(hoare_tls_read(c, buf, 0), 0);
+    CHECK_EQ(hoare_tls_read(c, NULL, 0), 0);
+    CHECK(hoare_now() - start < HOARE_SEC);
+    CHECK_EQ(hoare_tls_write(c, buf, 0), 0);
+    CHECK_EQ(hoare_tls_write(s, NULL, 0), 0);
+    /* with a record waiting, it is left for the next read */
+    CHECK_EQ(hoare_tls_write(s, "hello", 5), 5);
+    hoare_sleep(50 * HOARE_MS);
+    CHECK_EQ(hoare_tls_read(c, buf, 0), 0);
+    CHECK_EQ(hoare_tls_read(c, buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    /* the zero-length writes sent nothing: the server's next read is the client's next write */
+    CHECK_EQ(hoare_tls_write(c, "world", 5), 5);
+    hoare_fd_set_read_deadline(hoare_tls_fd(s), hoare_now() + 10 * HOARE_SEC);
+    CHECK_EQ(hoare_tls_read(s, buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "world", 5) == 0);
+    hoare_tls_free(c);
+    hoare_tls_free(s);
+
+    /* before the handshake too: none is started (no ClientHello goes out) */
+    int cfd = hoare_net_dial("tcp", addr, 10 * HOARE_SEC);
+    int sfd = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(cfd >= 0 && sfd >= 0);
+    c = hoare_tls_client(client_ctx, cfd, "localhost");
+    REQUIRE(c != NULL);
+    hoare_fd_set_deadline(cfd, hoare_now() + 2 * HOARE_SEC);
+    start = hoare_now();
+    CHECK_EQ(hoare_tls_read(c, buf, 0), 0);
+    CHECK_EQ(hoare_tls_write(c, buf, 0), 0);
+    CHECK(hoare_now() - start < HOARE_SEC);
+    hoare_sleep(20 * HOARE_MS);
+    CHECK(recv(sfd, buf, sizeof buf, MSG_DONTWAIT) < 0 && errno == EAGAIN);
+    hoare_tls_free(c);
+    hoare_fd_close(sfd);
+}
+
+static void test_tls_in_process(void) {
+    make_contexts();
+    test_in_process();
+    int lfd = hoare_net_listen("tcp4", "127.0.0.1:0");
+    REQUIRE(lfd >= 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", local_port(lfd));
+    test_zero_length(lfd, addr);
     hoare_fd_close(lfd);
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);
@@ -306,7 +394,7 @@ int main(int argc, char **argv) {
 #endif
     make_certificate();
 #ifdef HOARE_TEST_HAVE_TLS
-    test_in_process();
+    test_tls_in_process();
 #endif
     if (!have_example) printf("https_hello not built: its part skipped\n");
     else if (!have_program("curl")) printf("no curl program (Debian package curl): https_hello part skipped\n");

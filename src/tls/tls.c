@@ -182,12 +182,16 @@ int hoare_tls_handshake(hoare_tls *t) {
 }
 
 ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len) {
+    /* SSL_read_ex with len 0 waits for a record and then reports a failure (the record's data
+     * stays, but the call says -ECONNRESET): answer here, as read(2) does */
+    if (len == 0) return 0;
     size_t n = 0;
     int c = run(t, OP_READ, buf, len, &n);
     return c == 3 ? (ssize_t)n : c;
 }
 
 ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len) {
+    if (len == 0) return 0; /* nothing to send, and no handshake started for it: as for reads */
     size_t done = 0;
     while (done < len) {
         size_t n = 0;
