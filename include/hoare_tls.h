@@ -10,8 +10,13 @@
  * Rules:
  *  - The SSL_CTX is the caller's: configure certificates, verification, protocols on it as usual
  *    (an SSL_CTX may be shared by any number of connections and threads, as OpenSSL allows).
- *  - One call at a time per connection: an SSL object is not safe for concurrent use, so a reader
- *    and a writer goroutine on one connection must take turns (a hoare_mutex will do).
+ *  - Full duplex, as Go's tls.Conn: one goroutine may read while another writes on the same
+ *    connection. At most one reader and one writer run at once: concurrent reads are serialized
+ *    (each call is whole), so are concurrent writes (hoare_tls_shutdown counts as a write), and
+ *    the handshake waits for both. A renegotiation (TLS 1.2) started by the peer is refused.
+ *  - The SSL object (hoare_tls_ssl) is used by the calls running on other goroutines: touch it
+ *    only inside hoare_tls_lock / hoare_tls_unlock (below) while any may run. hoare_tls_free
+ *    only once no call on the connection is running or can start.
  *  - Calls return 0 or a count, or a negative errno value: -ETIMEDOUT (deadline), -EBADF (the
  *    descriptor was closed), -ECONNRESET (the peer went away without close_notify), -EPROTO (a TLS
  *    failure: handshake, certificate, bad record; hoare_tls_error tells which).
@@ -55,6 +60,14 @@ void hoare_tls_free(hoare_tls *t);
 int hoare_tls_fd(const hoare_tls *t);
 SSL *hoare_tls_ssl(hoare_tls *t);
 const char *hoare_tls_error(const hoare_tls *t);
+/* The lock each OpenSSL call of this library holds: hold it around any use of the SSL object
+ * while another goroutine may be in a call on t (e.g. SSL_key_update from the writer goroutine
+ * between its writes while a reader reads). It is a short lock, a thread's: preemption is off
+ * while it is held; make no hoare_tls call and do not park or block until hoare_tls_unlock. Do
+ * not start handshakes through the SSL object (SSL_renegotiate, post-handshake authentication on
+ * the server): a write cannot do a handshake's reading. */
+void hoare_tls_lock(hoare_tls *t);
+void hoare_tls_unlock(hoare_tls *t);
 
 #ifdef __cplusplus
 }
