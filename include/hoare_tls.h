@@ -63,9 +63,11 @@ const char *hoare_tls_error(const hoare_tls *t);
 /* The lock each OpenSSL call of this library holds: hold it around any use of the SSL object
  * while another goroutine may be in a call on t (e.g. SSL_key_update from the writer goroutine
  * between its writes while a reader reads). It is a short lock, a thread's: preemption is off
- * while it is held; make no hoare_tls call and do not park or block until hoare_tls_unlock. Do
- * not start handshakes through the SSL object (SSL_renegotiate, post-handshake authentication on
- * the server): a write cannot do a handshake's reading. */
+ * while it is held; make no hoare_tls call and do not park or block until hoare_tls_unlock.
+ * What OpenSSL sends meanwhile goes out with the next read or write on t (SSL_key_update sends
+ * nothing itself: its KeyUpdate goes with the next write). Do not start handshakes through the
+ * SSL object (SSL_renegotiate, post-handshake authentication on the server): a write cannot do a
+ * handshake's reading. */
 void hoare_tls_lock(hoare_tls *t);
 void hoare_tls_unlock(hoare_tls *t);
 

@@ -6,7 +6,8 @@
  * its failure for another name), many concurrent echo connections on one processor, a handshake
  * that ends at the descriptor's deadline; zero-length reads and writes; a reader whose data is
  * already inside OpenSSL; a renegotiation started by the peer refused; full duplex (a reader and
- * a writer goroutine on each side of several connections at once, content checked).
+ * a writer goroutine on each side of several connections at once, content checked), with TLS 1.3
+ * key updates on the way.
  *
  * With examples/https_hello built: the server serves `curl -k` and `openssl s_client`; with one
  * processor (HOARE_PROCS=1), 200 slow TLS clients (silent, or stuck in the middle of a ClientHello)
@@ -305,6 +306,8 @@ struct stream_arg {
     hoare_tls *t;
     uint64_t seed; /* of the stream this goroutine writes, or reads */
     size_t total;
+    int key_updates; /* writer: how many times it asks for a key update (TLS 1.3) on the way */
+    int asked;       /* writer: how many times it did (once per write at most) */
     int result; /* 0: all written (then close_notify), or all read with the right content (then 0) */
     hoare_wg *wg;
 };
@@ -316,11 +319,24 @@ static void stream_writer(void *p) {
     enum { CAP = 100000 };
     unsigned char *buf = malloc(CAP);
     REQUIRE(buf != NULL);
-    size_t done = 0;
+    size_t done = 0, next_update = a->key_updates ? a->total / (size_t)(a->key_updates + 1) : SIZE_MAX;
     while (done < a->total && a->result == 0) {
         size_t n = next_rand(&rnd) % 4 == 0 ? 1 + next_rand(&rnd) % 64 : 1 + next_rand(&rnd) % CAP;
         if (n > a->total - done) n = a->total - done;
         for (size_t i = 0; i < n; i++) buf[i] = pattern(a->seed, done + i);
+        if (done >= next_update) {
+            /* the writer's own goroutine, between its writes; the reader may be inside an OpenSSL
+             * call at this moment: hence the connection's lock */
+            hoare_tls_lock(a->t);
+            int ok = SSL_key_update(hoare_tls_ssl(a->t), SSL_KEY_UPDATE_REQUESTED);
+            hoare_tls_unlock(a->t);
+            if (ok != 1) {
+                a->result = -ENOTRECOVERABLE;
+                break;
+            }
+            a->asked++;
+            while (next_update <= done) next_update += a->total / (size_t)(a->key_updates + 1);
+        }
         ssize_t w = hoare_tls_write(a->t, buf, n);
         if (w != (ssize_t)n) a->result = w < 0 ? (int)w : -EIO;
         done += n;
@@ -358,19 +374,33 @@ static void stream_reader(void *p) {
     hoare_wg_done(a->wg);
 }
 
+/* Counts the KeyUpdate messages a connection receives (its msg_callback). */
+static void count_key_updates(int write_p, int version, int content_type, const void *buf, size_t len,
+                              SSL *ssl, void *arg) {
+    (void)version, (void)ssl;
+    const unsigned char *msg = buf;
+    if (!write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 && msg[0] == SSL3_MT_KEY_UPDATE) ++*(int *)arg;
+}
+
 /* conns connections, each with a reader and a writer goroutine on both sides at once: total bytes
- * each way, content checked, ending with each side's close_notify. */
-static void duplex_round(int lfd, const char *addr, int conns, size_t total) {
+ * each way, content checked, ending with each side's close_notify. Each writer asks for
+ * key_updates key updates on the way (SSL_KEY_UPDATE_REQUESTED: the peer updates its keys too). */
+static void duplex_round(int lfd, const char *addr, int conns, size_t total, int key_updates) {
     hoare_tls **t = calloc((size_t)conns * 2, sizeof *t);
     struct stream_arg *args = calloc((size_t)conns * 4, sizeof *args);
-    REQUIRE(t && args);
+    int *updates = calloc((size_t)conns * 2, sizeof *updates);
+    REQUIRE(t && args && updates);
     hoare_wg wg = HOARE_WG_INIT;
     for (int i = 0; i < conns; i++) tls_pair(lfd, addr, &t[2 * i], &t[2 * i + 1]);
     for (int i = 0; i < conns * 2; i++) {
+        SSL_set_msg_callback(hoare_tls_ssl(t[i]), count_key_updates);
+        SSL_set_msg_callback_arg(hoare_tls_ssl(t[i]), &updates[i]);
+    }
+    for (int i = 0; i < conns * 2; i++) {
         /* t[i] writes the stream with seed i + 1 and reads its peer's (i ^ 1) */
         uint64_t mine = (uint64_t)i + 1, peers = (uint64_t)(i ^ 1) + 1;
-        args[2 * i] = (struct stream_arg){t[i], mine, total, 0, &wg};
-        args[2 * i + 1] = (struct stream_arg){t[i], peers, total, 0, &wg};
+        args[2 * i] = (struct stream_arg){t[i], mine, total, key_updates, 0, 0, &wg};
+        args[2 * i + 1] = (struct stream_arg){t[i], peers, total, 0, 0, 0, &wg};
         hoare_wg_add(&wg, 2);
         REQUIRE(hoare_go(stream_writer, &args[2 * i]) == 0);
         REQUIRE(hoare_go(stream_reader, &args[2 * i + 1]) == 0);
@@ -382,17 +412,28 @@ static void duplex_round(int lfd, const char *addr, int conns, size_t total) {
                     strerror(-args[i].result), hoare_tls_error(args[i].t));
         CHECK_EQ(args[i].result, 0);
     }
-    for (int i = 0; i < conns * 2; i++) hoare_tls_free(t[i]);
+    for (int i = 0; i < conns * 2; i++) {
+        /* at least one for each the peer's writer asked for (a request and an answer due at the
+         * same time go as one); it asks at most once per write, so fewer times than key_updates
+         * when the stream is short (sanitizers), but many times all the same */
+        int peer_asked = args[2 * (i ^ 1)].asked;
+        CHECK(updates[i] >= peer_asked && peer_asked >= (key_updates ? 8 : 0));
+        hoare_tls_free(t[i]);
+    }
     free(t);
     free(args);
+    free(updates);
 }
 
 static void test_duplex(int lfd, const char *addr) {
     size_t total = TEST_TSAN ? 1u << 20 : TEST_SANITIZED ? 2u << 20 : 8u << 20;
     int old = hoare_procs(1);
-    duplex_round(lfd, addr, 3, total);
+    duplex_round(lfd, addr, 3, total, 0);
     hoare_procs(4);
-    duplex_round(lfd, addr, 3, total);
+    duplex_round(lfd, addr, 3, total, 0);
+    duplex_round(lfd, addr, 3, total, 32);
+    hoare_procs(1);
+    duplex_round(lfd, addr, 3, total, 32);
     hoare_procs(old);
 }
 

@@ -20,6 +20,10 @@
  *    one (TLS 1.2 renegotiation is refused).
  *  - mu, a pthread mutex, for the SSL object (not safe for concurrent use): held around each single
  *    OpenSSL call, never across a park, with preemption off. Users reach it with hoare_tls_lock.
+ *    It also guards the output queue.
+ * The BIO's write side never says "retry", so that no SSL_write is ever repeated: what the socket
+ * does not take at once goes to the output queue, which the goroutine that made the call sends
+ * afterwards, parking on writability outside the call (bio_write, flush, out_kick).
  *
  * Ownership: a hoare_tls owns its SSL and its descriptor.
  */
@@ -29,6 +33,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,8 +49,14 @@ struct hoare_tls {
     /* The SSL object and the fields below: held around each single OpenSSL call, never across a
      * park (preemption is off meanwhile, as for the call itself). */
     pthread_mutex_t mu;
-    bool may_read;  /* the running OpenSSL call holds rmu: only then does the BIO take bytes off the socket */
-    bool starved;   /* the BIO found the socket empty (EAGAIN) during the running call */
+    bool may_read; /* the running OpenSSL call holds rmu: only then does the BIO read the socket */
+    bool starved;  /* the BIO found the socket empty (EAGAIN) during the running call */
+    /* The output queue (see bio_write): out[out_off, out_off + out_len) is what OpenSSL wrote and
+     * the socket did not take yet, to be sent in order before anything else. Guarded by mu;
+     * appended to by any OpenSSL call, sent (flush) only by the holder of wmu. */
+    unsigned char *out;
+    size_t out_off, out_len, out_cap;
+    int out_err; /* the errno value with which sending failed: the queue is dropped, no more is sent */
     atomic_bool handshaken;
     char error[160]; /* the last TLS failure's text */
 };
@@ -74,18 +85,82 @@ static int bio_read(BIO *b, char *buf, int len) {
     return (int)n;
 }
 
+static void out_fail(hoare_tls *t, int err) {
+    t->out_err = err;
+    free(t->out);
+    t->out = NULL;
+    t->out_off = t->out_len = t->out_cap = 0;
+}
+
+/* Append to the output queue. false: out of memory. */
+static bool out_append(hoare_tls *t, const char *p, size_t n) {
+    if (t->out_off + t->out_len + n > t->out_cap) {
+        if (t->out_len > 0) memmove(t->out, t->out + t->out_off, t->out_len);
+        t->out_off = 0;
+        if (t->out_len + n > t->out_cap) {
+            size_t cap = t->out_cap ? t->out_cap : 4096;
+            while (cap < t->out_len + n) cap *= 2;
+            unsigned char *q = realloc(t->out, cap);
+            if (!q) return false;
+            t->out = q;
+            t->out_cap = cap;
+        }
+    }
+    memcpy(t->out + t->out_off + t->out_len, p, n);
+    t->out_len += n;
+    return true;
+}
+
+/* Send from the output queue what the socket takes, with mu held: 0 (the queue is empty), 1 (the
+ * socket is full), or the negative errno value with which sending failed. An empty queue's memory
+ * is freed: it is only needed while the peer is slower than we are. */
+static int out_send(hoare_tls *t) {
+    while (t->out_len > 0) {
+        ssize_t n = send(t->fd, t->out + t->out_off, t->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+        if (n < 0) out_fail(t, errno);
+        if (n < 0) break;
+        t->out_off += (size_t)n;
+        t->out_len -= (size_t)n;
+    }
+    if (t->out_err) return -t->out_err;
+    free(t->out);
+    t->out = NULL;
+    t->out_off = t->out_cap = 0;
+    return 0;
+}
+
+/* Never says "retry". OpenSSL requires an SSL_write that returned WANT_WRITE to be repeated with
+ * the same arguments, and meanwhile nothing else may write: with a read and a write running at
+ * once (a read writes too: alerts, KeyUpdate) that cannot be promised ("bad length"). So what
+ * OpenSSL writes is always taken whole: sent at once if nothing is queued before it, what the
+ * socket does not take appended to the output queue, which the goroutine that made the call sends
+ * after the call, parking on writability outside it (flush). A write call makes at most WRITE_CHUNK
+ * bytes of records at a time and flushes them before the next: the queue holds at most what one
+ * call produced plus what a read added meanwhile. */
 static int bio_write(BIO *b, const char *buf, int len) {
     hoare_tls *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n;
-    while ((n = send(t->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
-    return (int)n;
+    size_t done = 0;
+    if (!t->out_err && t->out_len == 0) {
+        ssize_t n;
+        while ((n = send(t->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+        if (n >= 0) done = (size_t)n;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK) out_fail(t, errno);
+    }
+    if (!t->out_err && done < (size_t)len && !out_append(t, buf + done, (size_t)len - done))
+        out_fail(t, ENOMEM);
+    if (t->out_err) {
+        errno = t->out_err;
+        return -1;
+    }
+    return len;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
     (void)b, (void)num, (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* writes are never buffered here */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* the queue is flushed after the call, by its caller */
 }
 
 static int bio_create(BIO *b) {
@@ -122,8 +197,6 @@ static hoare_tls *tls_new(SSL_CTX *ctx, int fd, bool server, const char *server_
     }
     BIO_set_data(bio, t);
     SSL_set_bio(ssl, bio, bio); /* the SSL owns the BIO */
-    /* SSL_write may be repeated with a buffer at another address (none moves here, but cheap). */
-    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* A renegotiation (TLS 1.2) started by the peer would put the connection back in a handshake
      * in the middle of a read, and a write beside it would then have to do the handshake's
      * reading: it is refused (a no_renegotiation alert), as Go refuses it by default. */
@@ -154,7 +227,7 @@ hoare_tls *hoare_tls_client(SSL_CTX *ctx, int fd, const char *server_name) {
 enum {
     C_EOF = 0,        /* the peer's close_notify */
     C_WAIT_READ = 1,  /* park until the socket is readable (hoare_fd_wait's events), then again */
-    C_WAIT_WRITE = 2, /* park until it is writable, then again */
+    C_WAIT_WRITE = 2, /* park until it is writable, then again (not with our BIO, which takes all) */
     C_DONE = 3,       /* succeeded */
     C_AGAIN = 4,      /* again at once: what it waits for is already inside OpenSSL */
 };                    /* or a negative errno value that ends the call */
@@ -185,6 +258,8 @@ static int classify(hoare_tls *t, int r, int saved_errno) {
 /* The OpenSSL calls of this file, one kind each. */
 enum { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_SHUTDOWN };
 
+#define WRITE_CHUNK (64 * 1024) /* application bytes per SSL_write: 4 records */
+
 /* The short lock. Preemption is off while it is held: a goroutine switched out holding it would
  * resume on the same thread, which another goroutine waiting for the lock would be blocking. */
 static void lock(hoare_tls *t) {
@@ -196,26 +271,28 @@ static void unlock(hoare_tls *t) {
     hoare_preempt_enable();
 }
 
-/* Make one OpenSSL call under the short lock; returns what it came to (*n: bytes moved).
+/* Make one OpenSSL call under the short lock; returns what it came to (*n: bytes moved; *queued:
+ * the output queue is not empty).
  * Preemption is off for the call: OpenSSL keeps per-thread state (the error queue, marks set and
  * popped inside one call), and our BIO callbacks, being the program's code, would otherwise be
  * safe points where another goroutine could take this thread in the middle of the call.
  *
  * Nobody sleeps forever. A reader and a writer run OpenSSL calls in turn, each parking between its
- * calls, so one could take away what the other parks for. Writability cannot be taken away (it
- * comes back as the peer reads). Readability can: a call that took bytes off the socket, or left a
- * record inside OpenSSL, while a reader is parked would leave that reader asleep. So:
+ * calls, so one could take away what the other parks for. Not writability: only wmu's holder parks
+ * on it, with bytes queued that only it sends (see out_kick), and room comes back as the peer
+ * reads. Readability could be: a call that took bytes off the socket, or left a record inside
+ * OpenSSL, while a reader is parked would leave that reader asleep. So:
  *  - only a call that holds rmu (a read, the handshake) takes bytes off the socket: for any other
  *    the BIO says "retry", which a write after the handshake never meets (it only sends: messages
  *    from the peer - KeyUpdate, NewSessionTicket - are taken in by reads, and with renegotiation
  *    refused nothing makes a write read; one that would fails with -EPROTO, not a hang);
  *  - a reader parks only when its SSL_read stopped because the socket was empty (t->starved) and
- *    OpenSSL holds no decrypted data (SSL_pending), checked under the short lock. OpenSSL may also
- *    say WANT_READ with a whole record still in its buffers (SSL_has_pending), e.g. after a
- *    post-handshake message without SSL_MODE_AUTO_RETRY: then it is called again at once.
+ *    OpenSSL holds no decrypted data (SSL_pending), checked under the short lock. OpenSSL should
+ *    not say WANT_READ with a whole record in its buffers either, but should it (SSL_has_pending
+ *    while the socket was not found empty), it is called again at once.
  * Between that check and the park only rmu's holder - the parked reader - could read the socket,
  * so any byte the peer sends from then on wakes it. */
-static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n) {
+static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n, bool *queued) {
     lock(t);
     t->may_read = op == OP_READ || op == OP_HANDSHAKE;
     t->starved = false;
@@ -236,18 +313,70 @@ static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n) {
                  op == OP_WRITE ? "write" : "shutdown");
         c = -EPROTO;
     } else if (c == C_WAIT_READ && (SSL_pending(t->ssl) > 0 || (SSL_has_pending(t->ssl) && !t->starved))) {
-        c = C_AGAIN;
+        c = C_AGAIN; /* what the read waits for is inside OpenSSL already */
     }
     t->may_read = false;
+    *queued = t->out_len > 0;
     unlock(t);
     return c;
+}
+
+/* Send the output queue until it is empty, parking on writability (under the write deadline)
+ * outside the short lock: 0 or a negative errno value. The caller holds wmu. A failure to wait
+ * leaves the connection unable to write, as in Go (part of a record may have gone out). */
+static int flush(hoare_tls *t) {
+    for (;;) {
+        lock(t);
+        int r = out_send(t);
+        unlock(t);
+        if (r <= 0) return r;
+        int w = hoare_fd_wait(t->fd, 2);
+        if (w) {
+            lock(t);
+            if (!t->out_err) out_fail(t, -w);
+            unlock(t);
+            return w;
+        }
+    }
+}
+
+/* Who sends the output queue: the holder of wmu (a write, a shutdown, the handshake) sends it all
+ * before releasing wmu. A read that queued bytes (an alert, a KeyUpdate) takes wmu if it is free
+ * and sends them itself; if a write holds it, that write sends them. Should the write have looked
+ * at the queue for the last time just before the read added to it, it looks again after releasing
+ * wmu (wunlock): the read's trylock failed before that release, so the append came before the
+ * second look, which finds it (or finds it sent, or finds wmu taken by another holder, who in turn
+ * looks again after releasing). A read never waits for wmu: a writer parked on a full socket while
+ * the peer waits for us to read would otherwise stop our reads too. */
+static void out_kick(hoare_tls *t) {
+    for (;;) {
+        lock(t);
+        bool pending = t->out_len > 0;
+        unlock(t);
+        if (!pending || hoare_mutex_trylock(&t->wmu) != 0) return;
+        flush(t); /* a failure stays in t->out_err, for the next write to report */
+        hoare_mutex_unlock(&t->wmu);
+    }
+}
+
+/* Release wmu, then look at the queue again (see out_kick). */
+static void wunlock(hoare_tls *t) {
+    hoare_mutex_unlock(&t->wmu);
+    out_kick(t);
 }
 
 /* Make the call until it succeeds or ends: C_DONE, C_EOF or a negative errno value. The caller
  * holds the whole-call lock(s) of op. */
 static int run(hoare_tls *t, int op, void *buf, size_t len, size_t *n) {
     for (;;) {
-        int c = call(t, op, buf, len, n);
+        bool queued;
+        int c = call(t, op, buf, len, n, &queued);
+        if (queued && op == OP_READ) {
+            out_kick(t);
+        } else if (queued) {
+            int f = flush(t); /* e.g. a handshake's flight, before waiting for the answer */
+            if (f < 0 && c > C_EOF) return f;
+        }
         if (c == C_WAIT_READ || c == C_WAIT_WRITE) {
             int w = hoare_fd_wait(t->fd, c);
             if (w) return w;
@@ -266,7 +395,7 @@ int hoare_tls_handshake(hoare_tls *t) {
         c = run(t, OP_HANDSHAKE, NULL, 0, NULL);
         if (c == C_DONE) atomic_store_explicit(&t->handshaken, true, memory_order_release);
     }
-    hoare_mutex_unlock(&t->wmu);
+    wunlock(t);
     hoare_mutex_unlock(&t->rmu);
     return c == C_DONE ? 0 : c == C_EOF ? -ECONNRESET : c;
 }
@@ -275,7 +404,7 @@ ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len) {
     /* SSL_read_ex with len 0 waits for a record and then reports a failure (the record's data
      * stays, but the call says -ECONNRESET): answer here, as read(2) does */
     if (len == 0) return 0;
-    /* the handshake first, under both locks, so that what follows never has to both read and write */
+    /* the handshake first, under both locks, so that a write never has to read */
     int h = hoare_tls_handshake(t);
     if (h) return h;
     hoare_mutex_lock(&t->rmu);
@@ -293,11 +422,11 @@ ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len) {
     size_t done = 0;
     int c = C_DONE;
     while (done < len && c == C_DONE) {
-        size_t n = 0;
-        c = run(t, OP_WRITE, (char *)buf + done, len - done, &n);
+        size_t n = 0, chunk = len - done < WRITE_CHUNK ? len - done : WRITE_CHUNK;
+        c = run(t, OP_WRITE, (char *)buf + done, chunk, &n);
         done += n;
     }
-    hoare_mutex_unlock(&t->wmu);
+    wunlock(t);
     return c == C_DONE ? (ssize_t)len : c == C_EOF ? -EPIPE : c;
 }
 
@@ -305,7 +434,7 @@ int hoare_tls_shutdown(hoare_tls *t) {
     hoare_mutex_lock(&t->wmu);
     /* 1 or 0 from SSL_shutdown (0: ours sent, the peer's not awaited) both count as done */
     int c = run(t, OP_SHUTDOWN, NULL, 0, NULL);
-    hoare_mutex_unlock(&t->wmu);
+    wunlock(t);
     return c == C_DONE ? 0 : c == C_EOF ? -EPIPE : c;
 }
 
@@ -314,6 +443,7 @@ void hoare_tls_free(hoare_tls *t) {
     SSL_free(t->ssl);
     pthread_mutex_destroy(&t->mu);
     hoare_fd_close(t->fd);
+    free(t->out);
     free(t);
 }
 
