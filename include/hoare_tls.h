@@ -15,8 +15,8 @@
  *    (each call is whole), so are concurrent writes (hoare_tls_shutdown counts as a write), and
  *    the handshake waits for both. A renegotiation (TLS 1.2) started by the peer is refused.
  *  - The SSL object (hoare_tls_ssl) is used by the calls running on other goroutines: touch it
- *    only inside hoare_tls_lock / hoare_tls_unlock (below) while any may run. hoare_tls_free
- *    only once no call on the connection is running or can start.
+ *    only inside hoare_tls_lock / hoare_tls_unlock (below) while any may run. hoare_tls_close and
+ *    hoare_tls_free only once no call on the connection is running or can start.
  *  - Calls return 0 or a count, or a negative errno value: -ETIMEDOUT (deadline), -EBADF (the
  *    descriptor was closed), -ECONNRESET (the peer went away without close_notify), -EPROTO (a TLS
  *    failure: handshake, certificate, bad record; hoare_tls_error tells which).
@@ -36,9 +36,9 @@ extern "C" {
 typedef struct hoare_tls hoare_tls;
 
 /* A TLS connection over fd, a connected socket (used with hoare_fd_* calls; the connection owns it
- * from now on, and hoare_tls_free closes it). server: the accepting side; client: the connecting
- * side, server_name (may be NULL) is sent as SNI and, if the context verifies peers, checked
- * against the certificate. NULL with errno ENOMEM (or EINVAL) on failure; fd is then not closed. */
+ * from now on, and hoare_tls_close or hoare_tls_free closes it). server: the accepting side;
+ * client: the connecting side, server_name (may be NULL) is sent as SNI and, if the context
+ * verifies peers, checked against the certificate. NULL with errno ENOMEM (or EINVAL) on failure; fd is then not closed. */
 hoare_tls *hoare_tls_server(SSL_CTX *ctx, int fd);
 hoare_tls *hoare_tls_client(SSL_CTX *ctx, int fd, const char *server_name);
 
@@ -52,7 +52,15 @@ ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len);
 ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len);
 /* Send close_notify (does not wait for the peer's). 0 or a negative errno value. */
 int hoare_tls_shutdown(hoare_tls *t);
-/* Free the connection and close its descriptor (hoare_fd_close). NULL: nothing. */
+/* Close, as Go's tls.Conn.Close: send close_notify if the handshake was done (best effort: bounded
+ * by the descriptor's write deadline; the peer's close_notify is not awaited), then free the
+ * connection and close its descriptor (hoare_fd_close). 0, or the negative errno value with which
+ * sending close_notify failed (e.g. the error of an earlier failed write): the connection is freed
+ * either way. NULL: nothing, 0. As for hoare_tls_free, no other call on t may be running or start;
+ * to end a parked one first, set a deadline in the past (hoare_fd_set_deadline) and let it return. */
+int hoare_tls_close(hoare_tls *t);
+/* Free the connection and close its descriptor (hoare_fd_close), sending nothing: the peer's read
+ * sees the connection end without close_notify (-ECONNRESET in hoare_tls_read). NULL: nothing. */
 void hoare_tls_free(hoare_tls *t);
 
 /* The descriptor, the OpenSSL object (for inspection: peer certificate, ALPN, cipher), and the

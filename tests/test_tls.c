@@ -7,7 +7,7 @@
  * that ends at the descriptor's deadline; zero-length reads and writes; a reader whose data is
  * already inside OpenSSL; a renegotiation started by the peer refused; full duplex (a reader and
  * a writer goroutine on each side of several connections at once, content checked), with TLS 1.3
- * key updates on the way.
+ * key updates on the way; hoare_tls_close.
  *
  * With examples/https_hello built: the server serves `curl -k` and `openssl s_client`; with one
  * processor (HOARE_PROCS=1), 200 slow TLS clients (silent, or stuck in the middle of a ClientHello)
@@ -512,6 +512,53 @@ static void test_no_renegotiation(int lfd, const char *addr) {
     SSL_CTX_free(ctx);
 }
 
+/* hoare_tls_close sends close_notify: the peer's read returns 0 (hoare_tls_free sends nothing:
+ * -ECONNRESET). Before the handshake it sends nothing; after a failed write it returns that
+ * failure, and frees the connection all the same. */
+static void test_close(int lfd, const char *addr) {
+    hoare_tls *c, *s;
+    tls_pair(lfd, addr, &c, &s);
+    char buf[64];
+    /* the client reads first, taking the server's session tickets in: it closes with nothing
+     * unread, so its socket ends with a FIN rather than a reset */
+    CHECK_EQ(hoare_tls_write(s, "first", 5), 5);
+    CHECK_EQ(hoare_tls_read(c, buf, sizeof buf), 5);
+    CHECK_EQ(hoare_tls_write(c, "last", 4), 4);
+    CHECK_EQ(hoare_tls_close(c), 0);
+    CHECK_EQ(hoare_tls_read(s, buf, sizeof buf), 4);
+    CHECK_EQ(hoare_tls_read(s, buf, sizeof buf), 0);
+    CHECK_EQ(hoare_tls_close(s), 0); /* the peer is gone: ours still goes (into its socket) */
+    tls_pair(lfd, addr, &c, &s);
+    hoare_tls_free(c);
+    CHECK_EQ(hoare_tls_read(s, buf, sizeof buf), -ECONNRESET);
+    hoare_tls_free(s);
+    CHECK_EQ(hoare_tls_close(NULL), 0);
+
+    /* before the handshake: nothing is sent, the peer sees the end of the stream */
+    int cfd = hoare_net_dial("tcp", addr, 10 * HOARE_SEC);
+    int sfd = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(cfd >= 0 && sfd >= 0);
+    c = hoare_tls_client(client_ctx, cfd, "localhost");
+    REQUIRE(c != NULL);
+    CHECK_EQ(hoare_tls_close(c), 0);
+    hoare_fd_set_read_deadline(sfd, hoare_now() + 10 * HOARE_SEC);
+    CHECK_EQ(hoare_fd_read(sfd, buf, sizeof buf), 0);
+    hoare_fd_close(sfd);
+
+    /* a write that met its deadline (the peer does not read) leaves the connection unable to
+     * write: close reports it, and frees (ASan would see a leak) */
+    tls_pair(lfd, addr, &c, &s);
+    enum { BIG = 32 << 20 };
+    char *big = calloc(1, BIG);
+    REQUIRE(big != NULL);
+    hoare_fd_set_write_deadline(hoare_tls_fd(c), hoare_now() + 200 * HOARE_MS);
+    CHECK_EQ(hoare_tls_write(c, big, BIG), -ETIMEDOUT);
+    CHECK_EQ(hoare_tls_write(c, "x", 1), -ETIMEDOUT);
+    CHECK_EQ(hoare_tls_close(c), -ETIMEDOUT);
+    free(big);
+    hoare_tls_free(s);
+}
+
 static void test_tls_in_process(void) {
     make_contexts();
     test_in_process();
@@ -523,6 +570,7 @@ static void test_tls_in_process(void) {
     test_buffered_data(lfd, addr);
     test_no_renegotiation(lfd, addr);
     test_duplex(lfd, addr);
+    test_close(lfd, addr);
     hoare_fd_close(lfd);
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);

@@ -294,6 +294,13 @@ static void unlock(hoare_tls *t) {
  * so any byte the peer sends from then on wakes it. */
 static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n, bool *queued) {
     lock(t);
+    if ((op == OP_WRITE || op == OP_SHUTDOWN) && t->out_err) {
+        /* sending failed before: so do writes from now on, without OpenSSL (which may still hold
+         * a record the BIO refused, and would take the next write for a wrong retry of it) */
+        *queued = false;
+        unlock(t);
+        return -t->out_err;
+    }
     t->may_read = op == OP_READ || op == OP_HANDSHAKE;
     t->starved = false;
     ERR_clear_error();
@@ -436,6 +443,21 @@ int hoare_tls_shutdown(hoare_tls *t) {
     int c = run(t, OP_SHUTDOWN, NULL, 0, NULL);
     wunlock(t);
     return c == C_DONE ? 0 : c == C_EOF ? -EPIPE : c;
+}
+
+int hoare_tls_close(hoare_tls *t) {
+    if (!t) return 0;
+    int r = 0;
+    /* as Go: close_notify only after a handshake (none is started for it), the peer's not awaited;
+     * the write deadline bounds the wait for room in the socket */
+    if (atomic_load_explicit(&t->handshaken, memory_order_acquire)) {
+        hoare_mutex_lock(&t->wmu);
+        int c = run(t, OP_SHUTDOWN, NULL, 0, NULL);
+        hoare_mutex_unlock(&t->wmu);
+        r = c == C_DONE ? 0 : c == C_EOF ? -EPIPE : c;
+    }
+    hoare_tls_free(t);
+    return r;
 }
 
 void hoare_tls_free(hoare_tls *t) {
