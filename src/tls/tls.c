@@ -1,15 +1,17 @@
 /*
  * tls.c - libhoare_tls: OpenSSL over hoare descriptors (see include/hoare_tls.h).
  *
- * The SSL object talks to the socket through a BIO of ours that never blocks: recv/send with
- * MSG_DONTWAIT and MSG_NOSIGNAL (no SIGPIPE, whatever the process' disposition), reporting EAGAIN
- * as "retry". OpenSSL then returns SSL_ERROR_WANT_READ / WANT_WRITE, and the goroutine parks in
- * hoare_fd_wait until the socket is ready (or its deadline passes, or it is closed), then repeats
- * the call. Parking happens only between OpenSSL calls, never inside one: OpenSSL keeps its error
- * queue per thread, and a goroutine may resume on another thread after a park. So each call clears
- * the queue, and SSL_get_error and the error text are read on the thread that made the call, before
- * any park; and preemption is off during the call (our BIO callbacks are the program's code, so
- * they would be safe points where another goroutine could take the thread mid-call).
+ * The SSL object talks to the socket through a BIO of ours that never blocks: recv with
+ * MSG_DONTWAIT, reporting EAGAIN as "retry" (OpenSSL then returns SSL_ERROR_WANT_READ, and the
+ * goroutine parks in hoare_fd_wait until the socket is readable, or its deadline passes, or it is
+ * closed, then repeats the call), and send with MSG_DONTWAIT and MSG_NOSIGNAL (no SIGPIPE, whatever
+ * the process' disposition), what the socket does not take going to an output queue (below) that
+ * is sent after the call, parking on writability. Parking happens only between OpenSSL calls,
+ * never inside one: OpenSSL keeps its error queue per thread, and a goroutine may resume on another
+ * thread after a park. So each call clears the queue, and SSL_get_error and the error text are
+ * read on the thread that made the call, before any park; and preemption is off during the call
+ * (our BIO callbacks are the program's code, so they would be safe points where another goroutine
+ * could take the thread mid-call).
  *
  * Full duplex, as Go's tls.Conn: a read and a write may run at once (more readers, or writers,
  * take turns). Three locks:
