@@ -95,16 +95,13 @@ static void serve(void *arg) {
                            http11, keep ? "" : "Connection: close\r\n");
         }
         if (hoare_tls_write(t, out, (size_t)len) != len) break;
-        if (!keep) {
-            hoare_tls_shutdown(t);
-            break;
-        }
+        if (!keep) break;
         memmove(in, in + req_len, have - req_len);
         have -= req_len;
         hoare_fd_set_deadline(fd, hoare_now() + idle_timeout);
     }
 out:
-    hoare_tls_free(t);
+    hoare_tls_close(t); /* close_notify if the handshake was done, as Go's Close (bounded by the deadline) */
 }
 
 /* The program's main goroutine (see main below). */
