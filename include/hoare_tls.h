@@ -64,7 +64,9 @@ int hoare_tls_close(hoare_tls *t);
 void hoare_tls_free(hoare_tls *t);
 
 /* The descriptor, the OpenSSL object (for inspection: peer certificate, ALPN, cipher), and the
- * text of the last TLS failure (-EPROTO) of this connection ("" if none). */
+ * text of the first TLS failure (-EPROTO) of this connection ("" if none; once set it does not
+ * change, so it may be read while other calls on t run: after a TLS failure the connection is
+ * unusable, and the first failure is the cause). */
 int hoare_tls_fd(const hoare_tls *t);
 SSL *hoare_tls_ssl(hoare_tls *t);
 const char *hoare_tls_error(const hoare_tls *t);

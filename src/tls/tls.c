@@ -60,7 +60,9 @@ struct hoare_tls {
     size_t out_off, out_len, out_cap;
     int out_err; /* the errno value with which sending failed: the queue is dropped, no more is sent */
     atomic_bool handshaken;
-    char error[160]; /* the last TLS failure's text */
+    /* The first TLS failure's text, written once (under mu) and never changed after: a goroutine
+     * whose call failed reads it without a lock while another call on t may fail too. */
+    char error[160];
 };
 
 /* ---------------------------------------------------------------- the BIO */
@@ -252,7 +254,7 @@ static int classify(hoare_tls *t, int r, int saved_errno) {
         ERR_clear_error();
         return -ECONNRESET;
     }
-    ERR_error_string_n(code ? code : (unsigned long)e, t->error, sizeof t->error);
+    if (!t->error[0]) ERR_error_string_n(code ? code : (unsigned long)e, t->error, sizeof t->error);
     ERR_clear_error();
     return -EPROTO;
 }
@@ -318,8 +320,9 @@ static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n, bool *qu
     if (c == C_WAIT_READ && !t->may_read) {
         /* a write or shutdown would have to read: only a handshake does that (a renegotiation
          * started with the SSL object, which is not supported) */
-        snprintf(t->error, sizeof t->error, "hoare_tls: a %s needs to read (a handshake?)",
-                 op == OP_WRITE ? "write" : "shutdown");
+        if (!t->error[0])
+            snprintf(t->error, sizeof t->error, "hoare_tls: a %s needs to read (a handshake?)",
+                     op == OP_WRITE ? "write" : "shutdown");
         c = -EPROTO;
     } else if (c == C_WAIT_READ && (SSL_pending(t->ssl) > 0 || (SSL_has_pending(t->ssl) && !t->starved))) {
         c = C_AGAIN; /* what the read waits for is inside OpenSSL already */
