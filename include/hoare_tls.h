@@ -38,7 +38,8 @@ typedef struct hoare_tls hoare_tls;
 /* A TLS connection over fd, a connected socket (used with hoare_fd_* calls; the connection owns it
  * from now on, and hoare_tls_close or hoare_tls_free closes it). server: the accepting side;
  * client: the connecting side, server_name (may be NULL) is sent as SNI and, if the context
- * verifies peers, checked against the certificate. NULL with errno ENOMEM (or EINVAL) on failure; fd is then not closed. */
+ * verifies peers, checked against the certificate. NULL with errno ENOMEM (or EINVAL) on failure;
+ * fd is then not closed. */
 hoare_tls *hoare_tls_server(SSL_CTX *ctx, int fd);
 hoare_tls *hoare_tls_client(SSL_CTX *ctx, int fd, const char *server_name);
 
