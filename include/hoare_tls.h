@@ -15,8 +15,10 @@
  *    (each call is whole), so are concurrent writes (hoare_tls_shutdown counts as a write), and
  *    the handshake waits for both. A renegotiation (TLS 1.2) started by the peer is refused.
  *  - The SSL object (hoare_tls_ssl) is used by the calls running on other goroutines: touch it
- *    only inside hoare_tls_lock / hoare_tls_unlock (below) while any may run. hoare_tls_close and
- *    hoare_tls_free only once no call on the connection is running or can start.
+ *    only inside hoare_tls_lock / hoare_tls_unlock (below) while any may run.
+ *  - hoare_tls_close and hoare_tls_free may be called while other goroutines are in calls on the
+ *    connection, as Go's Close: those calls return -EBADF (parked ones at once), and the memory
+ *    is freed when the last of them returns. No call may start once close or free has returned.
  *  - Calls return 0 or a count, or a negative errno value: -ETIMEDOUT (deadline), -EBADF (the
  *    descriptor was closed), -ECONNRESET (the peer went away without close_notify), -EPROTO (a TLS
  *    failure: handshake, certificate, bad record; hoare_tls_error tells which).
@@ -57,8 +59,8 @@ int hoare_tls_shutdown(hoare_tls *t);
  * by the descriptor's write deadline; the peer's close_notify is not awaited), then free the
  * connection and close its descriptor (hoare_fd_close). 0, or the negative errno value with which
  * sending close_notify failed (e.g. the error of an earlier failed write): the connection is freed
- * either way. NULL: nothing, 0. As for hoare_tls_free, no other call on t may be running or start;
- * to end a parked one first, set a deadline in the past (hoare_fd_set_deadline) and let it return. */
+ * either way. While a write is in progress no close_notify is sent (as in Go: the close breaks the
+ * write off). NULL: nothing, 0; a second close while calls of the first still run: -EBADF. */
 int hoare_tls_close(hoare_tls *t);
 /* Free the connection and close its descriptor (hoare_fd_close), sending nothing: the peer's read
  * sees the connection end without close_notify (-ECONNRESET in hoare_tls_read). NULL: nothing. */

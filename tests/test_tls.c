@@ -559,6 +559,82 @@ static void test_close(int lfd, const char *addr) {
     hoare_tls_free(s);
 }
 
+/* ---------------------------------------------------------------- close beside calls */
+
+/* Until the goroutine named name is parked in "IO wait" (polled with dumps). */
+static void wait_until_io_wait(const char *name) {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    static char dump[1 << 16];
+    char want[96];
+    snprintf(want, sizeof want, "[IO wait]:\n\tname %s\n", name);
+    int64_t deadline = hoare_now() + 20 * HOARE_SEC;
+    bool parked = false;
+    while (!parked && hoare_now() < deadline) {
+        hoare_dump(fds[1]);
+        ssize_t n = read(fds[0], dump, sizeof dump - 1);
+        dump[n > 0 ? n : 0] = 0;
+        parked = strstr(dump, want) != NULL;
+        if (!parked) hoare_sleep(HOARE_MS);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    REQUIRE(parked);
+}
+
+struct io_arg {
+    hoare_tls *t;
+    size_t len;
+    ssize_t result;
+    hoare_wg *wg;
+};
+static void parked_read(void *p) {
+    struct io_arg *a = p;
+    char buf[64];
+    a->result = hoare_tls_read(a->t, buf, sizeof buf);
+    hoare_wg_done(a->wg);
+}
+static void parked_write(void *p) {
+    struct io_arg *a = p;
+    char *big = calloc(1, a->len);
+    REQUIRE(big != NULL);
+    a->result = hoare_tls_write(a->t, big, a->len);
+    free(big);
+    hoare_wg_done(a->wg);
+}
+
+/* As Go's Close: a close while other goroutines are in calls on the connection ends those calls
+ * (-EBADF) and frees it once they have returned (ASan would see a use after free, or a leak). A
+ * reader parked for data (close_notify is sent); then a writer parked on a full socket, beside
+ * which no close_notify is sent. */
+static void test_close_beside_calls(int lfd, const char *addr) {
+    hoare_tls *c, *s;
+    tls_pair(lfd, addr, &c, &s);
+    hoare_wg wg = HOARE_WG_INIT;
+    struct io_arg reader = {c, 0, 1, &wg};
+    hoare_attr attr = {.name = "tls-reader"};
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go_with(&attr, parked_read, &reader) == 0);
+    wait_until_io_wait("tls-reader");
+    CHECK_EQ(hoare_tls_close(c), 0); /* close_notify: no write was in progress */
+    hoare_wg_wait(&wg);
+    CHECK_EQ(reader.result, -EBADF);
+    char buf[16];
+    CHECK_EQ(hoare_tls_read(s, buf, sizeof buf), 0); /* the close_notify */
+    hoare_tls_free(s);
+
+    tls_pair(lfd, addr, &c, &s);
+    struct io_arg writer = {c, 64 << 20, 1, &wg};
+    attr.name = "tls-writer";
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go_with(&attr, parked_write, &writer) == 0);
+    wait_until_io_wait("tls-writer"); /* the peer does not read: the socket fills */
+    CHECK_EQ(hoare_tls_close(c), 0);
+    hoare_wg_wait(&wg);
+    CHECK_EQ(writer.result, -EBADF);
+    hoare_tls_free(s);
+}
+
 static void test_tls_in_process(void) {
     make_contexts();
     test_in_process();
@@ -571,6 +647,7 @@ static void test_tls_in_process(void) {
     test_no_renegotiation(lfd, addr);
     test_duplex(lfd, addr);
     test_close(lfd, addr);
+    test_close_beside_calls(lfd, addr);
     hoare_fd_close(lfd);
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);

@@ -27,7 +27,10 @@
  * does not take at once goes to the output queue, which the goroutine that made the call sends
  * afterwards, parking on writability outside the call (bio_write, flush, out_kick).
  *
- * Ownership: a hoare_tls owns its SSL and its descriptor.
+ * Ownership: a hoare_tls owns its SSL and its descriptor. It is freed when its owner has closed it
+ * (hoare_tls_close, hoare_tls_free) and no call on it is in progress (refs): a close beside calls
+ * on other goroutines, as Go allows, refuses every OpenSSL call and send from then on (state), so
+ * those calls end with -EBADF, the parked ones woken by hoare_fd_close.
  */
 #include <errno.h>
 #include <openssl/err.h>
@@ -60,6 +63,14 @@ struct hoare_tls {
     size_t out_off, out_len, out_cap;
     int out_err; /* the errno value with which sending failed: the queue is dropped, no more is sent */
     atomic_bool handshaken;
+    /* Closing (hoare_tls_close, hoare_tls_free), guarded by mu. OPEN; CLOSING while close sends
+     * close_notify (only its shutdown runs); CLOSED: every OpenSSL call and every send is refused
+     * (-EBADF), so no call touches the descriptor's number once it is closed. */
+    enum { T_OPEN, T_CLOSING, T_CLOSED } state;
+    /* References: the owner's (dropped by close or free) and one per public call in progress.
+     * Whoever drops the last frees the connection: a close while other goroutines are in calls on
+     * t (as Go allows) frees it once they have returned. */
+    atomic_int refs;
     /* The first TLS failure's text, written once (under mu) and never changed after: a goroutine
      * whose call failed reads it without a lock while another call on t may fail too. */
     char error[160];
@@ -119,6 +130,7 @@ static bool out_append(hoare_tls *t, const char *p, size_t n) {
  * socket is full), or the negative errno value with which sending failed. An empty queue's memory
  * is freed: it is only needed while the peer is slower than we are. */
 static int out_send(hoare_tls *t) {
+    if (t->state == T_CLOSED && !t->out_err) out_fail(t, EBADF); /* nothing more goes out */
     while (t->out_len > 0) {
         ssize_t n = send(t->fd, t->out + t->out_off, t->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
@@ -219,6 +231,7 @@ static hoare_tls *tls_new(SSL_CTX *ctx, int fd, bool server, const char *server_
     }
     t->ssl = ssl;
     t->fd = fd;
+    atomic_init(&t->refs, 1);
     return t;
 }
 
@@ -298,6 +311,11 @@ static void unlock(hoare_tls *t) {
  * so any byte the peer sends from then on wakes it. */
 static int call(hoare_tls *t, int op, void *buf, size_t len, size_t *n, bool *queued) {
     lock(t);
+    if (t->state == T_CLOSED || (t->state == T_CLOSING && op != OP_SHUTDOWN)) {
+        *queued = false;
+        unlock(t);
+        return -EBADF;
+    }
     if ((op == OP_WRITE || op == OP_SHUTDOWN) && t->out_err) {
         /* sending failed before: so do writes from now on, without OpenSSL (which may still hold
          * a record the BIO refused, and would take the next write for a wrong retry of it) */
@@ -398,7 +416,14 @@ static int run(hoare_tls *t, int op, void *buf, size_t len, size_t *n) {
     }
 }
 
-int hoare_tls_handshake(hoare_tls *t) {
+/* A public call's reference (see refs). */
+static void enter(hoare_tls *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
+static void destroy(hoare_tls *t);
+static void leave(hoare_tls *t) {
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1) destroy(t);
+}
+
+static int handshake(hoare_tls *t) {
     if (atomic_load_explicit(&t->handshaken, memory_order_acquire)) return 0;
     hoare_mutex_lock(&t->rmu);
     hoare_mutex_lock(&t->wmu);
@@ -412,24 +437,38 @@ int hoare_tls_handshake(hoare_tls *t) {
     return c == C_DONE ? 0 : c == C_EOF ? -ECONNRESET : c;
 }
 
+int hoare_tls_handshake(hoare_tls *t) {
+    enter(t);
+    int r = handshake(t);
+    leave(t);
+    return r;
+}
+
 ssize_t hoare_tls_read(hoare_tls *t, void *buf, size_t len) {
     /* SSL_read_ex with len 0 waits for a record and then reports a failure (the record's data
      * stays, but the call says -ECONNRESET): answer here, as read(2) does */
     if (len == 0) return 0;
+    enter(t);
     /* the handshake first, under both locks, so that a write never has to read */
-    int h = hoare_tls_handshake(t);
-    if (h) return h;
-    hoare_mutex_lock(&t->rmu);
     size_t n = 0;
-    int c = run(t, OP_READ, buf, len, &n);
-    hoare_mutex_unlock(&t->rmu);
+    int c = handshake(t);
+    if (c == 0) {
+        hoare_mutex_lock(&t->rmu);
+        c = run(t, OP_READ, buf, len, &n);
+        hoare_mutex_unlock(&t->rmu);
+    }
+    leave(t);
     return c == C_DONE ? (ssize_t)n : c;
 }
 
 ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len) {
     if (len == 0) return 0; /* nothing to send, and no handshake started for it: as for reads */
-    int h = hoare_tls_handshake(t);
-    if (h) return h;
+    enter(t);
+    int h = handshake(t);
+    if (h) {
+        leave(t);
+        return h;
+    }
     hoare_mutex_lock(&t->wmu);
     size_t done = 0;
     int c = C_DONE;
@@ -439,37 +478,62 @@ ssize_t hoare_tls_write(hoare_tls *t, const void *buf, size_t len) {
         done += n;
     }
     wunlock(t);
+    leave(t);
     return c == C_DONE ? (ssize_t)len : c == C_EOF ? -EPIPE : c;
 }
 
 int hoare_tls_shutdown(hoare_tls *t) {
+    enter(t);
     hoare_mutex_lock(&t->wmu);
     /* 1 or 0 from SSL_shutdown (0: ours sent, the peer's not awaited) both count as done */
     int c = run(t, OP_SHUTDOWN, NULL, 0, NULL);
     wunlock(t);
+    leave(t);
     return c == C_DONE ? 0 : c == C_EOF ? -EPIPE : c;
+}
+
+/* The end of close and free: no OpenSSL call or send from now on (calls in progress return
+ * -EBADF, parked ones at once, woken by hoare_fd_close), and the owner's reference dropped. */
+static void close_now(hoare_tls *t) {
+    lock(t);
+    t->state = T_CLOSED;
+    unlock(t);
+    hoare_fd_close(t->fd);
+    leave(t);
+}
+
+/* OPEN -> next, or false if closing began already. */
+static bool begin_close(hoare_tls *t, int next) {
+    lock(t);
+    bool open = t->state == T_OPEN;
+    if (open) t->state = next;
+    unlock(t);
+    return open;
 }
 
 int hoare_tls_close(hoare_tls *t) {
     if (!t) return 0;
+    if (!begin_close(t, T_CLOSING)) return -EBADF;
     int r = 0;
-    /* as Go: close_notify only after a handshake (none is started for it), the peer's not awaited;
-     * the write deadline bounds the wait for room in the socket */
-    if (atomic_load_explicit(&t->handshaken, memory_order_acquire)) {
-        hoare_mutex_lock(&t->wmu);
+    /* As Go: close_notify only after a handshake (none is started for it) and only when no write
+     * is in progress (a close beside a write is taken as breaking it off); the peer's is not
+     * awaited; the write deadline bounds the wait for room in the socket. */
+    if (atomic_load_explicit(&t->handshaken, memory_order_acquire) && hoare_mutex_trylock(&t->wmu) == 0) {
         int c = run(t, OP_SHUTDOWN, NULL, 0, NULL);
         hoare_mutex_unlock(&t->wmu);
         r = c == C_DONE ? 0 : c == C_EOF ? -EPIPE : c;
     }
-    hoare_tls_free(t);
+    close_now(t);
     return r;
 }
 
 void hoare_tls_free(hoare_tls *t) {
-    if (!t) return;
+    if (t && begin_close(t, T_CLOSED)) close_now(t);
+}
+
+static void destroy(hoare_tls *t) {
     SSL_free(t->ssl);
     pthread_mutex_destroy(&t->mu);
-    hoare_fd_close(t->fd);
     free(t->out);
     free(t);
 }
