@@ -461,15 +461,25 @@ static void test_buffered_data(int lfd, const char *addr) {
     SSL_CTX_free(ctx);
 }
 
-struct read_arg {
+/* A goroutine's read of up to 64 bytes on t, or its write of len bytes of zeros. */
+struct io_arg {
     hoare_tls *t;
+    size_t len;
     ssize_t result;
     hoare_wg *wg;
 };
-static void read_goroutine(void *p) {
-    struct read_arg *a = p;
+static void parked_read(void *p) {
+    struct io_arg *a = p;
     char buf[64];
     a->result = hoare_tls_read(a->t, buf, sizeof buf);
+    hoare_wg_done(a->wg);
+}
+static void parked_write(void *p) {
+    struct io_arg *a = p;
+    char *big = calloc(1, a->len);
+    REQUIRE(big != NULL);
+    a->result = hoare_tls_write(a->t, big, a->len);
+    free(big);
     hoare_wg_done(a->wg);
 }
 
@@ -495,9 +505,9 @@ static void test_no_renegotiation(int lfd, const char *addr) {
     CHECK_EQ(hoare_tls_write(s, "after", 5), 5);
     hoare_fd_set_read_deadline(hoare_tls_fd(s), hoare_now() + 3 * HOARE_SEC);
     hoare_wg wg = HOARE_WG_INIT;
-    struct read_arg server_read = {s, 1, &wg};
+    struct io_arg server_read = {s, 0, 1, &wg};
     hoare_wg_add(&wg, 1);
-    REQUIRE(hoare_go(read_goroutine, &server_read) == 0);
+    REQUIRE(hoare_go(parked_read, &server_read) == 0);
     char buf[64];
     CHECK_EQ(hoare_tls_read(c, buf, sizeof buf), 5);
     CHECK(memcmp(buf, "after", 5) == 0);
@@ -580,27 +590,6 @@ static void wait_until_io_wait(const char *name) {
     close(fds[0]);
     close(fds[1]);
     REQUIRE(parked);
-}
-
-struct io_arg {
-    hoare_tls *t;
-    size_t len;
-    ssize_t result;
-    hoare_wg *wg;
-};
-static void parked_read(void *p) {
-    struct io_arg *a = p;
-    char buf[64];
-    a->result = hoare_tls_read(a->t, buf, sizeof buf);
-    hoare_wg_done(a->wg);
-}
-static void parked_write(void *p) {
-    struct io_arg *a = p;
-    char *big = calloc(1, a->len);
-    REQUIRE(big != NULL);
-    a->result = hoare_tls_write(a->t, big, a->len);
-    free(big);
-    hoare_wg_done(a->wg);
 }
 
 /* As Go's Close: a close while other goroutines are in calls on the connection ends those calls
