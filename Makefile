@@ -42,10 +42,11 @@ build/rel/Makefile: deps
 build: build/rel/Makefile
 	cmake --build build/rel -j $(JOBS)
 
-# The demo also traces its two runs and draws them (docs/demo-trace.png, shown in the README).
+# The demo also traces its two runs and draws them (build/rel/demo-trace.png; the README shows
+# docs/demo-trace.png, a copy from one such run).
 demo: build
 	./build/rel/examples/demo --trace build/rel/demo-trace
-	python3 examples/demo_timeline.py build/rel/demo-trace-1.json build/rel/demo-trace-2.json docs/demo-trace.png
+	python3 examples/demo_timeline.py build/rel/demo-trace-1.json build/rel/demo-trace-2.json build/rel/demo-trace.png
 
 # The suite three ways. TSan needs the address space layout it was built for: run it without ASLR
 # (setarch -R), as its runtime cannot handle the high mmap entropy of recent kernels.
