@@ -1,7 +1,7 @@
 /*
  * test_stack.c - stacks: 1,111,111 goroutines alive at once under the default vm.max_map_count
  * (guard pages that do not split mappings), the stack overflow messages (child processes; the main
- * goroutine's names the main-thread stack limit), a large
+ * goroutine's names the main-thread stack limit; a slot carved in a batch without a cache), a large
  * requested stack, and sizes no address space holds (ENOMEM).
  */
 #include "test.h"
@@ -65,6 +65,26 @@ static int child_overflow(void) {
     return 0;
 }
 
+/* Guards come with each batch of fresh slots (stack.c, "Guards"): an overflow in a slot that is
+ * not the first of its batch, of a third size, which the spawning thread's cache does not hold
+ * (its slots go to the global pool), is caught as well. */
+static void park_forever(void *arg) {
+    (void)arg;
+    hoare_wg_wait(&gate);
+}
+
+static int child_overflow_in_batch(void) {
+    hoare_wg_add(&gate, 1);
+    hoare_attr other = {.stack_size = 64 * 1024};
+    REQUIRE(hoare_go_with(&other, park_forever, NULL) == 0); /* the cache's second size */
+    hoare_attr third = {.stack_size = 96 * 1024};
+    for (int i = 0; i < 5; i++) REQUIRE(hoare_go_with(&third, park_forever, NULL) == 0);
+    hoare_attr attr = {.stack_size = 96 * 1024, .name = "runaway"};
+    hoare_go_with(&attr, overflow, NULL);
+    hoare_sleep(10 * HOARE_SEC);
+    return 0;
+}
+
 /* The main goroutine's stack follows RLIMIT_STACK: its overflow says to raise that. */
 static int app_runaway(int argc, char **argv) {
     (void)argc, (void)argv;
@@ -90,18 +110,24 @@ static void test_main_overflow_message(void) {
     if (!strstr(out, "main-thread stack limit")) fprintf(stderr, "child said: %s\n", out);
 }
 
-static void test_overflow_message(void) {
+/* The child's report names the goroutine "runaway" and a usable stack of at least kib KiB. */
+static void check_overflow_report(const char *child, long kib) {
     char out[8192];
-    int status = test_run_self("overflow", NULL, out, sizeof out);
+    int status = test_run_self(child, NULL, out, sizeof out);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     CHECK(strstr(out, "stack overflow in goroutine") != NULL);
     CHECK(strstr(out, "(runaway)") != NULL);
-    /* the size reported is the usable stack: at least the 64 KiB asked for (the slot is rounded up
+    /* the size reported is the usable stack: at least the size asked for (the slot is rounded up
      * to whole pages, and all of it below the descriptor is usable) */
     const char *at = strstr(out, "its stack is ");
     long reported = at ? strtol(at + strlen("its stack is "), NULL, 10) : 0;
-    CHECK(reported >= 64 * 1024 && reported < 64 * 1024 + 8192);
-    if (!strstr(out, "stack overflow")) fprintf(stderr, "child said: %s\n", out);
+    CHECK(reported >= kib * 1024 && reported < kib * 1024 + 8192);
+    if (!strstr(out, "stack overflow")) fprintf(stderr, "%s child said: %s\n", child, out);
+}
+
+static void test_overflow_message(void) {
+    check_overflow_report("overflow", 64);
+    check_overflow_report("overflow-in-batch", 96);
 }
 
 /* sizes no address space holds fail with ENOMEM: they overflowed the rounding before, giving a
@@ -119,6 +145,7 @@ static void test_huge_sizes(void) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "overflow") == 0) return child_overflow();
     if (argc > 1 && strcmp(argv[1], "main-overflow") == 0) return child_main_overflow();
+    if (argc > 1 && strcmp(argv[1], "overflow-in-batch") == 0) return child_overflow_in_batch();
     test_begin(argv, 240);
     test_huge_sizes();
     test_many_live();
