@@ -12,15 +12,11 @@
  * splitting the mapping, so a slab stays one VMA however many stacks it holds, and 1,111,111 live
  * goroutines fit under the default vm.max_map_count (65530). Where the kernel lacks it, the fallback
  * is mprotect(PROT_NONE), which splits the mapping: about vm.max_map_count / 2 live goroutines at
- * most (raise the sysctl, or set HOARE_STACK_GUARD=0 to run without guards). Page-size slots get
- * their guards when they are carved, CACHE_BATCH (or WARM_BATCH) at a time, in one system call
- * (process_madvise takes many ranges) made without pool_lock, after the batch's descriptors are
- * written: spawning and exiting otherwise never make a system call. The order matters on VMs with
- * shadow paging: there, page-table pages that the kernel fills in a burst before user code touches
- * their pages (guards of a whole slab at once, or MADV_POPULATE_WRITE) lose their shadow entries
- * later, and each parked goroutine's page then costs a hypervisor fault of 3-7 us when it is woken
- * (bench/analysis.md). Pages are committed by plain page faults for the same reason. Slabs are
- * never unmapped: slots are reused, and dumps enumerate every slot through the slab list.
+ * most (raise the sysctl, or set HOARE_STACK_GUARD=0 to run without guards). All the guards of a
+ * slab are installed when the slab is mapped, in as few system calls as the kernel allows
+ * (process_madvise takes up to 1024 ranges at once), and without pool_lock held: carving a slot out
+ * of a slab, spawning and exiting never make a system call. Slabs are never unmapped: slots are
+ * reused, and dumps enumerate every slot through the slab list.
  *
  * Sub-page slots: a stack_size below a page gives a slot of CANARY + stack + G bytes (16-byte
  * multiple), packed several to a page in groups of SMALL_GROUP bytes with a guard page at the bottom
@@ -204,8 +200,8 @@ static char *slot_lo(const slab *s, size_t i) {
     return s->base + i * s->slot_size;
 }
 
-/* Map a slab for class c (its shape read under pool_lock by the caller, passed here); a slab of
- * sub-page slots gets all its group guards here. Called without pool_lock. */
+/* Map a slab for class c (its shape read under pool_lock by the caller, passed here) and install
+ * all its guards. Called without pool_lock. */
 static slab *new_slab(size_t slot_size, bool small) {
     size_t len, nslots, per_group = 0, ngroups = 0;
     if (small) {
@@ -242,19 +238,20 @@ static slab *new_slab(size_t slot_size, bool small) {
     s->per_group = per_group;
     s->nslots = nslots;
     s->len = len;
-    if (small && atomic_load(&guard_mode)) { /* page-size slots get theirs when carved */
-        struct iovec *iov = hoare__malloc(ngroups * sizeof *iov);
+    if (atomic_load(&guard_mode)) {
+        size_t nguards = small ? ngroups : nslots;
+        struct iovec *iov = hoare__malloc(nguards * sizeof *iov);
         if (!iov) {
             free(s);
             munmap(base, len);
             errno = ENOMEM;
             return NULL;
         }
-        for (size_t i = 0; i < ngroups; i++) {
-            iov[i].iov_base = base + i * SMALL_GROUP;
-            iov[i].iov_len = page_size;
+        for (size_t i = 0; i < nguards; i++) {
+            iov[i].iov_base = small ? base + i * SMALL_GROUP : base + i * slot_size;
+            iov[i].iov_len = small ? page_size : GUARD_BYTES;
         }
-        install_guards(iov, ngroups);
+        install_guards(iov, nguards);
         free(iov);
     }
     return s;
@@ -309,27 +306,17 @@ static G *init_slot(const slab *s, size_t i) {
     return g;
 }
 
-/* Make the fresh slots [first, first + n) of s ready and return them linked by schedlink in address
- * order: each descriptor is set up (that first store commits its page, with a page fault), then the
- * guards of page-size slots are installed, all in one system call. No lock needed: the slots are
- * ours until they are handed out. The order is the fast one under shadow paging (see Guards). */
-static G *carve(const slab *s, size_t first, size_t n) {
-    G *head = NULL, **link = &head;
+/* Commit the descriptor pages of fresh page-size slots [first, first + n) of s in one system call
+ * (MADV_POPULATE_WRITE through process_madvise) instead of a page fault each. Best effort. */
+static void populate(const slab *s, size_t first, size_t n) {
+    enum { MADV_POPULATE_WRITE_ = 23 };
+    struct iovec iov[CACHE_BATCH];
+    if (s->per_group || n < 2 || n > CACHE_BATCH) return;
     for (size_t k = 0; k < n; k++) {
-        G *x = init_slot(s, first + k);
-        *link = x;
-        link = &x->schedlink;
+        iov[k].iov_base = (void *)(((uintptr_t)slot_lo(s, first + k) + s->slot_size - 1) & ~(uintptr_t)(page_size - 1));
+        iov[k].iov_len = page_size;
     }
-    *link = NULL;
-    if (!s->per_group && atomic_load(&guard_mode)) {
-        struct iovec iov[CACHE_BATCH]; /* batches are at most CACHE_BATCH slots */
-        for (size_t k = 0; k < n; k++) {
-            iov[k].iov_base = slot_lo(s, first + k);
-            iov[k].iov_len = GUARD_BYTES;
-        }
-        install_guards(iov, n);
-    }
-    return head;
+    advise_batch(iov, n, MADV_POPULATE_WRITE_, false);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -469,9 +456,8 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
                 c->slab = s;
             }
         }
-        /* a batch of fresh slots (the rest go to the cache, or without one to the pool), touched
-         * only once the lock is dropped */
-        fresh = reserve(c, CACHE_BATCH, &fresh_slab, &fresh_first);
+        /* a batch of fresh slots (the rest go to the cache), touched only once the lock is dropped */
+        fresh = reserve(c, li >= 0 ? CACHE_BATCH : 1, &fresh_slab, &fresh_first);
     }
     /* The program is growing: let an idle processor commit slots ahead of it. One wake-up per
      * WARM_MAX / 2 slots taken at most: it warms until the list is full. */
@@ -481,25 +467,14 @@ G *hoare__g_alloc(size_t stack_size, g_cache *cache) {
     hoare__unlock(&pool_lock);
     if (warm) hoare__wakep();
     if (fresh) {
-        g = carve(fresh_slab, fresh_first, fresh);
-        G *rest = g->schedlink;
-        if (li >= 0) { /* the list was empty: the batch fits */
-            if (li == 1) cache->size = slot_size;
-            while (rest) {
-                G *x = rest;
-                rest = x->schedlink;
-                x->schedlink = cache->list[li];
-                cache->list[li] = x;
-                cache->n[li]++;
-            }
-        } else {
-            hoare__lock(&pool_lock);
-            while (rest) {
-                G *x = rest;
-                rest = x->schedlink;
-                pool_put_locked(x);
-            }
-            hoare__unlock(&pool_lock);
+        populate(fresh_slab, fresh_first, fresh);
+        g = init_slot(fresh_slab, fresh_first);
+        if (li == 1) cache->size = slot_size;
+        for (size_t k = 1; k < fresh; k++) {
+            G *x = init_slot(fresh_slab, fresh_first + k);
+            x->schedlink = cache->list[li];
+            cache->list[li] = x;
+            cache->n[li]++;
         }
     }
     if (extra) {
@@ -568,8 +543,15 @@ bool hoare__stack_warm(void) {
     slab *s;
     size_t first, n = reserve(c, WARM_BATCH, &s, &first);
     hoare__unlock(&pool_lock);
-    G *head = carve(s, first, n), *tail = head;
-    while (tail->schedlink) tail = tail->schedlink;
+    populate(s, first, n);
+    /* linked in address order */
+    G *head = NULL, *tail = NULL;
+    for (size_t k = n; k-- > 0;) {
+        G *x = init_slot(s, first + k);
+        x->schedlink = head;
+        head = x;
+        if (!tail) tail = x;
+    }
     hoare__lock(&pool_lock);
     tail->schedlink = c->warm;
     c->warm = head;

@@ -1,8 +1,8 @@
 /*
  * test_stack.c - stacks: 1,111,111 goroutines alive at once under the default vm.max_map_count
  * (guard pages that do not split mappings), the stack overflow messages (child processes; the main
- * goroutine's names the main-thread stack limit; a slot carved in a batch without a cache), a large
- * requested stack, and sizes no address space holds (ENOMEM).
+ * goroutine's names the main-thread stack limit; a later slot of a size the cache does not hold), a
+ * large requested stack, and sizes no address space holds (ENOMEM).
  */
 #include "test.h"
 
@@ -65,9 +65,9 @@ static int child_overflow(void) {
     return 0;
 }
 
-/* Guards come with each batch of fresh slots (stack.c, "Guards"): an overflow in a slot that is
- * not the first of its batch, of a third size, which the spawning thread's cache does not hold
- * (its slots go to the global pool), is caught as well. */
+/* Every slot has its guard, not only the first carved of a size: an overflow in the seventh slot of
+ * a third size, which the spawning thread's cache does not hold (the cache keeps the default size
+ * and one other), is caught as well. */
 static void park_forever(void *arg) {
     (void)arg;
     hoare_wg_wait(&gate);
