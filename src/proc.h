@@ -18,16 +18,26 @@
 #define RUNQ_SIZE 256
 
 /* A processor's timers: a 4-ary min-heap on `when`, guarded by lock. `first` mirrors the root's
- * `when` (INT64_MAX if empty) so that schedulers can peek without locking. Each entry keeps a copy
- * of its timer's `when`, so sifting reads the array only (timers live in scattered descriptors). */
+ * `when` (INT64_MAX if empty) so that schedulers can peek without locking. Timers live in scattered
+ * descriptors, a page apart (a goroutine's own timer is in its G), and a store into one is a cache
+ * miss, on some VMs a hypervisor fault: so sifting touches only the heap's two arrays. Each entry
+ * keeps a copy of its timer's `when` and the number of its slot; the slot (one per pending timer,
+ * its number kept in the timer, written once at push) holds the timer and the entry's position,
+ * updated at each move. */
 struct timer_entry {
     int64_t when;
+    int32_t slot;
+};
+struct timer_slot {
     hoare_rtimer *t;
+    int32_t pos; /* in v; a free slot holds the next free one + 1 here (0: none) */
 };
 struct timer_heap {
     hoare_lock lock;
-    struct timer_entry *v;
+    struct timer_entry *v; /* cap entries, n in use */
+    struct timer_slot *slots; /* cap slots, n in use */
     int32_t n, cap;
+    int32_t free_slot; /* first free slot + 1 (0: none) */
     _Atomic int64_t first;
 };
 

@@ -118,7 +118,7 @@ typedef struct hoare_rtimer {
     /* internal */
     _Atomic(struct timer_heap *) heap; /* the heap holding it, NULL when not pending */
     _Atomic uint32_t state;            /* TIMER_IDLE, TIMER_PENDING, TIMER_FIRING */
-    int32_t index;                     /* position in heap, guarded by heap->lock */
+    int32_t slot;                      /* its slot in heap->slots, guarded by heap->lock */
 } hoare_rtimer;
 /* Arm t (fn, arg, period set by the caller) to fire at absolute time when. t must be idle. */
 HIDDEN void hoare__timer_start(hoare_rtimer *t, int64_t when);

@@ -30,7 +30,11 @@ enum { TIMER_IDLE = 0, TIMER_PENDING, TIMER_FIRING };
 
 static void heap_set(struct timer_heap *h, int32_t i, struct timer_entry e) {
     h->v[i] = e;
-    e.t->index = i;
+    h->slots[e.slot].pos = i;
+}
+
+static hoare_rtimer *heap_timer(const struct timer_heap *h, int32_t i) {
+    return h->slots[h->v[i].slot].t;
 }
 
 static void sift_up(struct timer_heap *h, int32_t i) {
@@ -65,22 +69,34 @@ static void heap_push(struct timer_heap *h, hoare_rtimer *t) {
     if (h->n == h->cap) {
         int32_t cap = h->cap ? h->cap * 2 : 64;
         struct timer_entry *v = hoare__realloc(h->v, (size_t)cap * sizeof *v);
-        if (!v) hoare__fatal("out of memory for a timer heap of %d timers", h->n);
-        h->v = v;
+        if (v) h->v = v;
+        struct timer_slot *slots = v ? hoare__realloc(h->slots, (size_t)cap * sizeof *slots) : NULL;
+        if (!slots) hoare__fatal("out of memory for a timer heap of %d timers", h->n);
+        h->slots = slots;
+        for (int32_t s = h->cap; s < cap; s++) /* all slots are in use: the new ones are the free list */
+            slots[s].pos = s + 1 < cap ? s + 2 : 0;
+        h->free_slot = h->cap + 1;
         h->cap = cap;
     }
-    heap_set(h, h->n++, (struct timer_entry){t->when, t});
+    int32_t s = h->free_slot - 1;
+    h->free_slot = h->slots[s].pos;
+    h->slots[s].t = t;
+    t->slot = s;
+    heap_set(h, h->n++, (struct timer_entry){t->when, s});
     sift_up(h, h->n - 1);
     heap_update_first(h);
 }
 
 static void heap_remove(struct timer_heap *h, int32_t i) {
+    int32_t s = h->v[i].slot;
     h->n--;
     if (i != h->n) {
         heap_set(h, i, h->v[h->n]);
         sift_down(h, i);
         sift_up(h, i);
     }
+    h->slots[s].pos = h->free_slot;
+    h->free_slot = s + 1;
     heap_update_first(h);
 }
 
@@ -112,7 +128,7 @@ void hoare__timer_start(hoare_rtimer *t, int64_t when) {
     atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
     atomic_store_explicit(&t->heap, h, memory_order_release);
     heap_push(h, t);
-    bool earliest = h->v[0].t == t;
+    bool earliest = heap_timer(h, 0) == t;
     hoare__unlock(&h->lock);
     if (earliest) hoare__timer_wake_scheduler(when);
 }
@@ -123,7 +139,7 @@ bool hoare__timer_stop(hoare_rtimer *t) {
         if (h) {
             hoare__lock(&h->lock);
             if (atomic_load_explicit(&t->heap, memory_order_relaxed) == h) {
-                heap_remove(h, t->index);
+                heap_remove(h, h->slots[t->slot].pos);
                 atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
                 atomic_store_explicit(&t->state, TIMER_IDLE, memory_order_release);
                 hoare__unlock(&h->lock);
@@ -166,7 +182,7 @@ static int64_t run_heap(P *p, int64_t now) {
         int n = 0;
         hoare__lock(&h->lock);
         while (h->n > 0 && h->v[0].when <= now && n < SLEEP_BATCH) {
-            t = h->v[0].t;
+            t = heap_timer(h, 0);
             heap_remove(h, 0);
             atomic_store_explicit(&t->heap, NULL, memory_order_relaxed);
             if (t->fn != sleep_fire) break;
@@ -270,7 +286,7 @@ void hoare__timers_move(P *from, P *to) {
             hoare__unlock(&from->timers.lock);
             return;
         }
-        hoare_rtimer *t = from->timers.v[from->timers.n - 1].t;
+        hoare_rtimer *t = heap_timer(&from->timers, from->timers.n - 1);
         heap_remove(&from->timers, from->timers.n - 1);
         atomic_store(&t->heap, NULL); /* state stays PENDING: stop waits for the move */
         hoare__unlock(&from->timers.lock);

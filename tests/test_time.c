@@ -1,7 +1,8 @@
 /*
  * test_time.c - sleep, after, tickers and timers: accuracy bounds, release before firing, ticks
- * dropped for a slow reader, stop/reset racing expiry and each other, durations of for ever
- * (INT64_MAX), many sleepers, sleepers not kept behind a spawning loop, and sleepers costing no CPU.
+ * dropped for a slow reader, stop/reset racing expiry and each other, thousands of timers stopped
+ * out of order, durations of for ever (INT64_MAX), many sleepers, sleepers not kept behind a
+ * spawning loop, and sleepers costing no CPU.
  */
 #include "test.h"
 
@@ -147,6 +148,46 @@ static void test_timer_stop_reset(void) {
     CHECK_EQ(stale, 0);
     CHECK(stopped > 0);
     hoare_timer_free(t);
+}
+
+/* ---- thousands of pending timers, a third stopped in a scattered order (removals from the middle
+ * of a heap that grows meanwhile): each stop of a pending timer reports it, the stopped ones never
+ * fire, every other fires once and never before its deadline */
+
+static void test_many_timers_stopped_from_middle(void) {
+    enum { N = 3000 };
+    static hoare_timer *timers[N];
+    static int64_t due[N];
+    uint32_t seed = 12345;
+    int64_t t0 = hoare_now();
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        int64_t after = 300 * HOARE_MS + (int64_t)(seed >> 8) % (300 * HOARE_MS);
+        due[i] = hoare_now() + after;
+        REQUIRE((timers[i] = hoare_timer_start(after)) != NULL);
+    }
+    int stopped = 0;
+    for (int k = 0; k < N; k++) {
+        int i = (int)((uint32_t)k * 7919u % N); /* every index once, scattered */
+        if (i % 3 == 0) stopped += hoare_timer_stop(timers[i]);
+    }
+    /* all stops came before the earliest deadline, unless the machine stalled for 300 ms */
+    if (hoare_now() < t0 + 300 * HOARE_MS) CHECK_EQ(stopped, N / 3);
+    int early = 0, missing = 0, stale = 0;
+    int64_t v;
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 0) continue;
+        if (hoare_recv(hoare_timer_chan(timers[i]), &v) != 0) missing++;
+        else early += v < due[i];
+    }
+    hoare_sleep(10 * HOARE_MS);
+    for (int i = 0; i < N; i++) {
+        stale += hoare_tryrecv(hoare_timer_chan(timers[i]), &v) == 0; /* a second value, or a stopped one's */
+        hoare_timer_free(timers[i]);
+    }
+    CHECK_EQ(early, 0);
+    CHECK_EQ(missing, 0);
+    CHECK_EQ(stale, 0);
 }
 
 /* ---- stop and reset of one timer or ticker from several goroutines and a thread at once (Go
@@ -405,6 +446,7 @@ int main(int argc, char **argv) {
     test_after_released_early();
     test_ticker_drops();
     test_timer_stop_reset();
+    test_many_timers_stopped_from_middle();
     test_concurrent_resets();
     test_forever_child();
     test_many_sleepers();
