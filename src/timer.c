@@ -73,8 +73,8 @@ static void heap_push(struct timer_heap *h, hoare_rtimer *t) {
         struct timer_slot *slots = v ? hoare__realloc(h->slots, (size_t)cap * sizeof *slots) : NULL;
         if (!slots) hoare__fatal("out of memory for a timer heap of %d timers", h->n);
         h->slots = slots;
-        for (int32_t s = h->cap; s < cap; s++) /* all slots are in use: the new ones are the free list */
-            slots[s].pos = s + 1 < cap ? s + 2 : 0;
+        /* all the old slots are in use: the new ones make the free list */
+        for (int32_t s = h->cap; s < cap; s++) slots[s].pos = s + 1 < cap ? s + 2 : 0;
         h->free_slot = h->cap + 1;
         h->cap = cap;
     }
