@@ -13,6 +13,7 @@
 #include <hoare.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -191,6 +192,36 @@ static inline void test_read_listening(int fd, char addr[64]) {
     line[len] = 0;
     close(fd);
     REQUIRE(sscanf(line, "listening on %63s", addr) == 1);
+}
+
+/* hoare_dump's whole text, NUL-terminated, in a buffer of its own (one caller at a time; callers
+ * may write into it): written into a pipe made large enough to hold it (hoare_dump would block on
+ * a full one), then read back. */
+static inline char *test_dump_text(void) {
+    static char buf[1 << 20];
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    (void)fcntl(fds[1], F_SETPIPE_SZ, (int)sizeof buf); /* best effort: the default is 64 KiB */
+    hoare_dump(fds[1]);
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = 0;
+    close(fds[0]);
+    return buf;
+}
+
+/* Dump every millisecond until the text contains needle (a goroutine has parked, say), for at
+ * most `seconds`: that text, or NULL. */
+static inline char *test_dump_until(const char *needle, int seconds) {
+    for (int64_t deadline = hoare_now() + seconds * HOARE_SEC;;) {
+        char *text = test_dump_text();
+        if (strstr(text, needle)) return text;
+        if (hoare_now() >= deadline) return NULL;
+        hoare_sleep(HOARE_MS);
+    }
 }
 
 #endif /* HOARE_TEST_H */

@@ -130,24 +130,10 @@ static void test_dump(void) {
     hoare_attr attr = {.name = "dump-me"};
     REQUIRE(hoare_go_with(&attr, recv_forever, c) == 0);
     /* wait until it is parked */
-    int64_t deadline = hoare_now() + 10 * HOARE_SEC;
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    char buf[1 << 16];
-    ssize_t n = 0;
-    bool found = false;
-    while (!found && hoare_now() < deadline) {
-        hoare_dump(fds[1]);
-        n = read(fds[0], buf, sizeof buf - 1);
-        buf[n > 0 ? n : 0] = 0;
-        found = strstr(buf, "[chan receive]") && strstr(buf, "name dump-me");
-        if (!found) hoare_sleep(HOARE_MS);
-    }
-    CHECK(found);
+    const char *buf = test_dump_until("[chan receive]:\n\tname dump-me\n", 10);
+    REQUIRE(buf != NULL);
     CHECK(strstr(buf, "minutes") == NULL); /* it has waited milliseconds */
     CHECK(strncmp(buf, "goroutine ", 10) == 0);
-    close(fds[0]);
-    close(fds[1]);
     hoare_close(c); /* lets it go */
     hoare_chan_release(c);
 }

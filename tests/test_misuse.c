@@ -143,18 +143,7 @@ static void test_release_under_select(void) {
     REQUIRE(hoare_go(select_on, c) == 0);
     /* release only once the select is parked (else the goroutine would use a freed channel):
      * the goroutine dump says so */
-    for (;;) {
-        int p[2];
-        REQUIRE(pipe(p) == 0);
-        hoare_dump(p[1]);
-        close(p[1]);
-        static char buf[1 << 16]; /* a pipe's capacity: the whole dump */
-        ssize_t n = read(p[0], buf, sizeof buf - 1);
-        close(p[0]);
-        buf[n > 0 ? n : 0] = 0;
-        if (strstr(buf, "[select")) break;
-        hoare_sleep(HOARE_MS);
-    }
+    REQUIRE(test_dump_until("[select", 20) != NULL);
     hoare_chan_release(c);
     hoare_close(select_end);
     while (atomic_load(&select_result) == -2) hoare_sleep(HOARE_MS);

@@ -218,22 +218,7 @@ static void test_dump_reason(void) {
     REQUIRE(hoare_go(dump_waiter, NULL) == 0);
     /* The waiter counts itself in the mutex before it has parked: dump until it shows as parked
      * (bounded). */
-    static char buf[65536];
-    bool found = false;
-    for (int64_t deadline = hoare_now() + 20 * HOARE_SEC; !found && hoare_now() < deadline;) {
-        int fds[2];
-        REQUIRE(pipe(fds) == 0);
-        hoare_dump(fds[1]);
-        close(fds[1]);
-        size_t len = 0;
-        ssize_t n;
-        while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
-        buf[len] = 0;
-        close(fds[0]);
-        found = strstr(buf, "sync.Mutex.Lock") != NULL;
-        if (!found) hoare_sleep(HOARE_MS);
-    }
-    CHECK(found);
+    CHECK(test_dump_until("sync.Mutex.Lock", 20) != NULL);
     hoare_mutex_unlock(&dump_mu);
     hoare_wg_wait(&dump_wg);
 }

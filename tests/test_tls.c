@@ -573,23 +573,9 @@ static void test_close(int lfd, const char *addr) {
 
 /* Until the goroutine named name is parked in "IO wait" (polled with dumps). */
 static void wait_until_io_wait(const char *name) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    static char dump[1 << 16];
     char want[96];
     snprintf(want, sizeof want, "[IO wait]:\n\tname %s\n", name);
-    int64_t deadline = hoare_now() + 20 * HOARE_SEC;
-    bool parked = false;
-    while (!parked && hoare_now() < deadline) {
-        hoare_dump(fds[1]);
-        ssize_t n = read(fds[0], dump, sizeof dump - 1);
-        dump[n > 0 ? n : 0] = 0;
-        parked = strstr(dump, want) != NULL;
-        if (!parked) hoare_sleep(HOARE_MS);
-    }
-    close(fds[0]);
-    close(fds[1]);
-    REQUIRE(parked);
+    REQUIRE(test_dump_until(want, 20) != NULL);
 }
 
 /* As Go's Close: a close while other goroutines are in calls on the connection ends those calls

@@ -158,19 +158,8 @@ static void test_dump_static_function(void) {
     hoare_chan *c = hoare_chan_make(0, 0);
     hoare_attr attr = {.name = "parker"};
     REQUIRE(hoare_go_with(&attr, mid_calls, c) == 0);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    static char buf[1 << 17];
-    int64_t deadline = hoare_now() + 10 * HOARE_SEC;
-    bool parked = false;
-    while (!parked && hoare_now() < deadline) {
-        hoare_dump(fds[1]);
-        ssize_t n = read(fds[0], buf, sizeof buf - 1);
-        buf[n > 0 ? n : 0] = 0;
-        parked = strstr(buf, "[chan receive]:\n\tname parker") != NULL;
-        if (!parked) hoare_sleep(HOARE_MS);
-    }
-    REQUIRE(parked);
+    const char *buf = test_dump_until("[chan receive]:\n\tname parker", 10);
+    REQUIRE(buf != NULL);
     const char *g = strstr(buf, "[chan receive]:\n\tname parker");
     if (symbols) {
         CHECK(contains(g, "leaf_parks("));
@@ -184,8 +173,6 @@ static void test_dump_static_function(void) {
     } else {
         CHECK(in_order(g, "test_traceback+0x", "created by"));
     }
-    close(fds[0]);
-    close(fds[1]);
     hoare_close(c);
     hoare_chan_release(c);
 }
@@ -234,15 +221,10 @@ static void test_dump_while_churning(void) {
         REQUIRE(hoare_go_with(&attr, churn_loop, &args[2 * p]) == 0);
         REQUIRE(hoare_go_with(&attr, churn_loop, &args[2 * p + 1]) == 0);
     }
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    static char buf[1 << 16];
     int whole = 0, without = 0, bad = 0;
     int64_t deadline = hoare_now() + 3 * HOARE_SEC;
     for (int round = 0; round < 300 && hoare_now() < deadline; round++) {
-        hoare_dump(fds[1]);
-        ssize_t n = read(fds[0], buf, sizeof buf - 1);
-        buf[n > 0 ? n : 0] = 0;
+        char *buf = test_dump_text();
         /* each entry ends at a blank line */
         for (char *e = buf, *end; *e; e = end + 2) {
             end = strstr(e, "\n\n");
@@ -265,8 +247,6 @@ static void test_dump_while_churning(void) {
     atomic_store(&churn_stop, true);
     for (int i = 0; i < 2 * CHURN_PAIRS; i++) hoare_close(chans[i]); /* wakes whoever waits */
     hoare_wg_wait(&wg);
-    close(fds[0]);
-    close(fds[1]);
     for (int i = 0; i < 2 * CHURN_PAIRS; i++) hoare_chan_release(chans[i]);
     printf("churning dumps: %d entries with whole stacks, %d without, %d bad\n", whole, without, bad);
     CHECK_EQ(bad, 0);
