@@ -6,6 +6,8 @@
  * hang fails instead of blocking the suite. Sizes shrink under sanitizers with TEST_SCALE(n).
  * test_run_self(arg) re-executes this test binary with argv[1] = arg (a "child scenario"), captures
  * its stderr and returns its exit status: for fatal errors, deadlocks, overflows.
+ * test_dump_text() returns hoare_dump's text; test_dump_until(needle, seconds) dumps until it shows
+ * needle (a goroutine parked for a reason), which is how tests wait for a park without sleeping.
  */
 #ifndef HOARE_TEST_H
 #define HOARE_TEST_H
