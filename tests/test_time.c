@@ -261,7 +261,9 @@ static void select_forever(void *arg) {
 static void test_forever(void) {
     hoare_chan *after = hoare_after(INT64_MAX);
     hoare_timer *timer = hoare_timer_start(INT64_MAX);
-    hoare_timer *reset = hoare_timer_start(HOARE_MS);
+    /* due before the checks below, but not before its reset even on a slow sanitized run (a 1 ms
+     * timer fired first in one CI run under ASan) */
+    hoare_timer *reset = hoare_timer_start(20 * HOARE_MS);
     hoare_ticker *ticker = hoare_ticker_start(INT64_MAX);
     hoare_ticker *ticker_reset = hoare_ticker_start(HOARE_MS);
     REQUIRE(after && timer && reset && ticker && ticker_reset);
