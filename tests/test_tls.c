@@ -218,12 +218,9 @@ static void handshake_goroutine(void *p) {
     hoare_wg_done(a->wg);
 }
 
-/* A client (of the context cctx) and a server connected over loopback through the listener lfd
- * (at addr), handshake done, each with a deadline that only a hang would reach. */
-static void tls_pair_with(SSL_CTX *cctx, int lfd, const char *addr, hoare_tls **client, hoare_tls **server) {
-    int c = hoare_net_dial("tcp", addr, 10 * HOARE_SEC);
-    int s = hoare_fd_accept(lfd, NULL, NULL);
-    REQUIRE(c >= 0 && s >= 0);
+/* A client (of the context cctx) on descriptor c and a server on s, connected to each other,
+ * handshake done, each with a deadline that only a hang would reach. */
+static void tls_pair_on(SSL_CTX *cctx, int c, int s, hoare_tls **client, hoare_tls **server) {
     *client = hoare_tls_client(cctx, c, "localhost");
     *server = hoare_tls_server(server_ctx, s);
     REQUIRE(*client && *server);
@@ -237,6 +234,13 @@ static void tls_pair_with(SSL_CTX *cctx, int lfd, const char *addr, hoare_tls **
     int r = hoare_tls_handshake(*client);
     hoare_wg_wait(&wg);
     REQUIRE(r == 0 && sa.result == 0);
+}
+/* The same over loopback TCP, through the listener lfd (at addr). */
+static void tls_pair_with(SSL_CTX *cctx, int lfd, const char *addr, hoare_tls **client, hoare_tls **server) {
+    int c = hoare_net_dial("tcp", addr, 10 * HOARE_SEC);
+    int s = hoare_fd_accept(lfd, NULL, NULL);
+    REQUIRE(c >= 0 && s >= 0);
+    tls_pair_on(cctx, c, s, client, server);
 }
 static void tls_pair(int lfd, const char *addr, hoare_tls **client, hoare_tls **server) {
     tls_pair_with(client_ctx, lfd, addr, client, server);
@@ -610,6 +614,52 @@ static void test_close_beside_calls(int lfd, const char *addr) {
     hoare_tls_free(s);
 }
 
+/* ---------------------------------------------------------------- a read that must send */
+
+/* A read that makes OpenSSL queue a record of its own sends it itself when no write holds the
+ * connection (out_kick): here the fatal alert a client answers a forged record with, while the
+ * client's socket is full, so that the alert waits in the output queue. The read parks until the
+ * server drains the socket, and the alert arrives after the filler. Nothing else would send it:
+ * the client never writes. A Unix socket pair, whose buffers stay as full as they were filled (a
+ * loopback TCP connection's grow meanwhile). */
+static void test_read_sends_queued_alert(void) {
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    hoare_tls *c, *s;
+    tls_pair_on(client_ctx, sv[0], sv[1], &c, &s);
+    int cfd = sv[0], sfd = sv[1];
+    enum { CHUNK = 64 << 10 };
+    char *chunk = calloc(1, CHUNK);
+    REQUIRE(chunk != NULL);
+    size_t filled = 0;
+    for (ssize_t n; (n = send(cfd, chunk, CHUNK, MSG_DONTWAIT)) > 0;) filled += (size_t)n;
+    CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+    /* an application-data record whose bytes no key produced */
+    unsigned char forged[5 + 32] = {0x17, 0x03, 0x03, 0x00, 32};
+    for (size_t i = 5; i < sizeof forged; i++) forged[i] = (unsigned char)(i * 37);
+    CHECK_EQ(hoare_fd_write(sfd, forged, sizeof forged), (ssize_t)sizeof forged);
+
+    hoare_wg wg = HOARE_WG_INIT;
+    struct io_arg reader = {c, 0, 1, &wg};
+    hoare_wg_add(&wg, 1);
+    REQUIRE(hoare_go_with(&(hoare_attr){.name = "tls-alerting-reader"}, parked_read, &reader) == 0);
+    wait_until_io_wait("tls-alerting-reader"); /* the alert is queued behind the full socket */
+    hoare_fd_set_read_deadline(sfd, hoare_now() + (TEST_SANITIZED ? 60 : 10) * HOARE_SEC);
+    for (size_t got = 0; got < filled;) {
+        ssize_t n = hoare_fd_read(sfd, chunk, filled - got < CHUNK ? filled - got : CHUNK);
+        REQUIRE(n > 0);
+        got += (size_t)n;
+    }
+    unsigned char header[5];
+    CHECK_EQ(hoare_fd_read(sfd, header, sizeof header), (ssize_t)sizeof header);
+    CHECK(header[0] == 0x17 || header[0] == 0x15); /* an alert (0x17 once encrypted: TLS 1.3) */
+    hoare_wg_wait(&wg);
+    CHECK(reader.result < 0 && reader.result != -ETIMEDOUT);
+    free(chunk);
+    hoare_tls_free(c);
+    hoare_tls_free(s);
+}
+
 static void test_tls_in_process(void) {
     make_contexts();
     test_in_process();
@@ -623,6 +673,7 @@ static void test_tls_in_process(void) {
     test_duplex(lfd, addr);
     test_close(lfd, addr);
     test_close_beside_calls(lfd, addr);
+    test_read_sends_queued_alert();
     hoare_fd_close(lfd);
     SSL_CTX_free(server_ctx);
     SSL_CTX_free(client_ctx);
