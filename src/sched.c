@@ -546,11 +546,20 @@ static void async_signals(sigset_t *set) {
     sigdelset(set, SIGURG); /* preemption */
 }
 
+/* A zeroed M on cache lines of its own: what its thread writes at every switch must not share a line
+ * with whatever else malloc puts beside it. */
+static M *m_alloc(void) {
+    size_t size = (sizeof(M) + HOARE_CACHE_LINE - 1) / HOARE_CACHE_LINE * HOARE_CACHE_LINE;
+    M *m = hoare__aligned_alloc(HOARE_CACHE_LINE, size);
+    if (m) memset(m, 0, size);
+    return m;
+}
+
 static void new_m(void *arg) {
     struct new_m_args *a = arg;
     P *p = a->p;
     bool spinning = a->spinning;
-    M *m = hoare__calloc(1, sizeof *m);
+    M *m = m_alloc();
     if (m) {
         m->id = atomic_fetch_add(&mid_gen, 1) + 1;
         m->spinning = spinning;
@@ -1282,7 +1291,7 @@ static void schedule(M *m) {
  *    thread leaves (lend_mask_signals). */
 
 M *hoare__lend_m_new(void) {
-    M *m = hoare__calloc(1, sizeof *m);
+    M *m = m_alloc();
     if (!m) return NULL;
     m->id = atomic_fetch_add(&mid_gen, 1) + 1;
     m->g0.flags = G_G0;
