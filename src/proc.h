@@ -130,9 +130,8 @@ struct hoare_m {
  * The fields are grouped on cache lines by how often they are written: every hand-off reads nprocs
  * and npidle (wakep), an M writes nmspinning each time it starts or stops looking for work, spawns
  * write ngoroutines, and plain threads push onto inject. Sharing a line with a field written that
- * often turned each read into a transfer between the cores: select ran 340-410 ns a receive from a
- * plain thread and 220-235 in a goroutine with the fields packed, 280-295 and 190-200 with them
- * apart (bench/analysis.md). */
+ * often turned each read into a transfer between the cores (bench/analysis.md: select, from a
+ * plain thread and in a goroutine). */
 struct sched {
     /* read on every hand-off, written when a processor goes idle or the count changes */
     _Alignas(HOARE_CACHE_LINE) _Atomic int32_t nprocs; /* hoare_procs() */
