@@ -1107,7 +1107,6 @@ static G *idle_spin(M *m) {
 }
 
 /* Block until a goroutine can run on this M; return it with m->p set. */
-/* Block until a goroutine can run on this M; return it with m->p set. */
 static G *find_runnable(M *m) {
     for (;;) {
         P *p = m->p;
