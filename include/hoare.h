@@ -125,7 +125,11 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  *    when it exits): a thread that blocks every signal would otherwise run a goroutine that never
  *    yields for good. Do not block SIGURG again in a thread that has waited in hoare;
  *  - its signal handlers may run while one of the runtime's goroutines (not one with a sub-page
- *    stack) runs on it, on that goroutine's stack.
+ *    stack) runs on it, on that goroutine's stack;
+ *  - the goroutines it runs meanwhile run on this OS thread: one that takes a lock the thread holds
+ *    while it waits (a pthread mutex, a file lock) finds it held by its own thread - a normal
+ *    mutex then deadlocks, a recursive one lets it in. Do not wait (nor call hoare_go) while
+ *    holding such a lock that goroutines take, or set HOARE_LEND=0.
  * With HOARE_LEND=0 in the environment, without preemption (TSan, valgrind, HOARE_PREEMPT=0),
  * and for now in ASan builds, a waiting plain thread only spins for a few tens of microseconds and
  * then sleeps, and what it readies or spawns goes to the global run queue. */

@@ -9,7 +9,9 @@
  *  - its own signal handlers never run on a sub-page goroutine stack;
  *  - goroutines entering a blocking region do not keep it (in hoare_go, or in its wait);
  *  - the processor it gave up still takes goroutines from the global queue after it ran many
- *    goroutines on it (a HOARE_PROCS=1 child).
+ *    goroutines on it (a HOARE_PROCS=1 child);
+ *  - with HOARE_LEND=0 a thread may wait holding a pthread mutex that a goroutine it spawned takes
+ *    (a child; lent, it could run that goroutine and deadlock on its own mutex, hoare.h).
  * Lending (on unless HOARE_LEND=0; set here) relies on preemption, which is off under TSan, and is
  * off under ASan for now (src/thread.c): the checks that need it are skipped there.
  */
@@ -349,7 +351,43 @@ static int child_global_queue_after_lending(void) {
     return v == 1 ? 0 : 1;
 }
 
+/* ---- child scenario (HOARE_LEND=0, HOARE_PROCS=2): the thread waits holding a pthread mutex that
+ * a goroutine it spawned takes. Lent, the thread could run that goroutine itself - the one it
+ * spawned last, in runnext - and deadlock on its own mutex (hoare.h); without lending that
+ * goroutine blocks an M until the thread lets go, and the other M runs the sender. */
+static pthread_mutex_t held_while_waiting = PTHREAD_MUTEX_INITIALIZER;
+
+static void take_held_lock(void *arg) {
+    pthread_mutex_lock(&held_while_waiting);
+    pthread_mutex_unlock(&held_while_waiting);
+    hoare_wg_done(arg);
+}
+
+static void send_one(void *arg) {
+    int v = 1;
+    hoare_send(arg, &v);
+}
+
+static int child_lock_held_without_lending(void) {
+    hoare_chan *c = hoare_chan_make(sizeof(int), 0);
+    hoare_wg wg = HOARE_WG_INIT;
+    hoare_wg_add(&wg, 1);
+    pthread_mutex_lock(&held_while_waiting);
+    REQUIRE(hoare_go(send_one, c) == 0);
+    REQUIRE(hoare_go(take_held_lock, &wg) == 0);
+    int v = 0;
+    REQUIRE(hoare_recv(c, &v) == 0 && v == 1);
+    pthread_mutex_unlock(&held_while_waiting);
+    hoare_wg_wait(&wg);
+    hoare_chan_release(c);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "lock-held-without-lending")) {
+        alarm(20); /* a deadlock ends by SIGALRM */
+        return child_lock_held_without_lending();
+    }
     setenv("HOARE_LEND", "1", 1); /* on, whatever the caller's environment says; children inherit it */
     if (argc > 1) {
         if (!strcmp(argv[1], "woken-while-spinner-runs")) {
@@ -372,6 +410,13 @@ int main(int argc, char **argv) {
         test_runs_partner_here();
         status = test_run_self("global-queue-after-lending", env, out, sizeof out);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    {
+        char out[4096];
+        char *env[] = {"HOARE_LEND=0", "HOARE_PROCS=2", NULL};
+        int status = test_run_self("lock-held-without-lending", env, out, sizeof out);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) fprintf(stderr, "child: %s\n", out);
     }
     test_readied_runs_while_thread_away();
     test_errno_kept();
