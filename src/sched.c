@@ -546,14 +546,16 @@ static void async_signals(sigset_t *set) {
     sigdelset(set, SIGURG); /* preemption */
 }
 
-/* A zeroed M on cache lines of its own: what its thread writes at every switch must not share a line
- * with whatever else malloc puts beside it. */
-static M *m_alloc(void) {
-    size_t size = (sizeof(M) + HOARE_CACHE_LINE - 1) / HOARE_CACHE_LINE * HOARE_CACHE_LINE;
-    M *m = hoare__aligned_alloc(HOARE_CACHE_LINE, size);
-    if (m) memset(m, 0, size);
-    return m;
+/* size zeroed bytes on cache lines of their own (NULL: out of memory): what an M's or a P's owner
+ * writes at every switch must not share a line with whatever else malloc puts beside it. */
+static void *alloc_lines(size_t size) {
+    size = (size + HOARE_CACHE_LINE - 1) / HOARE_CACHE_LINE * HOARE_CACHE_LINE;
+    void *v = hoare__aligned_alloc(HOARE_CACHE_LINE, size);
+    if (v) memset(v, 0, size);
+    return v;
 }
+
+static M *m_alloc(void) { return alloc_lines(sizeof(M)); }
 
 static void new_m(void *arg) {
     struct new_m_args *a = arg;
@@ -1779,9 +1781,8 @@ static int default_procs(void) {
 static P *make_p(int32_t id) {
     P *p = atomic_load(&hoare__allp[id]);
     if (p) return p;
-    p = hoare__aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
+    p = alloc_lines(sizeof *p);
     if (!p) hoare__fatal("out of memory for processor %d", id);
-    memset(p, 0, sizeof *p);
     p->id = id;
     atomic_store(&p->status, P_RETIRED); /* until it goes to the idle list */
     p->picks_left = 61;
