@@ -6,28 +6,34 @@
  * A read of data already in the page cache needs no ring: preadv2(RWF_NOWAIT) serves it at once,
  * and only a read that would wait for the disk (EAGAIN), and every write, goes to the ring.
  *
- * One ring for the process, made at the first file request from a goroutine. A request is a record
- * on the requesting goroutine's stack; its address is the SQE's user data. The goroutine submits
- * (under sq_lock), reaps what already completed (a read served from the page cache completes during
- * the submit), and parks if its own request is still in flight. Every completion signals an
- * eventfd registered with the ring, which the poller watches like a socket (its own tag in
- * poll_epoll.c); the poller then reaps and readies the waiters. (Not IORING_REGISTER_EVENTFD_ASYNC:
- * it signals only completions made by io-wq workers, and a buffered read that missed the page cache
- * completes through task work in the submitting thread, which would never signal.)
+ * One ring per processor, made at the processor's first file request from a goroutine. A buffered
+ * read that missed the page cache completes through task work in the submitting thread, and the
+ * kernel runs that work - the copy into the caller's buffer, the bulk of a read's CPU time - under
+ * the ring's own mutex, as it does each submission: with one ring for the process, the processors'
+ * threads queued on that mutex (11% of a fileread-cold run's samples spun on it, and no two copies
+ * made in task work could overlap). A request is a record on the requesting goroutine's stack; its
+ * address is the SQE's user data. The goroutine submits to its processor's ring (under that ring's
+ * sq_lock), reaps what already completed (a read served from the page cache completes during the
+ * submit), and parks if its own request is still in flight. Every ring signals completions on one
+ * eventfd, which the poller watches like a socket (its own tag in poll_epoll.c); the poller then
+ * reaps every ring and readies the waiters. (Not IORING_REGISTER_EVENTFD_ASYNC: it signals only
+ * completions made by io-wq workers, and the task work above would never signal.)
  *
  * A record's state: 0 (in flight, no waiter yet), a G pointer (its goroutine parked: set by the
  * park's commit), or DONE (the result is in res: set by the reaper, with release, after res). The
  * reaper exchanges the state to DONE and readies a G it took out; a commit that finds DONE does not
  * sleep. After DONE, only the goroutine touches its record.
  *
- * Locks: sq_lock guards the submission queue, cq_lock the completion queue; neither is held while
- * the other is taken, and waiters are readied after cq_lock is dropped.
+ * Locks: a ring's sq_lock guards its submission queue, its cq_lock its completion queue; no two of
+ * these locks are held at once, and waiters are readied after cq_lock is dropped. ring_lock
+ * serialises the making of rings (rare).
  *
  * Not used (the caller falls back to the blocking region): without liburing at build time; when the
  * kernel refuses the ring (too old, seccomp, kernel.io_uring_disabled); under valgrind; with
  * HOARE_IO_URING=0; from plain threads (they block anyway); for read/write at the file position
- * on kernels without IORING_FEAT_RW_CUR_POS; when as many requests as the completion queue holds
- * are in flight; and for a request the kernel answers with EAGAIN (a file opened O_NONBLOCK).
+ * on kernels without IORING_FEAT_RW_CUR_POS; when a processor's ring cannot be made; when as many
+ * requests as a ring's completion queue holds are in flight on it; and for a request the kernel
+ * answers with EAGAIN (a file opened O_NONBLOCK).
  * hoare_file_io() says which path is in use.
  */
 #include <errno.h>
@@ -39,6 +45,7 @@
 
 #include "hoare.h"
 #include "netpoll.h"
+#include "proc.h"
 #include "uring.h"
 
 #ifdef HOARE_HAVE_URING
@@ -60,40 +67,81 @@ struct uring_req {
     int res;
 };
 
-static struct {
-    pthread_once_t once;
-    _Atomic bool ready; /* the ring works (set once by init, with release: the fields below are set) */
-    bool cur_pos;       /* offset -1 means the file position (IORING_FEAT_RW_CUR_POS) */
+/* A processor's ring. */
+struct ring {
     struct io_uring ring;
-    int efd;
     unsigned cq_entries;
     hoare_lock sq_lock, cq_lock;
     _Atomic uint32_t inflight;
-    _Atomic int32_t waiters;
-} u = {.once = PTHREAD_ONCE_INIT};
+};
 
+static struct {
+    pthread_once_t once;
+    _Atomic bool ready; /* rings can be made (set once by init, with release: the fields below are set) */
+    bool cur_pos;       /* offset -1 means the file position (IORING_FEAT_RW_CUR_POS) */
+    int efd;            /* every ring's completion eventfd */
+    pthread_mutex_t ring_lock;
+    struct ring *_Atomic rings[HOARE_MAX_PROCS]; /* by processor id; made once, never freed */
+    _Atomic int32_t nrings;                      /* rings[] has nothing at this index or beyond */
+    _Atomic int32_t waiters;
+} u = {.once = PTHREAD_ONCE_INIT, .ring_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A new ring signalling u.efd, or NULL (the kernel refused, or out of memory). params_out: the
+ * kernel's answer (features). */
+static struct ring *ring_make(struct io_uring_params *params_out) {
+    struct ring *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    if (io_uring_queue_init_params(RING_ENTRIES, &r->ring, &params) != 0) {
+        free(r);
+        return NULL;
+    }
+    if (io_uring_register_eventfd(&r->ring, u.efd) != 0) {
+        io_uring_queue_exit(&r->ring);
+        free(r);
+        return NULL;
+    }
+    unsigned workers[2] = {MAX_WORKERS, 0}; /* bounded (file) work; 0: unbounded left as it is */
+    (void)io_uring_register_iowq_max_workers(&r->ring, workers);
+    r->cq_entries = params.cq_entries;
+    if (params_out) *params_out = params;
+    return r;
+}
+
+/* Install r as processor id's ring (ring_lock held). */
+static void ring_install(int32_t id, struct ring *r) {
+    atomic_store_explicit(&u.rings[id], r, memory_order_release);
+    if (atomic_load_explicit(&u.nrings, memory_order_relaxed) <= id)
+        atomic_store_explicit(&u.nrings, id + 1, memory_order_release);
+}
+
+/* The first ring, made here, tells whether the kernel allows rings at all. */
 static void uring_init(void) {
     u.efd = -1;
     if (!hoare__env_switch("HOARE_IO_URING", true)) return;
 #ifdef HOARE_HAVE_VALGRIND
     if (RUNNING_ON_VALGRIND) return; /* it does not follow the kernel's writes into buffers */
 #endif
-    struct io_uring_params params;
-    memset(&params, 0, sizeof params);
-    if (io_uring_queue_init_params(RING_ENTRIES, &u.ring, &params) != 0) return;
     u.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (u.efd < 0 || io_uring_register_eventfd(&u.ring, u.efd) != 0) goto fail;
-    unsigned workers[2] = {MAX_WORKERS, 0}; /* bounded (file) work; 0: unbounded left as it is */
-    (void)io_uring_register_iowq_max_workers(&u.ring, workers);
+    if (u.efd < 0) return;
+    struct io_uring_params params;
+    struct ring *r = ring_make(&params);
     hoare__netpoll_init();
-    if (hoare__netpoll_open_uring(u.efd) != 0) goto fail;
+    if (!r || hoare__netpoll_open_uring(u.efd) != 0) {
+        if (r) {
+            io_uring_queue_exit(&r->ring);
+            free(r);
+        }
+        close(u.efd);
+        u.efd = -1;
+        return;
+    }
     u.cur_pos = params.features & IORING_FEAT_RW_CUR_POS;
-    u.cq_entries = params.cq_entries;
+    pthread_mutex_lock(&u.ring_lock);
+    ring_install(0, r);
+    pthread_mutex_unlock(&u.ring_lock);
     atomic_store_explicit(&u.ready, true, memory_order_release);
-    return;
-fail:
-    if (u.efd >= 0) close(u.efd);
-    io_uring_queue_exit(&u.ring);
 }
 
 static bool uring_ready(void) {
@@ -101,22 +149,40 @@ static bool uring_ready(void) {
     return atomic_load_explicit(&u.ready, memory_order_acquire);
 }
 
+/* The calling goroutine's processor's ring, made at its first request; NULL if it cannot be made. */
+static struct ring *current_ring(void) {
+    P *cur = hoare__curp();
+    if (!cur) return NULL;
+    int32_t id = cur->id;
+    struct ring *r = atomic_load_explicit(&u.rings[id], memory_order_acquire);
+    if (likely(r != NULL)) return r;
+    pthread_mutex_lock(&u.ring_lock);
+    r = atomic_load_explicit(&u.rings[id], memory_order_relaxed);
+    if (!r && (r = ring_make(NULL)) != NULL) ring_install(id, r);
+    pthread_mutex_unlock(&u.ring_lock);
+    return r;
+}
+
 int32_t hoare__uring_waiters(void) { return atomic_load_explicit(&u.waiters, memory_order_relaxed); }
 
-void hoare__uring_reap(G **list) {
-    if (!atomic_load_explicit(&u.ready, memory_order_acquire)) return;
-    uint64_t count;
-    (void)!read(u.efd, &count, sizeof count); /* reset before draining: a later completion signals again */
-    hoare__lock(&u.cq_lock);
+int32_t hoare__uring_rings(void) {
+    int32_t n = atomic_load_explicit(&u.nrings, memory_order_acquire), made = 0;
+    for (int32_t i = 0; i < n; i++) made += atomic_load_explicit(&u.rings[i], memory_order_acquire) != NULL;
+    return made;
+}
+
+/* Take ring r's completions; the goroutines parked on them go on *list. */
+static void ring_reap(struct ring *r, G **list) {
+    hoare__lock(&r->cq_lock);
     struct io_uring_cqe *cqe;
-    while (io_uring_peek_cqe(&u.ring, &cqe) == 0) {
+    while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
         struct uring_req *rq = io_uring_cqe_get_data(cqe);
         /* The record came through the kernel: this acquire pairs with the submitter's release store
          * (for TSan, which cannot see the ring; the hardware needs nothing here). */
         (void)atomic_load_explicit(&rq->state, memory_order_acquire);
         rq->res = cqe->res;
-        io_uring_cqe_seen(&u.ring, cqe);
-        atomic_fetch_sub(&u.inflight, 1);
+        io_uring_cqe_seen(&r->ring, cqe);
+        atomic_fetch_sub(&r->inflight, 1);
         uintptr_t old = atomic_exchange_explicit(&rq->state, REQ_DONE, memory_order_acq_rel);
         if (old != 0) { /* a parked goroutine */
             G *g = (G *)old;
@@ -124,7 +190,18 @@ void hoare__uring_reap(G **list) {
             *list = g;
         }
     }
-    hoare__unlock(&u.cq_lock);
+    hoare__unlock(&r->cq_lock);
+}
+
+void hoare__uring_reap(G **list) {
+    if (!atomic_load_explicit(&u.ready, memory_order_acquire)) return;
+    uint64_t count;
+    (void)!read(u.efd, &count, sizeof count); /* reset before draining: a later completion signals again */
+    int32_t n = atomic_load_explicit(&u.nrings, memory_order_acquire);
+    for (int32_t i = 0; i < n; i++) {
+        struct ring *r = atomic_load_explicit(&u.rings[i], memory_order_acquire);
+        if (r) ring_reap(r, list);
+    }
 }
 
 static bool uring_commit(G *g, void *arg) {
@@ -134,18 +211,18 @@ static bool uring_commit(G *g, void *arg) {
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
-/* Submit one request and wait for it. */
-static ssize_t uring_submit_wait(int op, int fd, const void *p, size_t n, int64_t off) {
+/* Submit one request to ring r and wait for it. */
+static ssize_t uring_submit_wait(struct ring *r, int op, int fd, const void *p, size_t n, int64_t off) {
     struct uring_req rq;
     rq.res = 0;
     atomic_store_explicit(&rq.state, 0, memory_order_release); /* publishes res to the reaper */
-    hoare__lock(&u.sq_lock);
-    if (atomic_load(&u.inflight) >= u.cq_entries) {
-        hoare__unlock(&u.sq_lock);
+    hoare__lock(&r->sq_lock);
+    if (atomic_load(&r->inflight) >= r->cq_entries) {
+        hoare__unlock(&r->sq_lock);
         return HOARE_URING_UNAVAILABLE;
     }
     /* The queue is emptied by every submit below, so an entry is always free here. */
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u.ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
     switch (op) {
     case HOARE_URING_READ: io_uring_prep_read(sqe, fd, (void *)p, (unsigned)n, (uint64_t)off); break;
     case HOARE_URING_WRITE: io_uring_prep_write(sqe, fd, p, (unsigned)n, (uint64_t)off); break;
@@ -153,14 +230,14 @@ static ssize_t uring_submit_wait(int op, int fd, const void *p, size_t n, int64_
     default: io_uring_prep_writev(sqe, fd, p, (unsigned)n, (uint64_t)off); break;
     }
     io_uring_sqe_set_data(sqe, &rq);
-    atomic_fetch_add(&u.inflight, 1);
+    atomic_fetch_add(&r->inflight, 1);
     atomic_fetch_add(&u.waiters, 1);
-    int r;
-    while ((r = io_uring_submit(&u.ring)) == -EINTR || r == -EAGAIN || r == -EBUSY) {}
-    hoare__unlock(&u.sq_lock);
-    if (r < 0) hoare__fatal("io_uring: submit failed: %s", strerror(-r));
+    int err;
+    while ((err = io_uring_submit(&r->ring)) == -EINTR || err == -EAGAIN || err == -EBUSY) {}
+    hoare__unlock(&r->sq_lock);
+    if (err < 0) hoare__fatal("io_uring: submit failed: %s", strerror(-err));
     G *done = NULL;
-    hoare__uring_reap(&done);
+    ring_reap(r, &done);
     if (done) hoare__ready_list(done);
     if (atomic_load_explicit(&rq.state, memory_order_acquire) != REQ_DONE) {
         hoare__park("IO wait", uring_commit, &rq);
@@ -185,12 +262,17 @@ ssize_t hoare__uring_rw(int op, int fd, const void *p, size_t n, int64_t off) {
         ssize_t got = preadv2(fd, &iov, 1, off, RWF_NOWAIT);
         if (got == (ssize_t)n || got == 0) return got;
         if (got > 0) {
-            ssize_t more = uring_submit_wait(op, fd, (const char *)p + got, n - (size_t)got, off < 0 ? off : off + got);
-            return more > 0 ? got + more : got; /* an error after some bytes: the next call reports it */
+            struct ring *r = current_ring();
+            ssize_t more = r ? uring_submit_wait(r, op, fd, (const char *)p + got, n - (size_t)got,
+                                                 off < 0 ? off : off + got)
+                             : HOARE_URING_UNAVAILABLE;
+            /* the rest unavailable here, or an error after some bytes: the next call does it */
+            return more > 0 ? got + more : got;
         }
         if (errno != EAGAIN && errno != EOPNOTSUPP && errno != EINVAL) return -errno;
     }
-    return uring_submit_wait(op, fd, p, n, off);
+    struct ring *r = current_ring();
+    return r ? uring_submit_wait(r, op, fd, p, n, off) : HOARE_URING_UNAVAILABLE;
 }
 
 const char *hoare_file_io(void) { return uring_ready() ? "io_uring" : "blocking"; }
@@ -203,6 +285,7 @@ ssize_t hoare__uring_rw(int op, int fd, const void *p, size_t n, int64_t off) {
 }
 void hoare__uring_reap(G **list) { (void)list; }
 int32_t hoare__uring_waiters(void) { return 0; }
+int32_t hoare__uring_rings(void) { return 0; }
 const char *hoare_file_io(void) { return "blocking"; }
 
 #endif

@@ -24,6 +24,9 @@ HIDDEN ssize_t hoare__uring_rw(int op, int fd, const void *p, size_t n, int64_t 
  * *list (linked by schedlink). */
 HIDDEN void hoare__uring_reap(G **list);
 
+/* Rings made so far, one per processor that sent a request to one (tests). */
+HIDDEN int32_t hoare__uring_rings(void);
+
 /* Goroutines parked on a request (they count as poller waiters: an idle thread must poll). */
 HIDDEN int32_t hoare__uring_waiters(void);
 

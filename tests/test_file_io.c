@@ -4,13 +4,16 @@
  * allows it (hoare_file_io() says "io_uring") and through a blocking region otherwise (forced in a
  * child with HOARE_IO_URING=0), and from plain threads. With one processor, 256 goroutines reading
  * their parts of a file whose pages they keep dropping from the cache (posix_fadvise DONTNEED), so
- * that their reads wait for the disk, leave a ticker ticking for another goroutine; with io_uring the process keeps near one thread per processor meanwhile (the
- * kernel's "iou-wrk" workers aside), where the blocking region needs a thread per waiting read.
+ * that their reads wait for the disk, leave a ticker ticking for another goroutine; with io_uring
+ * the process keeps near one thread per processor meanwhile (the kernel's "iou-wrk" workers aside),
+ * where the blocking region needs a thread per waiting read. With four processors, cold reads go
+ * through the rings of several processors and every one of them completes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "test.h"
+#include "uring.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -213,6 +216,47 @@ static void test_many_readers(void) {
     hoare_procs(old);
 }
 
+/* Cold reads from goroutines spread over four processors: each processor submits to a ring of its
+ * own (uring.c), and every ring's completions reach their goroutines, with the right bytes (a
+ * poller that reaped one ring only would leave the others' readers parked until the watchdog). */
+static void region_reader(void *p) {
+    enum { ROUNDS = 3 };
+    uint32_t region = (uint32_t)(uintptr_t)p * (FILE_SIZE / 64);
+    uint32_t *b = malloc(BLOCK);
+    REQUIRE(b != NULL);
+    for (int round = 0; round < ROUNDS; round++) {
+        (void)posix_fadvise(load.fd, region, FILE_SIZE / 64, POSIX_FADV_DONTNEED);
+        for (uint32_t off = region; off < region + FILE_SIZE / 64; off += 16 * BLOCK) {
+            ssize_t n = hoare_fd_pread(load.fd, b, BLOCK, off);
+            if (n != BLOCK || !block_ok(b, off, BLOCK)) atomic_fetch_add(&load.bad, 1);
+            atomic_fetch_add(&load.reads, 1);
+        }
+    }
+    free(b);
+    hoare_wg_done(&load.wg);
+}
+
+static void test_readers_on_many_processors(void) {
+    enum { READERS = 64 };
+    int old = hoare_procs(4);
+    load.fd = open(path, O_RDONLY | O_CLOEXEC);
+    REQUIRE(load.fd >= 0);
+    atomic_store(&load.reads, 0);
+    atomic_store(&load.bad, 0);
+    for (int i = 0; i < READERS; i++) {
+        hoare_wg_add(&load.wg, 1);
+        REQUIRE(hoare_go(region_reader, (void *)(intptr_t)i) == 0);
+    }
+    hoare_wg_wait(&load.wg);
+    hoare_fd_close(load.fd);
+    printf("file reads on 4 processors (%s): %ld blocks, rings made: %d\n", hoare_file_io(),
+           atomic_load(&load.reads), (int)hoare__uring_rings());
+    CHECK_EQ(atomic_load(&load.bad), 0);
+    CHECK_EQ(atomic_load(&load.reads), (long)READERS * 3 * (FILE_SIZE / 64 / (16 * BLOCK)));
+    if (strcmp(hoare_file_io(), "io_uring") == 0) CHECK(hoare__uring_rings() >= 1);
+    hoare_procs(old);
+}
+
 /* A plain thread reading a file blocks itself, and gets the same bytes. */
 static void test_plain_thread(void) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -247,6 +291,7 @@ int main(int argc, char **argv) {
     run_basics_in_goroutine();
     test_plain_thread();
     test_many_readers();
+    test_readers_on_many_processors();
     char env_file[96], out[2048];
     snprintf(env_file, sizeof env_file, "TEST_FILE=%s", path);
     char *env[] = {"HOARE_IO_URING=0", env_file, NULL};
