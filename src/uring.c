@@ -8,7 +8,7 @@
  *
  * One ring per processor, made at the processor's first file request from a goroutine. A buffered
  * read that missed the page cache completes through task work in the submitting thread, and the
- * kernel runs that work - the copy into the caller's buffer, the bulk of a read's CPU time - under
+ * kernel runs that work - the copy into the caller's buffer, much of a read's CPU time - under
  * the ring's own mutex, as it does each submission: with one ring for the process, the processors'
  * threads queued on that mutex (11% of a fileread-cold run's samples spun on it, and no two copies
  * made in task work could overlap). A request is a record on the requesting goroutine's stack; its
@@ -77,7 +77,7 @@ struct ring {
 
 static struct {
     pthread_once_t once;
-    _Atomic bool ready; /* rings can be made (set once by init, with release: the fields below are set) */
+    _Atomic bool ready; /* rings can be made (set once by init, with release: the fields are set) */
     bool cur_pos;       /* offset -1 means the file position (IORING_FEAT_RW_CUR_POS) */
     int efd;            /* every ring's completion eventfd */
     pthread_mutex_t ring_lock;
@@ -167,7 +167,8 @@ int32_t hoare__uring_waiters(void) { return atomic_load_explicit(&u.waiters, mem
 
 int32_t hoare__uring_rings(void) {
     int32_t n = atomic_load_explicit(&u.nrings, memory_order_acquire), made = 0;
-    for (int32_t i = 0; i < n; i++) made += atomic_load_explicit(&u.rings[i], memory_order_acquire) != NULL;
+    for (int32_t i = 0; i < n; i++)
+        made += atomic_load_explicit(&u.rings[i], memory_order_acquire) != NULL;
     return made;
 }
 
