@@ -682,7 +682,9 @@ void hoare_blocking_end(void);
 /* Go's sync.Pool: a cache of objects to reuse instead of allocating anew. put hands an object to
  * the pool, get takes one back (any one) - or, when the pool is empty, returns new_object(arg), or
  * NULL without new_object. Each processor has its own cache: get and put on it take no lock and no
- * atomic read-modify-write; only a full or empty cache goes to a shared one under a lock.
+ * atomic read-modify-write; only a full or empty cache goes to a shared one under a lock. Unlike
+ * Go's, get does not look into other processors' caches: up to 64 objects put on one processor stay
+ * out of the others' reach until its cache overflows into the shared one or they are shed.
  * There is no garbage collector, so the pool sheds instead: an object left unused in the pool for
  * two intervals (about a second each; Go's victim cache) is handed to free_object(obj, arg), by
  * the runtime's monitor thread or inside a later get or put. free_object must be quick, must not
