@@ -25,7 +25,11 @@
  * the scheduler's ordinary switch; when the goroutine is resumed the handler puts its old signal
  * stack on the spares of the M it now runs on, returns, and sigreturn restores all registers,
  * vector state included. No per-architecture code is needed. The sigaltstack call is paid only when
- * a goroutine is actually preempted.
+ * a goroutine is actually preempted. A goroutine preempted on one M and resumed on another (one a
+ * lent thread preempted, moved to its processor's queue when the thread left) leaves its stack to
+ * the second while the first maps a new one, so an M keeps at most SIGSTACK_SPARES spares: the
+ * rest are unmapped when it goes idle (hoare__sigstack_trim). Without that the soak's resident
+ * memory grew by 3-4 KiB a second, for good.
  * Fallback where sigaltstack lacks SS_AUTODISARM (Linux before 4.7, qemu-user): SIGURG runs on the
  * goroutine's own stack and the frame stays there while it is switched out; sub-page goroutines
  * are then not preempted (the monitor skips them; one that the thread switches to just before the
@@ -72,6 +76,7 @@ enum {
     RESEND_AFTER_NS = 1000 * 1000,       /* a request that met no safe point is repeated this late:
                                             every signal can cut a system call short (EINTR) */
     MAX_RANGES = 8,                      /* the executable's executable segments */
+    SIGSTACK_SPARES = 2,                 /* spare alternate stacks an idle M keeps */
 };
 
 struct text_range {
@@ -207,6 +212,18 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
     uc->uc_stack.ss_flags = SS_AUTODISARM;
     *(void **)mine = now->sigstack_free;
     now->sigstack_free = mine;
+}
+
+void hoare__sigstack_trim(M *m) {
+    void **link = &m->sigstack_free;
+    for (int kept = 0; *link && kept < SIGSTACK_SPARES; kept++) link = (void **)*link;
+    void *extra = *link;
+    *link = NULL;
+    while (extra) {
+        void *next = *(void **)extra;
+        munmap(extra, HOARE_SIGSTACK_SIZE);
+        extra = next;
+    }
 }
 
 /* Does sigaltstack take SS_AUTODISARM (Linux 4.7+; not qemu-user 7)? Probed on the calling thread,

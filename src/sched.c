@@ -1242,6 +1242,7 @@ static G *find_runnable(M *m) {
         }
         hoare__note_clear(&m->park);
         hoare__unlock(&sched.lock);
+        hoare__sigstack_trim(m);
         hoare__note_sleep(&m->park, -1);
         /* woken by startm with a P */
         acquirep(m, m->nextp);
