@@ -189,6 +189,7 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
         next = mmap(NULL, HOARE_SIGSTACK_SIZE, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (next == MAP_FAILED) return;
+        atomic_fetch_add_explicit(&hoare__sigstacks_extra, 1, memory_order_relaxed);
     }
     /* Allowed inside the handler because the stacks are SS_AUTODISARM: the kernel disarms the
      * current one on entry, and sigreturn re-arms whatever uc_stack names (set below). */
@@ -214,6 +215,8 @@ static void on_preempt_signal(int sig, siginfo_t *info, void *uctx) {
     now->sigstack_free = mine;
 }
 
+_Atomic int64_t hoare__sigstacks_extra;
+
 void hoare__sigstack_trim(M *m) {
     void **link = &m->sigstack_free;
     for (int kept = 0; *link && kept < SIGSTACK_SPARES; kept++) link = (void **)*link;
@@ -222,6 +225,7 @@ void hoare__sigstack_trim(M *m) {
     while (extra) {
         void *next = *(void **)extra;
         munmap(extra, HOARE_SIGSTACK_SIZE);
+        atomic_fetch_sub_explicit(&hoare__sigstacks_extra, 1, memory_order_relaxed);
         extra = next;
     }
 }

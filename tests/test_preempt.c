@@ -20,6 +20,9 @@
  *    preemption signals a second between them (the runtime's signal counter; Go's 10 ms slice
  *    would send about 100 to each), and the monitor wakes fewer than 300 times a second meanwhile
  *    (every 10 ms while every processor is busy, as Go's sysmon; it was every millisecond).
+ * A goroutine preempted on the waiting main thread (lending) and resumed on a runtime M, again
+ * and again, leaves no pile of alternate signal stacks behind (each such move leaves one stack as
+ * a spare on the M that resumes it; idle Ms keep two).
  * Under TSan preemption is off (see preempt.c): only the blocking region case runs.
  */
 #include "test.h"
@@ -361,6 +364,50 @@ static void test_no_preemption_in_shared_library(void) {
     CHECK(atomic_load(&hoare__preempt_signals) > before);
 }
 
+/* ---- two processors: a spinner started by the main thread runs on it while it waits (lending),
+ * is preempted when the wait ends, and finishes on a runtime M while the main thread spins in its
+ * own code. */
+
+static _Atomic pid_t mig_start_tid, mig_end_tid;
+static _Atomic int mig_done;
+
+static void migrating_spinner(void *arg) {
+    (void)arg;
+    atomic_store(&mig_start_tid, (pid_t)syscall(SYS_gettid));
+    spin_for(20 * HOARE_MS);
+    atomic_store(&mig_end_tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&mig_done, 1);
+}
+
+static void test_preempted_on_lender_leaves_no_stacks(void) {
+    enum { ROUNDS = 60 };
+    hoare_procs(2);
+    pid_t me = (pid_t)syscall(SYS_gettid);
+    int64_t extra0 = atomic_load(&hoare__sigstacks_extra);
+    int migrated = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        atomic_store(&mig_done, 0);
+        atomic_store(&mig_start_tid, 0);
+        REQUIRE(hoare_go(migrating_spinner, NULL) == 0);
+        hoare_chan *t = hoare_after(2 * HOARE_MS);
+        REQUIRE(t != NULL);
+        int64_t v;
+        REQUIRE(hoare_recv(t, &v) == 0); /* lends: the spinner runs here */
+        hoare_chan_release(t);
+        /* our own code, no runtime call: the monitor hands our processor to an M */
+        int64_t deadline = hoare_now() + 5 * HOARE_SEC;
+        while (!atomic_load(&mig_done) && hoare_now() < deadline) {}
+        REQUIRE(atomic_load(&mig_done));
+        migrated += atomic_load(&mig_start_tid) == me && atomic_load(&mig_end_tid) != me;
+    }
+    int64_t extra = atomic_load(&hoare__sigstacks_extra) - extra0;
+    printf("spinner preempted on the main thread and resumed elsewhere in %d of %d rounds; "
+           "alternate stacks mapped since: %lld\n", migrated, ROUNDS, (long long)extra);
+    CHECK(migrated >= ROUNDS / 3);
+    CHECK(extra <= 8);
+    hoare_procs(1);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "io-busy") == 0) return child_io_busy();
     test_begin(argv, 120);
@@ -375,5 +422,6 @@ int main(int argc, char **argv) {
         test_no_preemption_in_shared_library();
         test_alone_not_interrupted();
     }
+    if (!TEST_SANITIZED) test_preempted_on_lender_leaves_no_stacks(); /* ASan: no lending */
     TEST_MAIN_END();
 }
