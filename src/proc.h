@@ -209,7 +209,8 @@ HIDDEN void hoare__preempt_switch(M *m, G *g);
 /* Unmap m's spare alternate stacks beyond the few it keeps (preempt.c). On m's own thread, in its
  * scheduler context: no signal handler of the thread is then running on a spare. */
 HIDDEN void hoare__sigstack_trim(M *m);
-/* Alternate stacks mapped by preemptions and not unmapped yet (preempt.c), for tests. */
+/* Alternate stacks the preemption handler mapped, less those hoare__sigstack_trim unmapped (which
+ * may include an M's first one, so this can undercount), for tests. */
 extern HIDDEN _Atomic int64_t hoare__sigstacks_extra;
 /* True on the monitor thread (whose reports, e.g. a deadlock, are about the others). */
 HIDDEN bool hoare__on_monitor(void);
