@@ -11,7 +11,8 @@
  *    section or hoare_preempt_disable() region (g->preempt_off), not in a blocking region;
  *  - the interrupted instruction is in the program's own code: the main executable, and not the
  *    runtime's code in it (the static library's code, which the build puts in a section of its
- *    own). Never a shared library (the C library, OpenSSL, a shared libhoare...): inside one a
+ *    own and compiles with -fno-plt: a PLT stub for the runtime's call to another library would
+ *    sit in the program's text, outside that section). Never a shared library (the C library, OpenSSL, a shared libhoare...): inside one a
  *    goroutine may hold the library's internal locks, and another goroutine on the same thread
  *    taking them would block the thread for good (the runtime's initialisers that call other
  *    libraries under a pthread_once run with preemption off too, hoare__once: a program linked
