@@ -130,9 +130,9 @@ int hoare_main(int (*fn)(int argc, char **argv), int argc, char **argv);
  *    while it waits (a pthread mutex, a file lock) finds it held by its own thread - a normal
  *    mutex then deadlocks, a recursive one lets it in. Do not wait (nor call hoare_go) while
  *    holding such a lock that goroutines take, or set HOARE_LEND=0.
- * With HOARE_LEND=0 in the environment, without preemption (TSan, valgrind, HOARE_PREEMPT=0),
- * and for now in ASan builds, a waiting plain thread only spins for a few tens of microseconds and
- * then sleeps, and what it readies or spawns goes to the global run queue. */
+ * With HOARE_LEND=0 in the environment, or without preemption (TSan, valgrind, HOARE_PREEMPT=0),
+ * a waiting plain thread only spins for a few tens of microseconds and then sleeps, and what it
+ * readies or spawns goes to the global run queue. */
 
 /* Start fn(arg) as a goroutine. 0, or EAGAIN/ENOMEM when none can be created (the runtime stays
  * usable), EINVAL when fn is NULL. */

@@ -14,10 +14,9 @@
  *  3. then it gives up its processor and sleeps on a futex, costing no CPU however long the wait.
  * HOARE_LEND=0 turns phase 1 off.
  * Lending needs preemption, to get the thread back from a goroutine that does not yield: a process
- * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1, and
- * so does the ASan build for now (see lend_m). The preemption handler's frames live on the
- * runtime's alternate signal stacks, so a thread that lends gets one in place of its own for as
- * long as it lives (its own comes back at its exit).
+ * without it (TSan, valgrind, HOARE_PREEMPT=0, kernels without SS_AUTODISARM) skips phase 1. The
+ * preemption handler's frames live on the runtime's alternate signal stacks, so a thread that
+ * lends gets one in place of its own for as long as it lives (its own comes back at its exit).
  *
  * The wake word (G.wake_key) moves WAKE_SPINNING -> WAKE_WOKEN (the waker, by CAS: the fast path)
  * or WAKE_SPINNING -> WAKE_SLEEPING (the waiter, giving up the spin) -> WAKE_WOKEN (the waker, who
@@ -146,11 +145,6 @@ static M *lend_m(thread_rec *r) {
     if (r->lend == LEND_OFF) return NULL;
     r->lend = LEND_OFF;
     if (!lend_on || !hoare__preempt_enabled() || !hoare__sigstack_autodisarm) return NULL;
-#ifdef HOARE_ASAN
-    /* Off under ASan for now: one run of the suite reported "starting fiber switch while in
-     * fiber switch" (test_time, at its end) with lending on, not reproduced or explained yet. */
-    return NULL;
-#endif
     /* The preemption handler's frames live on our alternate stack (preempt.c): it replaces the
      * thread's own for the thread's life (a sanitizer gives every thread one). */
     if (sigaltstack(NULL, &r->own_sigstack) != 0 || (r->own_sigstack.ss_flags & SS_ONSTACK))

@@ -12,8 +12,8 @@
  *    goroutines on it (a HOARE_PROCS=1 child);
  *  - with HOARE_LEND=0 a thread may wait holding a pthread mutex that a goroutine it spawned takes
  *    (a child; lent, it could run that goroutine and deadlock on its own mutex, hoare.h).
- * Lending (on unless HOARE_LEND=0; set here) relies on preemption, which is off under TSan, and is
- * off under ASan for now (src/thread.c): the checks that need it are skipped there.
+ * Lending (on unless HOARE_LEND=0; set here) relies on preemption, which is off under TSan: the
+ * checks that need it are skipped there.
  */
 #include "test.h"
 
@@ -401,7 +401,7 @@ int main(int argc, char **argv) {
         return 99;
     }
     test_begin(argv, 120);
-    if (!TEST_SANITIZED) {
+    if (!TEST_TSAN) {
         char out[4096];
         char *env[] = {"HOARE_PROCS=1", NULL};
         int status = test_run_self("woken-while-spinner-runs", env, out, sizeof out);

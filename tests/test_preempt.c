@@ -421,7 +421,7 @@ int main(int argc, char **argv) {
         test_preempt_disable();
         test_no_preemption_in_shared_library();
         test_alone_not_interrupted();
+        test_preempted_on_lender_leaves_no_stacks();
     }
-    if (!TEST_SANITIZED) test_preempted_on_lender_leaves_no_stacks(); /* ASan: no lending */
     TEST_MAIN_END();
 }
