@@ -12,11 +12,12 @@
  *  - the interrupted instruction is in the program's own code: the main executable, and not the
  *    runtime's code in it (the static library's code, which the build puts in a section of its
  *    own and compiles with -fno-plt: a PLT stub for the runtime's call to another library would
- *    sit in the program's text, outside that section). Never a shared library (the C library, OpenSSL, a shared libhoare...): inside one a
- *    goroutine may hold the library's internal locks, and another goroutine on the same thread
- *    taking them would block the thread for good (the runtime's initialisers that call other
- *    libraries under a pthread_once run with preemption off too, hoare__once: a program linked
- *    statically has those libraries in its executable).
+ *    sit in the program's text, outside that section). Never a shared library (the C library,
+ *    OpenSSL, a shared libhoare...): inside one a goroutine may hold the library's internal
+ *    locks, and another goroutine on the same thread taking them would block the thread for good
+ *    (the runtime's initialisers that call other libraries under a pthread_once run with
+ *    preemption off too, hoare__once: a program linked statically has those libraries in its
+ *    executable).
  *
  * How the switch works: the handler runs on the thread's alternate signal stack (SA_ONSTACK: a
  * goroutine with a sub-page stack has no room for the kernel's signal frame, a few KiB with the

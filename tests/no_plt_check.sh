@@ -8,7 +8,7 @@ set -eu
 objdump=$1
 program=$2
 listing=$("$objdump" -d --section=hoare_text "$program")
-instructions=$(printf '%s\n' "$listing" | grep -c '^ *[0-9a-f]*:' || true)
+instructions=$(printf '%s\n' "$listing" | grep -c '^ *[0-9a-f][0-9a-f]*:' || true)
 if [ "$instructions" -lt 1000 ]; then
     echo "no_plt_check: $program has no hoare_text section to check ($instructions instructions)" >&2
     exit 1
