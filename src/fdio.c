@@ -160,6 +160,9 @@ struct pd_parking {
 static bool pd_commit(G *g, void *arg) {
     struct pd_parking *pk = arg;
     uintptr_t expected = PD_WAIT;
+    /* Read before the CAS: once g is in the slot it may run at once and change its flags (the main
+     * goroutine clears G_MAIN when it returns: TSan's report in redis_clients). */
+    bool plain_thread = g->flags & G_THREAD;
     atomic_fetch_add(&netpoll_waiters, 1);
     pk->published = true; /* before the CAS: once g is in the slot, g may run at once */
     if (!atomic_compare_exchange_strong(pk->slot, &expected, (uintptr_t)g)) {
@@ -169,7 +172,7 @@ static bool pd_commit(G *g, void *arg) {
     }
     /* A goroutine's thread goes on to schedule and polls when idle; a plain thread sleeps, so make
      * sure some scheduler thread wakes up to poll for it. */
-    if (g->flags & G_THREAD) hoare__wakep();
+    if (plain_thread) hoare__wakep();
     return true;
 }
 
